@@ -1,0 +1,3 @@
+from deepkit.cli import main
+
+main()

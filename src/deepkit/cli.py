@@ -1,0 +1,145 @@
+"""The ``deepkit`` command: thin wrappers that resolve arguments and call the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="deepkit: train, evaluate and use deep-learning models from recipes.\n\n"
+    "Example (offline, ~1 minute on 2 CPU cores):\n\n"
+    "  deepkit train digits_cnn --out runs/demo\n\n"
+    "  deepkit eval runs/demo --json\n\n"
+    "  deepkit predict runs/demo runs/demo/samples/*.png\n\n"
+    "Add --debug to any command for a full traceback on errors.",
+)
+
+
+@app.command()
+def train(
+    recipe: Annotated[str | None, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. trainer.epochs=3 model.width=64")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME[-N]).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run stored in this directory.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it holds a run.")] = False,
+) -> None:
+    """Train a model from a recipe; prints the run directory and the final metrics.
+
+    Examples: `deepkit train digits_mlp trainer.epochs=5`, `deepkit train mnist_cnn data.path=~/data/mnist`,
+    `deepkit train --resume runs/mnist_cnn`.
+    """
+    from deepkit import api
+
+    overrides = list(overrides or [])
+    if recipe is not None and "=" in recipe:  # `deepkit train --resume DIR key=value`
+        overrides.insert(0, recipe)
+        recipe = None
+    if resume is None and recipe is None:
+        raise _usage("train needs a RECIPE (a name from `deepkit recipes` or a YAML path), or --resume RUN_DIR")
+    if resume is not None and recipe is not None:
+        stored = (resume / "config.yaml")
+        if stored.is_file():
+            import yaml
+
+            name = (yaml.safe_load(stored.read_text()) or {}).get("name")
+            if name not in (recipe, Path(recipe).stem):
+                raise _usage(f"--resume {resume} holds a run of recipe '{name}', not '{recipe}'")
+    result = api.train(recipe or "", *overrides, out=out, resume=resume, overwrite=overwrite, command=sys.argv)
+    typer.echo(f"run directory: {result.run_dir}")
+    typer.echo("test metrics: " + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `deepkit train`.")],
+    data: Annotated[list[str] | None, typer.Option("--data", help="Data override KEY=VALUE (repeatable), e.g. --data path=other.csv")] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of metric -> number.")] = False,
+) -> None:
+    """Metrics of the best checkpoint on the test split (or another split/data)."""
+    from deepkit import api
+
+    metrics = api.evaluate(run_dir, list(data or []), split=split)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            typer.echo(f"{k:>10}  {v:.4f}")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, .npy arrays or CSV files (one row per input).")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per input.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list of records.")] = False,
+) -> None:
+    """Predict with a trained run: one line per input (class and probability, or value)."""
+    from deepkit import api
+
+    records = api.load(run_dir).predict_files(inputs, top_k=top_k)
+    if as_json:
+        typer.echo(json.dumps(records))
+        return
+    for r in records:
+        if "value" in r:
+            typer.echo(f"{r['input']}: {r['value']}")
+        elif "top_k" in r:
+            typer.echo(f"{r['input']}: " + ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in r["top_k"]))
+        else:
+            typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
+
+
+@app.command()
+def models() -> None:
+    """List registered models."""
+    from deepkit.models import get_entry, list_models
+
+    for name in list_models():
+        typer.echo(f"{name:<14} {get_entry(name).description}")
+
+
+@app.command()
+def recipes() -> None:
+    """List bundled recipes."""
+    from deepkit.recipe import list_recipes
+
+    for name, desc in list_recipes().items():
+        typer.echo(f"{name:<22} {desc}")
+
+
+def _usage(message: str):
+    from deepkit.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line and exit 2 (a traceback only with --debug or DEEPKIT_DEBUG=1)."""
+    from deepkit.errors import DeepkitError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("DEEPKIT_DEBUG"))
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        app(args=argv, prog_name="deepkit")  # click handles its own usage errors (exit 2) in standalone mode
+    except DeepkitError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

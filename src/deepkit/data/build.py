@@ -1,0 +1,256 @@
+"""From a recipe's ``data`` section to train/val/test tensors with preprocessing fitted on train only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from deepkit.data.loader import TensorLoader
+from deepkit.data.preprocess import Preprocessing
+from deepkit.data.sources import RawData, load_csv, load_diabetes, load_digits, load_mnist
+from deepkit.errors import ConfigError, DataError, suggest
+
+DATASETS = {
+    "digits": "scikit-learn 8×8 handwritten digits (embedded; 1,797 images, 10 classes)",
+    "diabetes": "scikit-learn diabetes progression (embedded; 442 rows, 10 features, regression)",
+    "mnist": "MNIST IDX files (.gz or raw) from data.path or DATA_ROOT/mnist",
+    "csv": "a CSV table from data.path: numeric features, one target column",
+}
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits, diabetes, mnist, csv (arrays: Python API only)
+    path: str | None = None  # file or folder; default DATA_ROOT/<name> for public datasets
+    target: str | None = None  # CSV: target column (default: last column)
+    features: list[str] | None = None  # CSV: feature columns (default: all but the target)
+    val_split: float = 0.1  # fraction of the training part held out for validation
+    test_split: float = 0.2  # fraction held out for test when the dataset has no official test split
+    split_seed: int = 0  # fixes the held-out sets independently of the training seed
+    normalize: Literal["auto", "channel", "feature", "none"] = "auto"  # auto: channel for images, feature for tables
+    standardize_target: bool = True  # regression: train on (y - mean) / std, report in original units
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    limit: int | None = None  # use only the first N training samples (quick experiments)
+    download: bool = False  # fetch public datasets that are missing (needs network)
+
+
+@dataclass
+class DataBundle:
+    """Normalized tensors per split, plus the preprocessing that produced them (saved with the model)."""
+
+    task: str  # classification, binary, regression
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor] | None
+    preprocessing: Preprocessing
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int | None:
+        names = self.preprocessing.class_names
+        return len(names) if names and self.task == "classification" else None
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's last layer."""
+        if self.task == "classification":
+            return len(self.preprocessing.class_names or [])
+        if self.task == "binary":
+            return 1
+        return int(self.train[1].shape[1]) if self.train[1].ndim > 1 else 1
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if name not in ("train", "val", "test"):
+            raise ConfigError(f"unknown split '{name}'{suggest(name, ['train', 'val', 'test'])}")
+        return getattr(self, name)
+
+    def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> TensorLoader:
+        s = self.split(name)
+        if s is None:
+            raise DataError(f"this dataset has no '{name}' split (val_split/test_split set it)")
+        train = name == "train"
+        return TensorLoader(s[0], s[1], self.batch_size if train else self.eval_batch_size,
+                            shuffle=train if shuffle is None else shuffle, drop_last=drop_last, seed=seed)
+
+
+def read_raw(cfg: DataConfig) -> RawData:
+    if cfg.name == "digits":
+        return load_digits()
+    if cfg.name == "diabetes":
+        return load_diabetes()
+    if cfg.name == "mnist":
+        return load_mnist(cfg.path, cfg.download)
+    if cfg.name == "csv":
+        return load_csv(cfg.path, cfg.target, cfg.features)
+    raise ConfigError(f"unknown dataset '{cfg.name}'{suggest(cfg.name, DATASETS)}")
+
+
+def encode_targets(task: str, y: np.ndarray, class_names: list[str] | None, where: str) -> tuple[torch.Tensor, list | None]:
+    """Raw targets -> tensors: int64 labels (classification), float 0/1 (binary), float (N, 1) (regression)."""
+    if task == "regression":
+        try:
+            values = np.asarray(y, dtype=np.float32)
+        except ValueError:
+            bad = next(v for v in y if not _is_number(v))
+            raise DataError(f"{where}: regression target value '{bad}' is not a number") from None
+        if not np.isfinite(values).all():
+            raise DataError(f"{where}: {int((~np.isfinite(values)).sum())} target values are NaN or Inf")
+        return torch.from_numpy(values.reshape(len(values), -1)), None
+    if class_names is None:
+        uniq = sorted(set(y.tolist()), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
+        class_names = [_label_str(v) for v in uniq]
+        lookup = {v: i for i, v in enumerate(uniq)}
+        labels = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+    else:
+        labels = np.asarray(y, dtype=np.int64)
+    if task == "binary":
+        if len(class_names) != 2:
+            raise DataError(f"{where}: binary classification needs exactly 2 classes, got {len(class_names)} "
+                            f"({', '.join(class_names[:6])}); use task.name=classification")
+        return torch.from_numpy(labels.astype(np.float32)), class_names
+    if len(class_names) < 2:
+        raise DataError(f"{where}: classification needs at least 2 classes, got {class_names}")
+    return torch.from_numpy(labels), class_names
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _label_str(v) -> str:
+    if _is_number(v) and float(v).is_integer():
+        return str(int(float(v)))
+    return str(v)
+
+
+def check_finite(x: torch.Tensor, where: str) -> None:
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        first = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
+        raise DataError(f"{where}: {int(bad.sum())} input values are NaN or Inf (first in sample {first}); "
+                        "expected finite numbers")
+
+
+def _split(n: int, frac: float, labels: torch.Tensor | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out); stratified by class when labels are given."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    if frac <= 0:
+        return idx, idx[:0]
+    n_out = max(1, round(n * frac))
+    strat = labels.numpy() if labels is not None else None
+    if strat is not None and (np.bincount(strat.astype(np.int64)) < 2).any():
+        strat = None  # a class with one sample cannot be split in both parts
+    if n_out >= n:
+        raise DataError(f"split fraction {frac} of {n} samples leaves nothing to train on")
+    keep, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat)
+    return np.sort(keep), np.sort(out)
+
+
+def build_data(cfg: DataConfig, task: str, preprocessing: Preprocessing | None = None) -> DataBundle:
+    """Read the dataset, split it, fit preprocessing on the training part (unless given) and normalize.
+
+    Args:
+        cfg: the recipe's data section.
+        task: ``classification``, ``binary`` or ``regression``.
+        preprocessing: reuse a fitted one (evaluating a trained run) instead of fitting anew.
+    """
+    raw = read_raw(cfg)
+    return bundle_from_raw(raw, cfg, task, preprocessing, where=f"dataset '{cfg.name}'")
+
+
+def bundle_from_raw(raw: RawData, cfg: DataConfig, task: str, preprocessing: Preprocessing | None = None,
+                    where: str = "data") -> DataBundle:
+    if len(raw.x) == 0:
+        raise DataError(f"{where} is empty; expected at least one sample")
+    class_names = preprocessing.class_names if preprocessing is not None else raw.class_names
+    if preprocessing is not None and class_names is not None and raw.class_names is None and task != "regression":
+        lookup = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted({_label_str(v) for v in raw.y.tolist()} - set(lookup))
+        if unknown:
+            raise DataError(f"{where}: labels {unknown[:5]} were not seen in training (classes: {class_names})")
+        raw.y = np.array([lookup[_label_str(v)] for v in raw.y.tolist()], dtype=np.int64)
+        if raw.y_test is not None:
+            raw.y_test = np.array([lookup[_label_str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
+    y, class_names = encode_targets(task, raw.y, class_names, where)
+    x = raw.x.float()
+    check_finite(x, where)
+    strat = y if task != "regression" else None
+    if raw.x_test is not None:
+        y_test, _ = encode_targets(task, raw.y_test, class_names, where + " (test)")
+        x_test = raw.x_test.float()
+        check_finite(x_test, where + " (test)")
+    else:
+        keep, out = _split(len(x), cfg.test_split, strat, cfg.split_seed)
+        x_test, y_test = (x[out], y[out]) if len(out) else (None, None)
+        x, y = x[keep], y[keep]
+        strat = y if task != "regression" else None
+    keep, out = _split(len(x), cfg.val_split, strat, cfg.split_seed)
+    val = (x[out], y[out]) if len(out) else None
+    x, y = x[keep], y[keep]
+    if cfg.limit is not None:
+        x, y = x[: cfg.limit], y[: cfg.limit]
+    if len(x) == 0:
+        raise DataError(f"{where}: no training samples left after the splits")
+
+    if preprocessing is None:
+        norm = cfg.normalize if cfg.normalize != "auto" else ("channel" if raw.kind == "image" else "feature")
+        preprocessing = Preprocessing(kind=raw.kind, input_shape=list(x.shape[1:]), normalize=norm,
+                                      class_names=class_names, feature_names=raw.feature_names,
+                                      target_name=raw.target_name).fit(x)
+        if task == "regression" and cfg.standardize_target:
+            preprocessing.fit_target(y)
+    else:
+        preprocessing.check_shape(x, f"{where} samples")
+
+    def prep(split):
+        return None if split is None else (preprocessing.transform(split[0]), split[1])
+
+    return DataBundle(task, prep((x, y)), prep(val), prep((x_test, y_test)) if x_test is not None else None,
+                      preprocessing, cfg.batch_size, cfg.eval_batch_size)
+
+
+def from_arrays(x, y, task: str = "classification", x_test=None, y_test=None, class_names: list[str] | None = None,
+                **data_options) -> DataBundle:
+    """Build a :class:`DataBundle` from NumPy arrays or tensors (Python API).
+
+    Args:
+        x: inputs (N, F) for tables or (N, C, H, W) for images (floats; images in [0, 1]).
+        y: labels (N,) for classification or values (N,) / (N, K) for regression.
+        task: ``classification``, ``binary`` or ``regression``.
+        x_test, y_test: an explicit test split (otherwise ``test_split`` of the data is held out).
+        **data_options: any :class:`DataConfig` field (``val_split``, ``batch_size``, ``normalize``, ...).
+
+    Example:
+        >>> import numpy as np
+        >>> bundle = from_arrays(np.random.rand(100, 4), np.arange(100) % 2, task="classification")
+    """
+    from deepkit.config import from_dict
+
+    cfg = from_dict(DataConfig, {"name": "arrays", **data_options}, "data")
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    kind = "image" if xt.ndim == 4 else "tabular"
+    if xt.ndim not in (2, 4):
+        raise DataError(f"x has shape {tuple(xt.shape)}; expected (N, features) or (N, channels, height, width)")
+    ya = np.asarray(y)
+    if len(ya) != len(xt):
+        raise DataError(f"x has {len(xt)} samples but y has {len(ya)}; expected the same number")
+    raw = RawData(kind, xt, ya, class_names=class_names)
+    if x_test is not None:
+        raw.x_test, raw.y_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32), np.asarray(y_test)
+    if class_names is not None or task == "regression":
+        pass
+    elif ya.dtype.kind in "iu" and len(ya):
+        raw.class_names = [str(i) for i in range(int(ya.max()) + 1)]
+    return bundle_from_raw(raw, cfg, task, where="arrays")

@@ -1,0 +1,142 @@
+"""Convolution → pooling → fully connected networks: LeNet-5 and a configurable ``simple_cnn``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from deepkit.errors import ShapeError
+from deepkit.models.base import Classifier
+from deepkit.models.registry import register_model
+from deepkit.nn import get_act, get_norm
+
+
+def _pool(kind: str) -> nn.Module:
+    return nn.MaxPool2d(2) if kind == "max" else nn.AvgPool2d(2)
+
+
+@dataclass
+class LeNetConfig:
+    in_channels: int = 1
+    num_classes: int = 10
+    act: str = "tanh"  # LeCun et al. 1998 used scaled tanh; "relu" trains faster
+    pool: str = "avg"  # "avg" (subsampling, as in the paper) or "max"
+    padding: int = 2  # 2 keeps 28×28 MNIST at the paper's 32×32 geometry; 0 for 32×32 inputs
+    dropout: float = 0.0
+
+
+@register_model("lenet5", LeNetConfig)
+class LeNet5(Classifier):
+    """LeNet-5 (LeCun et al., 1998): conv 6@5×5 → pool → conv 16@5×5 → pool → FC 120 → FC 84 → classes."""
+
+    def __init__(self, cfg: LeNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, 6, 5, padding=cfg.padding), get_act(cfg.act), _pool(cfg.pool),  # C1, S2
+            nn.Conv2d(6, 16, 5), get_act(cfg.act), _pool(cfg.pool),  # C3, S4: (B, 16, 5, 5) at 28/32 px
+            nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's sizes; lets larger images through
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), get_act(cfg.act),  # C5 (a 5×5 conv on a 5×5 map is a linear layer)
+            nn.Linear(120, 84), get_act(cfg.act),  # F6
+            nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity(),
+        )
+        self.num_features = 84
+        self.head = nn.Linear(84, cfg.num_classes)
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 3:
+            raise ShapeError(f"lenet5 expects images (C, H, W), got samples of shape {tuple(shape)}")
+        c, h, w = shape
+        need = 28 - 2 * self.cfg.padding  # smallest side that still yields a 5×5 map after C3/S4
+        if c != self.cfg.in_channels:
+            raise ShapeError(f"lenet5 was built for {self.cfg.in_channels} channel(s), got images with {c}")
+        if min(h, w) < need:
+            raise ShapeError(f"lenet5 needs images of at least {need}×{need} px (padding={self.cfg.padding}), got {h}×{w}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (B, C, H, W) -> (B, 84)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes)
+        self.cfg.num_classes = num_classes
+
+
+@dataclass
+class SimpleCNNConfig:
+    in_channels: int = 1
+    num_classes: int = 10
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # one stage per entry, each ends in a 2× pool
+    convs_per_stage: int = 2
+    kernel_size: int = 3
+    act: str = "relu"
+    norm: str = "batchnorm"  # batchnorm, groupnorm, layernorm, none
+    pool: str = "max"
+    global_pool: str = "avg"  # "avg" (any input size) or "flatten" (keeps position; needs a fixed size)
+    hidden: int = 128  # width of the FC layer before the head; 0 for none
+    dropout: float = 0.0
+
+
+@register_model("simple_cnn", SimpleCNNConfig)
+class SimpleCNN(Classifier):
+    """Configurable CNN: stages of [conv → norm → act] × n → pool, then global pooling → FC → head."""
+
+    def __init__(self, cfg: SimpleCNNConfig):
+        super().__init__()
+        self.cfg = cfg
+        stages: list[nn.Module] = []
+        c_in = cfg.in_channels
+        for c_out in cfg.channels:
+            layers: list[nn.Module] = []
+            for _ in range(cfg.convs_per_stage):
+                # bias is redundant before a norm layer that re-centres the activations
+                layers += [nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.kernel_size // 2, bias=cfg.norm == "none"),
+                           get_norm(cfg.norm, c_out, "2d"), get_act(cfg.act)]
+                c_in = c_out
+            layers.append(_pool(cfg.pool))
+            stages.append(nn.Sequential(*layers))
+        self.features = nn.Sequential(*stages)
+        if cfg.global_pool == "avg":
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            n = c_in
+        elif cfg.global_pool == "flatten":
+            self.pool = nn.Flatten()
+            n = None  # known once an input size is seen; LazyLinear infers it
+        else:
+            raise ShapeError(f"simple_cnn: global_pool must be 'avg' or 'flatten', got {cfg.global_pool!r}")
+        fc: list[nn.Module] = []
+        if cfg.hidden > 0:
+            fc += [nn.Linear(n, cfg.hidden) if n else nn.LazyLinear(cfg.hidden), get_act(cfg.act)]
+            n = cfg.hidden
+        if cfg.dropout > 0:
+            fc.append(nn.Dropout(cfg.dropout))
+        self.fc = nn.Sequential(*fc)
+        self.num_features = n
+        self.head = nn.Linear(n, cfg.num_classes) if n else nn.LazyLinear(cfg.num_classes)
+
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 3:
+            raise ShapeError(f"simple_cnn expects images (C, H, W), got samples of shape {tuple(shape)}")
+        c, h, w = shape
+        if c != self.cfg.in_channels:
+            raise ShapeError(f"simple_cnn was built for {self.cfg.in_channels} channel(s), got images with {c}")
+        need = 2 ** len(self.cfg.channels)
+        if min(h, w) < need:
+            raise ShapeError(f"simple_cnn with {len(self.cfg.channels)} pooling stages needs images of at least "
+                             f"{need}×{need} px, got {h}×{w}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)))  # (B, C, H, W) -> (B, hidden)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        n = self.num_features or self.head.in_features
+        self.head = nn.Linear(n, num_classes)
+        self.cfg.num_classes = num_classes

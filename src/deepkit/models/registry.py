@@ -1,0 +1,120 @@
+"""Model registry: ``@register_model`` and ``create_model(name, weights=None, **overrides)``.
+
+Each entry pairs a model class with its config dataclass and the overrides that define a named variant
+(``lenet5`` vs ``simple_cnn``). ``create_model`` is the only constructor the CLI, Trainer and tests use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from deepkit.config import from_dict, to_dict
+from deepkit.errors import CheckpointError, ConfigError, suggest
+from deepkit.weights import load_weights
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cls: type[nn.Module]
+    config_cls: type
+    defaults: dict[str, Any]
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, config: type, description: str | None = None, **defaults: Any):
+    """Register a model class under ``name``; ``defaults`` override the config's defaults for this variant.
+
+    Example:
+        >>> @register_model("tiny_mlp", MLPConfig, depth=1, width=32)
+        ... class TinyMLP(MLP): ...
+    """
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+            raise ValueError(f"model '{name}' is already registered")
+        doc = description or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        _REGISTRY[name] = ModelEntry(name, cls, config, dict(defaults), doc)
+        return cls
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}'{suggest(name, _REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def model_config(name: str, **overrides: Any) -> Any:
+    """The config dataclass instance ``create_model(name, **overrides)`` would use."""
+    entry = get_entry(name)
+    merged = {**entry.defaults, **overrides}
+    return from_dict(entry.config_cls, merged, where="model")
+
+
+def create_model(name: str, weights: str | Path | None = None, trust_pickle: bool = False, **overrides: Any) -> nn.Module:
+    """Build a registered model, optionally loading weights.
+
+    Args:
+        name: a name from :func:`list_models`.
+        weights: a ``.safetensors`` file, a run directory (its best checkpoint) or a checkpoint directory.
+            deepkit files carry the model config, which becomes the default before ``overrides`` apply.
+        trust_pickle: allow a pickle-based file (``torch.save``); it is then read with ``weights_only=True``.
+        **overrides: config fields, e.g. ``num_classes=5, width=128``.
+
+    Example:
+        >>> model = create_model("mlp", in_features=64, num_classes=10, depth=2)
+    """
+    state = meta = None
+    if weights is not None:
+        state, meta = load_weights(weights, trust_pickle=trust_pickle)
+        if meta.get("model") and meta["model"] != name:
+            raise ConfigError(f"weights {weights} are for model '{meta['model']}', not '{name}'")
+        overrides = {**meta.get("model_config", {}), **overrides}
+    cfg = model_config(name, **overrides)
+    model = get_entry(name).cls(cfg)
+    model.model_name = name
+    model.model_config = cfg
+    if state is not None:
+        load_state_dict_checked(model, state, source=str(weights))
+    return model
+
+
+def describe_config(model: nn.Module) -> dict[str, Any]:
+    """Plain-dict config of a model built by :func:`create_model`."""
+    cfg = getattr(model, "model_config", None)
+    return to_dict(cfg) if dataclasses.is_dataclass(cfg) else {}
+
+
+def load_state_dict_checked(model: nn.Module, state: dict, source: str) -> None:
+    """``load_state_dict`` that names missing/unexpected keys and shape mismatches in one error."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shapes:
+            parts.append(f"shape mismatch {shapes[:3]}{' ...' if len(shapes) > 3 else ''}")
+        raise CheckpointError(f"weights in {source} do not fit model '{getattr(model, 'model_name', '?')}': "
+                              + "; ".join(parts))
+    model.load_state_dict(state, strict=True)

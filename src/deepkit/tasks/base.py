@@ -1,0 +1,77 @@
+"""A Task owns the loss and metrics and turns a batch into ``{"loss": ..., **logs}``.
+
+Per-step logs are tensors; the Trainer sums them on the device and synchronizes only at log intervals.
+A task that needs its own step (a GAN with two optimizers) overrides ``training_step``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torchmetrics
+from torch import nn
+
+from deepkit.data.preprocess import Preprocessing
+
+
+class Task:
+    """Base class. Subclasses set ``name`` and implement ``loss``, ``make_metrics`` and ``postprocess``."""
+
+    name = "task"
+    monitor = "val_loss"  # default metric for the best checkpoint
+    monitor_mode = "min"
+
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None):
+        self.model = model
+        self.preprocessing = preprocessing or Preprocessing()
+        self.metrics: torchmetrics.MetricCollection = self.make_metrics()
+
+    # --- to override ---------------------------------------------------------------------------------------------
+    def make_metrics(self) -> torchmetrics.MetricCollection:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def postprocess(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Raw model outputs -> what a user wants (probabilities, values in original units)."""
+        return outputs
+
+    def step_logs(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cheap per-step training logs besides the loss (kept on the device)."""
+        return {}
+
+    def update_metrics(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
+        self.metrics.update(outputs, target)
+
+    # --- used by the Trainer -------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        out = self.model(x)
+        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+
+    @torch.no_grad()
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        out = self.model(x)
+        self.update_metrics(out.float(), y)
+        return {"loss": self.loss(out.float(), y)}
+
+    @torch.no_grad()
+    def predict_step(self, x: torch.Tensor) -> torch.Tensor:
+        return self.postprocess(self.model(x).float())
+
+    def compute_metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.metrics.compute().items()}
+
+    def reset_metrics(self) -> None:
+        self.metrics.reset()
+
+    def to(self, device: torch.device | str) -> Task:
+        self.model.to(device)
+        self.metrics.to(device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}

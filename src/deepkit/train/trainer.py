@@ -1,0 +1,362 @@
+"""The Trainer: ``fit(task, data)``, ``evaluate``, ``predict``.
+
+The loop fits on one screen; checkpointing, logging and plotting are callbacks, the optimizer and schedule
+are small helpers. Per-step logs stay on the device and are synchronized only at log intervals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from deepkit.config import from_dict, to_dict
+from deepkit.data.build import DataBundle
+from deepkit.data.loader import TensorLoader
+from deepkit.errors import ConfigError, DeepkitError
+from deepkit.models.registry import load_state_dict_checked
+from deepkit.tasks.base import Task
+from deepkit.train import checkpoint as ckpt
+from deepkit.train.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    ModelCheckpoint,
+    ProgressLogger,
+    TensorBoardLogger,
+)
+from deepkit.train.optim import OptimizerConfig, Schedule, ScheduleConfig, build_optimizer
+
+
+class TrainingDiverged(DeepkitError):
+    """The loss became NaN or Inf."""
+
+
+@dataclass
+class EarlyStoppingConfig:
+    monitor: str = "auto"  # any logged metric, e.g. val_loss, val_accuracy; auto: the task's default
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    grad_clip: float | None = None  # max global L2 norm of the gradients
+    accumulate: int = 1  # micro-batches per optimizer step (gradient accumulation)
+    l1: float = 0.0  # adds l1 * sum|w| over weight matrices/kernels to the loss
+    l2: float = 0.0  # adds l2 * sum(w²) over weight matrices/kernels to the loss
+    early_stopping: EarlyStoppingConfig | None = None
+    monitor: str = "auto"  # metric that picks checkpoints/best (auto: val_accuracy or val_loss)
+    seed: int = 0
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast to bfloat16
+    compile: bool = False  # torch.compile the model (pays off on long runs)
+    log_every: int = 50  # optimizer steps between progress updates / NaN checks
+    checkpoint_every: int = 0  # also save checkpoints/last every N optimizer steps (0: at epoch ends only)
+    tensorboard: bool = False
+    progress: Literal["auto", "bar", "plain", "none"] = "auto"
+    threads: int | None = None  # torch intra-op threads (default: torch's choice)
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in every resumable checkpoint."""
+
+    epoch: int = 0  # current epoch, 0-based (= epochs completed)
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimizer steps done
+    samples: int = 0  # training samples seen
+    train_time: float = 0.0  # seconds spent in training steps (excludes validation)
+    stop: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (metrics.csv)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)  # running sums of per-step logs this epoch
+    count: int = 0  # samples behind `sums`
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device: unknown device '{name}' (expected auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name}, but CUDA is not available here (use auto or cpu)")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains a :class:`~deepkit.tasks.Task` on a :class:`~deepkit.data.DataBundle`.
+
+    Args:
+        config: a :class:`TrainerConfig`, a dict of its fields, or None for defaults.
+        run_dir: where checkpoints, metrics.csv, log.txt and plots go (None: nothing is written).
+        callbacks: extra callbacks, fired after the built-in ones.
+        **overrides: TrainerConfig fields, e.g. ``epochs=5, optimizer={"name": "sgd", "lr": 0.1}``.
+
+    Example:
+        >>> from deepkit import Trainer, create_model
+        >>> from deepkit.data import from_arrays
+        >>> from deepkit.tasks import ClassificationTask
+        >>> data = from_arrays(x, y)                                   # doctest: +SKIP
+        >>> task = ClassificationTask(create_model("mlp", in_features=4, num_classes=3), 3)  # doctest: +SKIP
+        >>> Trainer(epochs=5).fit(task, data)                          # doctest: +SKIP
+    """
+
+    def __init__(self, config: TrainerConfig | dict | None = None, run_dir: str | Path | None = None,
+                 callbacks: list[Callback] | tuple = (), **overrides: Any):
+        base = to_dict(config) if config is not None else {}
+        self.config: TrainerConfig = from_dict(TrainerConfig, _merge(base, overrides), "trainer")
+        if self.config.accumulate < 1:
+            raise ConfigError(f"trainer.accumulate must be >= 1, got {self.config.accumulate}")
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.extra_callbacks = list(callbacks)
+        self.callbacks: list[Callback] = []
+        self.state = LoopState()
+        self.task: Task | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.has_val = False
+        self.batches_per_epoch = 0
+        self.checkpoint_meta: dict = {}  # added to model.safetensors metadata (preprocessing, task)
+        self.device = torch.device("cpu")
+
+    # --- the loop ------------------------------------------------------------------------------------------------
+    def fit(self, task: Task, data: DataBundle, resume: str | Path | None = None) -> list[dict[str, float]]:
+        """Train ``task`` on ``data`` (its train split; val for monitoring). Returns the per-epoch history.
+
+        Args:
+            resume: a checkpoint directory (``RUN_DIR/checkpoints/last``) to continue from, exactly.
+        """
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device)
+        self.task = task.to(self.device)
+        self.checkpoint_meta.setdefault("preprocessing", task.preprocessing.to_dict())
+        self.checkpoint_meta.setdefault("task", task.describe())
+        train = data.loader("train", seed=cfg.seed).to(self.device)
+        val = data.loader("val").to(self.device) if data.val is not None else None
+        self.has_val = val is not None
+        self.batches_per_epoch = len(train)
+        self.optimizer = opt = build_optimizer(task.model, cfg.optimizer)
+        steps_per_epoch = math.ceil(len(train) / cfg.accumulate)
+        schedule = Schedule(cfg.schedule, cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
+        self.callbacks = self._default_callbacks() + self.extra_callbacks
+        self.state = s = LoopState()
+        if resume is not None:
+            self._restore(resume)
+        self._fire("on_fit_start")
+        params = [p for p in task.model.parameters() if p.requires_grad]
+        penalized = [p for p in params if p.ndim >= 2]
+        autocast = self._autocast()
+        uncompiled = task.model
+        if cfg.compile:
+            task.model = torch.compile(task.model)
+        try:
+            while s.epoch < cfg.epochs and not s.stop:
+                task.model.train()
+                train.set_epoch(s.epoch, start_batch=s.batch)
+                self._fire("on_epoch_start")
+                t0 = time.perf_counter()
+                for x, y in train:
+                    group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
+                    with autocast:
+                        out = task.training_step((x, y))
+                    loss = out["loss"]
+                    if cfg.l1:
+                        loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
+                    if cfg.l2:
+                        loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
+                    (loss / group).backward()
+                    self._accumulate(out, len(x))
+                    s.batch += 1
+                    s.samples += len(x)
+                    if s.batch % cfg.accumulate and s.batch != len(train):
+                        continue  # keep accumulating gradients
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    schedule.apply(opt, s.step)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    s.step += 1
+                    if s.step % cfg.log_every == 0:
+                        self._check_finite()
+                    self._fire("on_step_end")
+                    if cfg.max_steps and s.step >= cfg.max_steps:
+                        s.stop = True
+                        break
+                s.train_time += time.perf_counter() - t0
+                self._check_finite()
+                logs = self._epoch_logs(task, val, opt, time.perf_counter() - t0)
+                s.history.append(logs)
+                s.epoch, s.batch, s.sums, s.count = s.epoch + 1, 0, {}, 0
+                self._fire("on_epoch_end", logs=logs)
+        except BaseException as e:
+            self._fire("on_exception", error=e)
+            raise
+        finally:
+            task.model = uncompiled
+        self._fire("on_fit_end")
+        return s.history
+
+    # --- evaluation and prediction -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, task: Task, data: DataBundle | TensorLoader, split: str = "test") -> dict[str, float]:
+        """Loss and metrics of ``task`` on a split (default test)."""
+        loader = data if isinstance(data, TensorLoader) else data.loader(split)
+        task.to(self.device)
+        return self._run_eval(task, loader.to(self.device))
+
+    @torch.no_grad()
+    def predict(self, task: Task, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Postprocessed predictions (probabilities or values) for preprocessed inputs ``x``."""
+        task.to(self.device).model.eval()
+        outs = []
+        with self._autocast():
+            for i in range(0, len(x), batch_size):
+                outs.append(task.predict_step(x[i:i + batch_size].to(self.device)).float().cpu())
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    def _run_eval(self, task: Task, loader: TensorLoader) -> dict[str, float]:
+        task.model.eval()
+        task.reset_metrics()
+        total, n = torch.zeros((), device=self.device), 0
+        with self._autocast(), torch.no_grad():
+            for x, y in loader:
+                out = task.validation_step((x, y))
+                total += out["loss"].detach().float() * len(x)
+                n += len(x)
+        return {"loss": float(total) / max(1, n), **task.compute_metrics()}
+
+    # --- helpers -------------------------------------------------------------------------------------------------
+    def _default_callbacks(self) -> list[Callback]:
+        cfg = self.config
+        cbs: list[Callback] = []
+        if cfg.progress != "none":
+            cbs.append(ProgressLogger(cfg.progress, cfg.log_every))
+        if self.run_dir:
+            cbs.append(CSVLogger(self.run_dir))
+            if cfg.tensorboard:
+                cbs.append(TensorBoardLogger(self.run_dir))
+        if cfg.early_stopping:
+            es = cfg.early_stopping
+            cbs.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
+        if self.run_dir:
+            from deepkit.viz.plots import CurvePlots
+
+            cbs.append(CurvePlots(self.run_dir))
+            cbs.append(ModelCheckpoint(self.run_dir, cfg.monitor, every_n_steps=cfg.checkpoint_every))
+        return cbs
+
+    def _fire(self, hook: str, **kwargs: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, **kwargs)
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _accumulate(self, out: dict[str, torch.Tensor], n: int) -> None:
+        s = self.state
+        for k, v in out.items():
+            v = v.detach().float() * n
+            s.sums[k] = s.sums[k] + v if k in s.sums else v
+        s.count += n
+
+    def running(self, key: str) -> float:
+        """Mean of a per-step log over the epoch so far (synchronizes with the device)."""
+        s = self.state
+        return float(s.sums[key]) / s.count if key in s.sums and s.count else float("nan")
+
+    def _check_finite(self) -> None:
+        loss = self.running("loss")
+        if not math.isfinite(loss):
+            s = self.state
+            where = f"epoch {s.epoch + 1}, step {s.step}"
+            hint = "last good checkpoint: " + str(self.run_dir / "checkpoints" / "last") if self.run_dir else ""
+            raise TrainingDiverged(f"training loss became {loss} at {where}; lower trainer.optimizer.lr, set "
+                                   f"trainer.grad_clip, or check the inputs for extreme values. {hint}".strip())
+
+    def _epoch_logs(self, task: Task, val: TensorLoader | None, opt, seconds: float) -> dict[str, float]:
+        s = self.state
+        logs: dict[str, float] = {"epoch": s.epoch + 1, "step": s.step}
+        logs.update({f"train_{k}": float(v) / max(1, s.count) for k, v in s.sums.items()})
+        if val is not None:
+            logs.update({f"val_{k}": v for k, v in self._run_eval(task, val).items()})
+        logs["lr"] = opt.param_groups[0]["lr"]
+        logs["samples_per_s"] = s.count / max(seconds, 1e-9)
+        logs["time"] = s.train_time
+        return logs
+
+    def log(self, message: str, echo: bool = True) -> None:
+        """Print a line (unless a progress bar owns the screen) and append it to RUN_DIR/log.txt."""
+        if echo:
+            print(message, flush=True)
+        if self.run_dir:
+            with open(self.run_dir / "log.txt", "a") as f:
+                f.write(message + "\n")
+
+    # --- checkpoints ---------------------------------------------------------------------------------------------
+    def save_checkpoint(self, directory: str | Path, resumable: bool = True, extra: dict | None = None) -> Path:
+        task, s = self.task, self.state
+        meta = {**self.checkpoint_meta, **(extra or {})}
+        if not resumable:
+            return ckpt.save_checkpoint(directory, task.model, meta)
+        loop = {"epoch": s.epoch, "batch": s.batch, "step": s.step, "samples": s.samples,
+                "train_time": s.train_time, "stop": s.stop, "history": s.history, "count": s.count}
+        cbs = {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)}
+        tensors = {f"loop.sum.{k}": v for k, v in s.sums.items()}
+        return ckpt.save_checkpoint(directory, task.model, meta, self.optimizer,
+                                    {"loop": loop, "callbacks": cbs}, tensors)
+
+    def _restore(self, directory: str | Path) -> None:
+        weights, _, tensors, state = ckpt.load_training_state(directory)
+        load_state_dict_checked(self.task.model, weights, str(directory))
+        self.task.model.to(self.device)
+        self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
+        loop = state["loop"]
+        self.state = LoopState(epoch=loop["epoch"], batch=loop["batch"], step=loop["step"], samples=loop["samples"],
+                               train_time=loop["train_time"], stop=loop["stop"], history=loop["history"],
+                               count=loop["count"],
+                               sums={k[len("loop.sum."):]: v.to(self.device) for k, v in tensors.items()
+                                     if k.startswith("loop.sum.")})
+        saved = state["callbacks"]
+        for i, cb in enumerate(self.callbacks):
+            key = f"{i}:{type(cb).__name__}"
+            if key in saved:
+                cb.load_state_dict(saved[key])
+        ckpt.restore_rng(tensors, state["rng"])
+        if os.environ.get("DEEPKIT_DEBUG"):
+            print(f"resumed at epoch {self.state.epoch + 1}, batch {self.state.batch}, step {self.state.step}")
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,106 @@
+"""PNG plots of a run. matplotlib is imported lazily with the Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from deepkit.train.trainer import Trainer
+
+from deepkit.train.callbacks import Callback
+
+_SKIP = {"epoch", "step", "lr", "samples_per_s", "time"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict[str, float]], out_dir: str | Path) -> list[Path]:
+    """One PNG per quantity: train vs validation (loss.png, accuracy.png, ...). Returns the files written."""
+    if not history:
+        return []
+    plt = _plt()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    epochs = [int(r["epoch"]) for r in history]
+    names = []
+    for key in history[0]:
+        if key in _SKIP:
+            continue
+        base = key.split("_", 1)[1] if key.startswith(("train_", "val_")) else key
+        if base not in names:
+            names.append(base)
+    written = []
+    for name in names:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for split, style in (("train", "-o"), ("val", "-s")):
+            key = f"{split}_{name}"
+            if key in history[0]:
+                ax.plot(epochs, [r.get(key, np.nan) for r in history], style, ms=3, label=split)
+        ax.set(xlabel="epoch", ylabel=name, title=f"{name}: train vs validation")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        path = out_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "") -> Path:
+    """Counts with row-normalized colour (true class per row, predicted per column)."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = len(cm)
+    size = max(4.0, 0.45 * k + 2)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0)
+        ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_pred_vs_true(pred: np.ndarray, true: np.ndarray, path: str | Path, title: str = "") -> Path:
+    plt = _plt()
+    pred, true = np.asarray(pred).reshape(-1), np.asarray(true).reshape(-1)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.scatter(true, pred, s=10, alpha=0.6)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="perfect")
+    ax.set(xlabel="true", ylabel="predicted", title=title or "predicted vs true")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+class CurvePlots(Callback):
+    """Writes ``RUN_DIR/plots/*.png`` curves when ``fit`` ends."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir) / "plots"
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        plot_curves(trainer.state.history, self.dir)
