@@ -137,13 +137,16 @@ def train(recipe: str | Path | dict = "digits_cnn", *overrides: str, out: str | 
         out: run directory (default ``runs/<recipe name>[-N]``).
         resume: a run directory to continue exactly where it stopped (its config is reused; overrides apply).
         overwrite: replace ``out`` if it holds a run.
-        data: a :class:`~deepkit.data.DataBundle` (e.g. from ``from_arrays``) instead of the recipe's data section.
+        data: a :class:`~deepkit.data.DataBundle` (e.g. from ``from_arrays``) instead of the recipe's data section,
+            or a dict of data-section overrides.
         **kw: overrides as keyword arguments: ``trainer={"epochs": 3}`` or ``**{"trainer.epochs": 3}``.
 
     Example:
         >>> result = deepkit.train("digits_mlp", "trainer.epochs=5")   # doctest: +SKIP
         >>> result.metrics["accuracy"]                                  # doctest: +SKIP
     """
+    if isinstance(data, dict):  # `data={"batch_size": 32}` overrides the data section
+        kw["data"], data = data, None
     ov: dict[str, Any] = {}
     for o in overrides:
         ov.update(dict([_split(o)]))
