@@ -1,8 +1,8 @@
 """deepkit: a deep-learning toolkit on PyTorch. One CLI, one Trainer, every classic architecture.
 
-    >>> import deepkit
-    >>> result = deepkit.train("digits_cnn", "trainer.epochs=3")   # doctest: +SKIP
-    >>> deepkit.load(result.run_dir).predict(images)                # doctest: +SKIP
+>>> import deepkit
+>>> result = deepkit.train("digits_cnn", "trainer.epochs=3")   # doctest: +SKIP
+>>> deepkit.load(result.run_dir).predict(images)                # doctest: +SKIP
 """
 
 __version__ = "0.1.0"
@@ -12,5 +12,16 @@ from deepkit.errors import DeepkitError  # noqa: E402
 from deepkit.models import create_model, list_models, register_model  # noqa: E402
 from deepkit.train import Trainer  # noqa: E402
 
-__all__ = ["DeepkitError", "Predictor", "RunResult", "Trainer", "__version__", "create_model", "evaluate",
-           "list_models", "load", "register_model", "train"]
+__all__ = [
+    "DeepkitError",
+    "Predictor",
+    "RunResult",
+    "Trainer",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "list_models",
+    "load",
+    "register_model",
+    "train",
+]

@@ -47,22 +47,27 @@ def bind_model(model_section: dict[str, Any], data: DataBundle, weights: str | N
     overrides = {k: v for k, v in model_section.items() if k != "name"}
     fields = field_types(get_entry(name).config_cls)
     shape = list(data.preprocessing.input_shape)
-    desc = (f"{shape[0]}-channel {shape[1]}×{shape[2]} images" if len(shape) == 3 else
-            f"{int(np.prod(shape))} features")
+    desc = f"{shape[0]}-channel {shape[1]}×{shape[2]} images" if len(shape) == 3 else f"{int(np.prod(shape))} features"
     inferred = {}
     if "in_features" in fields:
         inferred["in_features"] = int(np.prod(shape))
     if "in_channels" in fields:
         if len(shape) != 3:
-            raise ShapeError(f"model '{name}' takes images (channels, height, width), but the data has {desc}; "
-                             "use an MLP for tabular data")
+            raise ShapeError(
+                f"model '{name}' takes images (channels, height, width), but the data has {desc}; "
+                "use an MLP for tabular data"
+            )
         inferred["in_channels"] = shape[0]
+        if "input_size" in fields:
+            inferred["input_size"] = shape[1:]
     if "num_classes" in fields:
         inferred["num_classes"] = data.num_outputs
     for key, value in inferred.items():
         if key in overrides and overrides[key] != value:
-            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data ({desc}, {data.num_outputs} outputs); "
-                             f"expected {key}={value} (or leave it out to infer it)")
+            raise ShapeError(
+                f"model.{key}={overrides[key]} does not fit the data ({desc}, {data.num_outputs} outputs); "
+                f"expected {key}={value} (or leave it out to infer it)"
+            )
         overrides[key] = value
     model = create_model(name, weights=weights, **overrides)
     model.check_input(tuple(shape))
@@ -82,8 +87,12 @@ def bind_model(model_section: dict[str, Any], data: DataBundle, weights: str | N
 # --- run directories -----------------------------------------------------------------------------------------------
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -93,8 +102,10 @@ def new_run_dir(out: str | Path | None, name: str, overwrite: bool) -> Path:
         path = Path(out)
         if path.exists() and any(path.iterdir()):
             if not overwrite:
-                raise ConfigError(f"run directory {path} already exists; pass --overwrite to replace it, "
-                                  f"--resume {path} to continue it, or another --out")
+                raise ConfigError(
+                    f"run directory {path} already exists; pass --overwrite to replace it, "
+                    f"--resume {path} to continue it, or another --out"
+                )
             if not (path / "run.json").is_file() and not (path / "config.yaml").is_file():
                 raise ConfigError(f"refusing to overwrite {path}: it is not a deepkit run directory")
             shutil.rmtree(path)
@@ -119,16 +130,28 @@ def _write_status(run_dir: Path, status: str, **extra: Any) -> None:
 def _write_config(run_dir: Path, recipe: Recipe, model: torch.nn.Module, command: list[str] | None) -> None:
     resolved = recipe.to_dict()
     resolved["model"] = {"name": recipe.model["name"], **to_dict(model.model_config)}
-    resolved["meta"] = {"git_commit": _git_commit(), "command": " ".join(command or sys.argv),
-                        "deepkit": __version__, "torch": str(torch.__version__),
-                        "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    resolved["meta"] = {
+        "git_commit": _git_commit(),
+        "command": " ".join(command or sys.argv),
+        "deepkit": __version__,
+        "torch": str(torch.__version__),
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
 
 # --- train ---------------------------------------------------------------------------------------------------------
-def train(recipe: str | Path | dict = "digits_cnn", *overrides: str, out: str | Path | None = None,
-          resume: str | Path | None = None, overwrite: bool = False, data: DataBundle | None = None,
-          callbacks: list | tuple = (), command: list[str] | None = None, **kw: Any) -> RunResult:
+def train(
+    recipe: str | Path | dict = "digits_cnn",
+    *overrides: str,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    data: DataBundle | None = None,
+    callbacks: list | tuple = (),
+    command: list[str] | None = None,
+    **kw: Any,
+) -> RunResult:
     """Train from a recipe and write a run directory.
 
     Args:
@@ -188,8 +211,11 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
 
 def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, callbacks, resume_from) -> RunResult:
     trainer = Trainer(rec.trainer, run_dir=run_dir, callbacks=callbacks)
-    trainer.checkpoint_meta = {"preprocessing": bundle.preprocessing.to_dict(), "task": to_dict(rec.task),
-                               "recipe": rec.name}
+    trainer.checkpoint_meta = {
+        "preprocessing": bundle.preprocessing.to_dict(),
+        "task": to_dict(rec.task),
+        "recipe": rec.name,
+    }
     try:
         history = trainer.fit(task, bundle, resume=resume_from)
         metrics = _finish(run_dir, rec, task, bundle, trainer)
@@ -221,7 +247,9 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, trainer:
         names = bundle.preprocessing.class_names
         cm = np.zeros((len(names), len(names)), dtype=np.int64)
         np.add.at(cm, (y.cpu().numpy(), pred.argmax(1).numpy()), 1)
-        plot_confusion_matrix(cm, names, plots / "confusion_matrix.png", f"confusion matrix ({split}, {len(y)} samples)")
+        plot_confusion_matrix(
+            cm, names, plots / "confusion_matrix.png", f"confusion matrix ({split}, {len(y)} samples)"
+        )
         (run_dir / "confusion_matrix.json").write_text(json.dumps({"classes": names, "matrix": cm.tolist()}))
     elif rec.task.name == "regression":
         plot_pred_vs_true(pred.numpy(), y.cpu().numpy(), plots / "pred_vs_true.png", f"predicted vs true ({split})")
@@ -261,8 +289,11 @@ def _flatten(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict) and key in ("task", "data", "trainer", "model"):
         out = {}
         for k, v in value.items():
-            out.update(_flatten(f"{key}.{k}", v) if isinstance(v, dict) and k in ("optimizer", "schedule") else
-                       {f"{key}.{k}": v})
+            out.update(
+                _flatten(f"{key}.{k}", v)
+                if isinstance(v, dict) and k in ("optimizer", "schedule")
+                else {f"{key}.{k}": v}
+            )
         return out
     return {key: value}
 
@@ -276,8 +307,14 @@ class Predictor:
         >>> p.predict(images)                      # doctest: +SKIP  (class indices)
     """
 
-    def __init__(self, model: torch.nn.Module, task: Task, preprocessing: Preprocessing, task_name: str,
-                 run_dir: Path | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        task: Task,
+        preprocessing: Preprocessing,
+        task_name: str,
+        run_dir: Path | None = None,
+    ):
         self.model, self.task, self.preprocessing, self.task_name = model, task, preprocessing, task_name
         self.run_dir = run_dir
         self.trainer = Trainer(progress="none", device="auto")
@@ -341,8 +378,10 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
         path = found
     state, meta = load_weights(path)
     if not meta.get("model") or "preprocessing" not in meta:
-        raise CheckpointError(f"{path} has no deepkit metadata (model name, preprocessing); "
-                              "use create_model(name, weights=...) for plain weight files")
+        raise CheckpointError(
+            f"{path} has no deepkit metadata (model name, preprocessing); "
+            "use create_model(name, weights=...) for plain weight files"
+        )
     model = create_model(meta["model"], **meta.get("model_config", {}))
     from deepkit.models.registry import load_state_dict_checked
 
@@ -354,8 +393,9 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
     return Predictor(model, task, prep, task_cfg.name, run_dir if run_dir.is_dir() else None)
 
 
-def evaluate(run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), split: str = "test",
-             checkpoint: str = "best") -> dict[str, float]:
+def evaluate(
+    run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), split: str = "test", checkpoint: str = "best"
+) -> dict[str, float]:
     """Metrics of a run's checkpoint on a split of its data (or other data given by ``data_overrides``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():

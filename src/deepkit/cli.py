@@ -25,8 +25,12 @@ app = typer.Typer(
 
 @app.command()
 def train(
-    recipe: Annotated[str | None, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")] = None,
-    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. trainer.epochs=3 model.width=64")] = None,
+    recipe: Annotated[
+        str | None, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Dotted overrides, e.g. trainer.epochs=3 model.width=64")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME[-N]).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run stored in this directory.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it holds a run.")] = False,
@@ -45,7 +49,7 @@ def train(
     if resume is None and recipe is None:
         raise _usage("train needs a RECIPE (a name from `deepkit recipes` or a YAML path), or --resume RUN_DIR")
     if resume is not None and recipe is not None:
-        stored = (resume / "config.yaml")
+        stored = resume / "config.yaml"
         if stored.is_file():
             import yaml
 
@@ -60,7 +64,10 @@ def train(
 @app.command("eval")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `deepkit train`.")],
-    data: Annotated[list[str] | None, typer.Option("--data", help="Data override KEY=VALUE (repeatable), e.g. --data path=other.csv")] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", help="Data override KEY=VALUE (repeatable), e.g. --data path=other.csv"),
+    ] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of metric -> number.")] = False,
 ) -> None:

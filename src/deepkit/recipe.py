@@ -67,7 +67,9 @@ def read_recipe_file(spec: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"recipe {path} must be a mapping with sections {', '.join(SECTIONS)}; got {type(raw).__name__}")
+        raise ConfigError(
+            f"recipe {path} must be a mapping with sections {', '.join(SECTIONS)}; got {type(raw).__name__}"
+        )
     raw.pop("meta", None)  # written into resolved config.yaml files; not part of a recipe
     raw.setdefault("name", path.stem)
     return raw

@@ -38,11 +38,16 @@ def resolve_weights_path(path: str | Path) -> Path:
         raise CheckpointError(f"weights not found: {p} (expected a .safetensors file, a checkpoint or a run directory)")
     if p.is_file():
         return p
-    for candidate in (p / "model.safetensors", p / "checkpoints" / "best" / "model.safetensors",
-                      p / "checkpoints" / "last" / "model.safetensors"):
+    for candidate in (
+        p / "model.safetensors",
+        p / "checkpoints" / "best" / "model.safetensors",
+        p / "checkpoints" / "last" / "model.safetensors",
+    ):
         if candidate.is_file():
             return candidate
-    raise CheckpointError(f"no model.safetensors in {p} (expected a run directory with checkpoints/best or a checkpoint)")
+    raise CheckpointError(
+        f"no model.safetensors in {p} (expected a run directory with checkpoints/best or a checkpoint)"
+    )
 
 
 def load_weights(path: str | Path, trust_pickle: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

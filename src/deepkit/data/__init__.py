@@ -5,5 +5,13 @@ from deepkit.data.loader import TensorLoader
 from deepkit.data.preprocess import Preprocessing
 from deepkit.data.sources import data_root
 
-__all__ = ["DATASETS", "DataBundle", "DataConfig", "Preprocessing", "TensorLoader", "build_data", "data_root",
-           "from_arrays"]
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "DataConfig",
+    "Preprocessing",
+    "TensorLoader",
+    "build_data",
+    "data_root",
+    "from_arrays",
+]

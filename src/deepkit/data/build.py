@@ -75,8 +75,14 @@ class DataBundle:
         if s is None:
             raise DataError(f"this dataset has no '{name}' split (val_split/test_split set it)")
         train = name == "train"
-        return TensorLoader(s[0], s[1], self.batch_size if train else self.eval_batch_size,
-                            shuffle=train if shuffle is None else shuffle, drop_last=drop_last, seed=seed)
+        return TensorLoader(
+            s[0],
+            s[1],
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train if shuffle is None else shuffle,
+            drop_last=drop_last,
+            seed=seed,
+        )
 
 
 def read_raw(cfg: DataConfig) -> RawData:
@@ -91,7 +97,9 @@ def read_raw(cfg: DataConfig) -> RawData:
     raise ConfigError(f"unknown dataset '{cfg.name}'{suggest(cfg.name, DATASETS)}")
 
 
-def encode_targets(task: str, y: np.ndarray, class_names: list[str] | None, where: str) -> tuple[torch.Tensor, list | None]:
+def encode_targets(
+    task: str, y: np.ndarray, class_names: list[str] | None, where: str
+) -> tuple[torch.Tensor, list | None]:
     """Raw targets -> tensors: int64 labels (classification), float 0/1 (binary), float (N, 1) (regression)."""
     if task == "regression":
         try:
@@ -111,8 +119,10 @@ def encode_targets(task: str, y: np.ndarray, class_names: list[str] | None, wher
         labels = np.asarray(y, dtype=np.int64)
     if task == "binary":
         if len(class_names) != 2:
-            raise DataError(f"{where}: binary classification needs exactly 2 classes, got {len(class_names)} "
-                            f"({', '.join(class_names[:6])}); use task.name=classification")
+            raise DataError(
+                f"{where}: binary classification needs exactly 2 classes, got {len(class_names)} "
+                f"({', '.join(class_names[:6])}); use task.name=classification"
+            )
         return torch.from_numpy(labels.astype(np.float32)), class_names
     if len(class_names) < 2:
         raise DataError(f"{where}: classification needs at least 2 classes, got {class_names}")
@@ -137,8 +147,9 @@ def check_finite(x: torch.Tensor, where: str) -> None:
     bad = ~torch.isfinite(x)
     if bad.any():
         first = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
-        raise DataError(f"{where}: {int(bad.sum())} input values are NaN or Inf (first in sample {first}); "
-                        "expected finite numbers")
+        raise DataError(
+            f"{where}: {int(bad.sum())} input values are NaN or Inf (first in sample {first}); expected finite numbers"
+        )
 
 
 def _split(n: int, frac: float, labels: torch.Tensor | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +181,9 @@ def build_data(cfg: DataConfig, task: str, preprocessing: Preprocessing | None =
     return bundle_from_raw(raw, cfg, task, preprocessing, where=f"dataset '{cfg.name}'")
 
 
-def bundle_from_raw(raw: RawData, cfg: DataConfig, task: str, preprocessing: Preprocessing | None = None,
-                    where: str = "data") -> DataBundle:
+def bundle_from_raw(
+    raw: RawData, cfg: DataConfig, task: str, preprocessing: Preprocessing | None = None, where: str = "data"
+) -> DataBundle:
     if len(raw.x) == 0:
         raise DataError(f"{where} is empty; expected at least one sample")
     class_names = preprocessing.class_names if preprocessing is not None else raw.class_names
@@ -206,9 +218,14 @@ def bundle_from_raw(raw: RawData, cfg: DataConfig, task: str, preprocessing: Pre
 
     if preprocessing is None:
         norm = cfg.normalize if cfg.normalize != "auto" else ("channel" if raw.kind == "image" else "feature")
-        preprocessing = Preprocessing(kind=raw.kind, input_shape=list(x.shape[1:]), normalize=norm,
-                                      class_names=class_names, feature_names=raw.feature_names,
-                                      target_name=raw.target_name).fit(x)
+        preprocessing = Preprocessing(
+            kind=raw.kind,
+            input_shape=list(x.shape[1:]),
+            normalize=norm,
+            class_names=class_names,
+            feature_names=raw.feature_names,
+            target_name=raw.target_name,
+        ).fit(x)
         if task == "regression" and cfg.standardize_target:
             preprocessing.fit_target(y)
     else:
@@ -217,12 +234,20 @@ def bundle_from_raw(raw: RawData, cfg: DataConfig, task: str, preprocessing: Pre
     def prep(split):
         return None if split is None else (preprocessing.transform(split[0]), split[1])
 
-    return DataBundle(task, prep((x, y)), prep(val), prep((x_test, y_test)) if x_test is not None else None,
-                      preprocessing, cfg.batch_size, cfg.eval_batch_size)
+    return DataBundle(
+        task,
+        prep((x, y)),
+        prep(val),
+        prep((x_test, y_test)) if x_test is not None else None,
+        preprocessing,
+        cfg.batch_size,
+        cfg.eval_batch_size,
+    )
 
 
-def from_arrays(x, y, task: str = "classification", x_test=None, y_test=None, class_names: list[str] | None = None,
-                **data_options) -> DataBundle:
+def from_arrays(
+    x, y, task: str = "classification", x_test=None, y_test=None, class_names: list[str] | None = None, **data_options
+) -> DataBundle:
     """Build a :class:`DataBundle` from NumPy arrays or tensors (Python API).
 
     Args:

@@ -33,12 +33,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"truncated IDX file {path}: header needs {header} bytes, file has {len(raw)}")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_DTYPES[raw[2]])
     expected = header + int(np.prod(dims)) * dtype.itemsize
     if len(raw) != expected:
-        raise DataError(f"truncated or corrupt IDX file {path}: header says shape {tuple(dims)} "
-                        f"({expected} bytes), file has {len(raw)} bytes")
+        raise DataError(
+            f"truncated or corrupt IDX file {path}: header says shape {tuple(dims)} "
+            f"({expected} bytes), file has {len(raw)} bytes"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 

@@ -63,7 +63,9 @@ def read_inputs(paths: list[str | Path], prep: Preprocessing) -> tuple[list[str]
             if tuple(arr.shape) == shape:
                 arr = arr[None]
             if tuple(arr.shape[1:]) != shape:
-                raise ShapeError(f"{p} holds an array of shape {arr.shape}; expected {shape} or (N, {', '.join(map(str, shape))})")
+                raise ShapeError(
+                    f"{p} holds an array of shape {arr.shape}; expected {shape} or (N, {', '.join(map(str, shape))})"
+                )
             t = torch.as_tensor(arr, dtype=torch.float32)
             names += [f"{p}[{i}]" for i in range(len(t))] if len(t) > 1 else [str(p)]
             rows += list(t)

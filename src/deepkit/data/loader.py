@@ -23,8 +23,15 @@ class TensorLoader:
         seed: base seed of the shuffle order.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ):
         assert len(x) == len(y), "x and y must have the same length"
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
@@ -58,8 +65,8 @@ class TensorLoader:
         bs = self.batch_size
         for b in range(self.start_batch, len(self)):
             if order is None:
-                yield self.x[b * bs:(b + 1) * bs], self.y[b * bs:(b + 1) * bs]
+                yield self.x[b * bs : (b + 1) * bs], self.y[b * bs : (b + 1) * bs]
             else:
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[b * bs : (b + 1) * bs]
                 yield self.x[idx], self.y[idx]
         self.start_batch = 0

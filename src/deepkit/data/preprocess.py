@@ -70,8 +70,10 @@ class Preprocessing:
 
     def check_shape(self, x: torch.Tensor, what: str = "input") -> None:
         if list(x.shape[1:]) != list(self.input_shape):
-            raise ShapeError(f"{what} has per-sample shape {tuple(x.shape[1:])}, the model expects "
-                             f"{tuple(self.input_shape)}" + _shape_hint(self.kind, self.input_shape))
+            raise ShapeError(
+                f"{what} has per-sample shape {tuple(x.shape[1:])}, the model expects "
+                f"{tuple(self.input_shape)}" + _shape_hint(self.kind, self.input_shape)
+            )
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize a batch (N, *input_shape) of raw inputs."""

@@ -49,8 +49,13 @@ def load_diabetes() -> RawData:
     from sklearn.datasets import load_diabetes as sk_diabetes
 
     d = sk_diabetes(scaled=False)
-    return RawData("tabular", torch.from_numpy(d.data.astype(np.float32)), d.target.astype(np.float32),
-                   feature_names=list(d.feature_names), target_name="progression")
+    return RawData(
+        "tabular",
+        torch.from_numpy(d.data.astype(np.float32)),
+        d.target.astype(np.float32),
+        feature_names=list(d.feature_names),
+        target_name="progression",
+    )
 
 
 MNIST_FILES = {
@@ -65,8 +70,10 @@ def find_idx_file(folder: Path, stem: str) -> Path:
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
         if (folder / name).is_file():
             return folder / name
-    raise DataError(f"{stem}(.gz) not found in {folder}; expected the four MNIST IDX files there "
-                    "(set DEEPKIT_DATA or data.path, or data.download=true)")
+    raise DataError(
+        f"{stem}(.gz) not found in {folder}; expected the four MNIST IDX files there "
+        "(set DEEPKIT_DATA or data.path, or data.download=true)"
+    )
 
 
 def load_mnist(path: str | Path | None = None, download: bool = False) -> RawData:
@@ -82,20 +89,32 @@ def load_mnist(path: str | Path | None = None, download: bool = False) -> RawDat
     for split in ("train", "test"):
         xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
-            raise DataError(f"MNIST {split} files in {folder} disagree: images {xi.shape}, labels {yi.shape}; "
-                            "expected (N, H, W) images and N labels")
+            raise DataError(
+                f"MNIST {split} files in {folder} disagree: images {xi.shape}, labels {yi.shape}; "
+                "expected (N, H, W) images and N labels"
+            )
 
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, 28, 28) in [0, 1]
 
-    return RawData("image", images(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
-                   images(arrays["test_images"]), arrays["test_labels"].astype(np.int64),
-                   class_names=[str(i) for i in range(10)])
+    return RawData(
+        "image",
+        images(arrays["train_images"]),
+        arrays["train_labels"].astype(np.int64),
+        images(arrays["test_images"]),
+        arrays["test_labels"].astype(np.int64),
+        class_names=[str(i) for i in range(10)],
+    )
 
 
 def load_csv(path: str | Path | None, target: str | None, features: list[str] | None) -> RawData:
     if not path:
         raise DataError("data.path is not set; expected the path of a CSV file (e.g. data.path=my.csv)")
     t = read_csv_table(path, target, features)
-    return RawData("tabular", torch.from_numpy(t.x), np.asarray(t.y, dtype=object),
-                   feature_names=t.feature_names, target_name=t.target_name)
+    return RawData(
+        "tabular",
+        torch.from_numpy(t.x),
+        np.asarray(t.y, dtype=object),
+        feature_names=t.feature_names,
+        target_name=t.target_name,
+    )

@@ -20,8 +20,9 @@ class Table:
     target_name: str | None
 
 
-def read_csv_table(path: str | Path, target: str | None = None, features: list[str] | None = None,
-                   require_target: bool = True) -> Table:
+def read_csv_table(
+    path: str | Path, target: str | None = None, features: list[str] | None = None, require_target: bool = True
+) -> Table:
     """Read a CSV with a header row. ``target`` defaults to the last column; features are all other columns.
 
     Raises:
@@ -68,8 +69,10 @@ def read_csv_table(path: str | Path, target: str | None = None, features: list[s
                 v = float(cell)
             except ValueError:
                 what = "an empty cell" if cell == "" else f"'{cell}'"
-                raise DataError(f"{path} line {line}, column '{header[k]}': {what}, expected a number "
-                                "(fill missing values or drop the column with data.features)") from None
+                raise DataError(
+                    f"{path} line {line}, column '{header[k]}': {what}, expected a number "
+                    "(fill missing values or drop the column with data.features)"
+                ) from None
             if not math.isfinite(v):
                 raise DataError(f"{path} line {line}, column '{header[k]}': {cell}, expected a finite number")
             x[i, j] = v

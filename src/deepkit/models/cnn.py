@@ -35,12 +35,18 @@ class LeNet5(Classifier):
         super().__init__()
         self.cfg = cfg
         self.features = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, 6, 5, padding=cfg.padding), get_act(cfg.act), _pool(cfg.pool),  # C1, S2
-            nn.Conv2d(6, 16, 5), get_act(cfg.act), _pool(cfg.pool),  # C3, S4: (B, 16, 5, 5) at 28/32 px
+            nn.Conv2d(cfg.in_channels, 6, 5, padding=cfg.padding),
+            get_act(cfg.act),
+            _pool(cfg.pool),  # C1, S2
+            nn.Conv2d(6, 16, 5),
+            get_act(cfg.act),
+            _pool(cfg.pool),  # C3, S4: (B, 16, 5, 5) at 28/32 px
             nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's sizes; lets larger images through
             nn.Flatten(),
-            nn.Linear(16 * 5 * 5, 120), get_act(cfg.act),  # C5 (a 5×5 conv on a 5×5 map is a linear layer)
-            nn.Linear(120, 84), get_act(cfg.act),  # F6
+            nn.Linear(16 * 5 * 5, 120),
+            get_act(cfg.act),  # C5 (a 5×5 conv on a 5×5 map is a linear layer)
+            nn.Linear(120, 84),
+            get_act(cfg.act),  # F6
             nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity(),
         )
         self.num_features = 84
@@ -54,7 +60,9 @@ class LeNet5(Classifier):
         if c != self.cfg.in_channels:
             raise ShapeError(f"lenet5 was built for {self.cfg.in_channels} channel(s), got images with {c}")
         if min(h, w) < need:
-            raise ShapeError(f"lenet5 needs images of at least {need}×{need} px (padding={self.cfg.padding}), got {h}×{w}")
+            raise ShapeError(
+                f"lenet5 needs images of at least {need}×{need} px (padding={self.cfg.padding}), got {h}×{w}"
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, C, H, W) -> (B, 84)
@@ -77,7 +85,8 @@ class SimpleCNNConfig:
     act: str = "relu"
     norm: str = "batchnorm"  # batchnorm, groupnorm, layernorm, none
     pool: str = "max"
-    global_pool: str = "avg"  # "avg" (any input size) or "flatten" (keeps position; needs a fixed size)
+    global_pool: str = "avg"  # "avg" (any input size) or "flatten" (keeps position; needs input_size)
+    input_size: list[int] | None = None  # [H, W]; filled from the data by recipes, needed by "flatten"
     hidden: int = 128  # width of the FC layer before the head; 0 for none
     dropout: float = 0.0
 
@@ -95,8 +104,11 @@ class SimpleCNN(Classifier):
             layers: list[nn.Module] = []
             for _ in range(cfg.convs_per_stage):
                 # bias is redundant before a norm layer that re-centres the activations
-                layers += [nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.kernel_size // 2, bias=cfg.norm == "none"),
-                           get_norm(cfg.norm, c_out, "2d"), get_act(cfg.act)]
+                layers += [
+                    nn.Conv2d(c_in, c_out, cfg.kernel_size, padding=cfg.kernel_size // 2, bias=cfg.norm == "none"),
+                    get_norm(cfg.norm, c_out, "2d"),
+                    get_act(cfg.act),
+                ]
                 c_in = c_out
             layers.append(_pool(cfg.pool))
             stages.append(nn.Sequential(*layers))
@@ -105,19 +117,22 @@ class SimpleCNN(Classifier):
             self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
             n = c_in
         elif cfg.global_pool == "flatten":
+            if not cfg.input_size or len(cfg.input_size) != 2:
+                raise ShapeError(f"simple_cnn with global_pool='flatten' needs input_size=[H, W], got {cfg.input_size}")
             self.pool = nn.Flatten()
-            n = None  # known once an input size is seen; LazyLinear infers it
+            k = 2 ** len(cfg.channels)
+            n = c_in * (cfg.input_size[0] // k) * (cfg.input_size[1] // k)
         else:
             raise ShapeError(f"simple_cnn: global_pool must be 'avg' or 'flatten', got {cfg.global_pool!r}")
         fc: list[nn.Module] = []
         if cfg.hidden > 0:
-            fc += [nn.Linear(n, cfg.hidden) if n else nn.LazyLinear(cfg.hidden), get_act(cfg.act)]
+            fc += [nn.Linear(n, cfg.hidden), get_act(cfg.act)]
             n = cfg.hidden
         if cfg.dropout > 0:
             fc.append(nn.Dropout(cfg.dropout))
         self.fc = nn.Sequential(*fc)
         self.num_features = n
-        self.head = nn.Linear(n, cfg.num_classes) if n else nn.LazyLinear(cfg.num_classes)
+        self.head = nn.Linear(n, cfg.num_classes)
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 3:
@@ -126,9 +141,16 @@ class SimpleCNN(Classifier):
         if c != self.cfg.in_channels:
             raise ShapeError(f"simple_cnn was built for {self.cfg.in_channels} channel(s), got images with {c}")
         need = 2 ** len(self.cfg.channels)
+        if self.cfg.global_pool == "flatten" and [h, w] != list(self.cfg.input_size):
+            raise ShapeError(
+                f"simple_cnn was built for {self.cfg.input_size[0]}×{self.cfg.input_size[1]} images "
+                f"(global_pool='flatten'), got {h}×{w}"
+            )
         if min(h, w) < need:
-            raise ShapeError(f"simple_cnn with {len(self.cfg.channels)} pooling stages needs images of at least "
-                             f"{need}×{need} px, got {h}×{w}")
+            raise ShapeError(
+                f"simple_cnn with {len(self.cfg.channels)} pooling stages needs images of at least "
+                f"{need}×{need} px, got {h}×{w}"
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.features(x)))  # (B, C, H, W) -> (B, hidden)
@@ -137,6 +159,5 @@ class SimpleCNN(Classifier):
         return self.head(feats)
 
     def reset_classifier(self, num_classes: int) -> None:
-        n = self.num_features or self.head.in_features
-        self.head = nn.Linear(n, num_classes)
+        self.head = nn.Linear(self.num_features, num_classes)
         self.cfg.num_classes = num_classes

@@ -66,7 +66,9 @@ def model_config(name: str, **overrides: Any) -> Any:
     return from_dict(entry.config_cls, merged, where="model")
 
 
-def create_model(name: str, weights: str | Path | None = None, trust_pickle: bool = False, **overrides: Any) -> nn.Module:
+def create_model(
+    name: str, weights: str | Path | None = None, trust_pickle: bool = False, **overrides: Any
+) -> nn.Module:
     """Build a registered model, optionally loading weights.
 
     Args:
@@ -105,8 +107,11 @@ def load_state_dict_checked(model: nn.Module, state: dict, source: str) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -115,6 +120,7 @@ def load_state_dict_checked(model: nn.Module, state: dict, source: str) -> None:
             parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
         if shapes:
             parts.append(f"shape mismatch {shapes[:3]}{' ...' if len(shapes) > 3 else ''}")
-        raise CheckpointError(f"weights in {source} do not fit model '{getattr(model, 'model_name', '?')}': "
-                              + "; ".join(parts))
+        raise CheckpointError(
+            f"weights in {source} do not fit model '{getattr(model, 'model_name', '?')}': " + "; ".join(parts)
+        )
     model.load_state_dict(state, strict=True)

@@ -40,5 +40,12 @@ def build_task(cfg: TaskConfig, model: nn.Module, preprocessing: Preprocessing) 
     raise ConfigError(f"unknown task '{cfg.name}'{suggest(cfg.name, TASKS)}")
 
 
-__all__ = ["TASKS", "BinaryClassificationTask", "ClassificationTask", "RegressionTask", "Task", "TaskConfig",
-           "build_task"]
+__all__ = [
+    "TASKS",
+    "BinaryClassificationTask",
+    "ClassificationTask",
+    "RegressionTask",
+    "Task",
+    "TaskConfig",
+    "build_task",
+]

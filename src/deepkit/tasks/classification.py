@@ -18,8 +18,13 @@ class ClassificationTask(Task):
     monitor = "val_accuracy"
     monitor_mode = "max"
 
-    def __init__(self, model: nn.Module, num_classes: int, preprocessing: Preprocessing | None = None,
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        preprocessing: Preprocessing | None = None,
+        label_smoothing: float = 0.0,
+    ):
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         super().__init__(model, preprocessing)

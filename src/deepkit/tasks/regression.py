@@ -21,8 +21,14 @@ class RegressionTask(Task):
     monitor = "val_loss"
     monitor_mode = "min"
 
-    def __init__(self, model: nn.Module, num_outputs: int = 1, preprocessing: Preprocessing | None = None,
-                 loss: str = "mse", huber_delta: float = 1.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_outputs: int = 1,
+        preprocessing: Preprocessing | None = None,
+        loss: str = "mse",
+        huber_delta: float = 1.0,
+    ):
         if loss not in LOSSES:
             raise ConfigError(f"unknown regression loss '{loss}'{suggest(loss, LOSSES)}")
         self.num_outputs, self.loss_name, self.huber_delta = num_outputs, loss, huber_delta

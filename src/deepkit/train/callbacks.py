@@ -77,8 +77,9 @@ class EarlyStopping(Callback):
             if self.wait >= self.patience:
                 self.stopped_epoch = int(logs["epoch"])
                 trainer.state.stop = True
-                trainer.log(f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
-                            f"(best {self.best:.4g})")
+                trainer.log(
+                    f"early stopping: {self.monitor} has not improved for {self.patience} epochs (best {self.best:.4g})"
+                )
 
     def state_dict(self):
         return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
@@ -107,8 +108,11 @@ class ModelCheckpoint(Callback):
         value = logs.get(self.monitor, float("nan"))
         if _better(value, self.best, self.mode):
             self.best, self.best_epoch = value, int(logs["epoch"])
-            trainer.save_checkpoint(self.dir / "best", resumable=False,
-                                    extra={"epoch": int(logs["epoch"]), "monitor": self.monitor, "value": value})
+            trainer.save_checkpoint(
+                self.dir / "best",
+                resumable=False,
+                extra={"epoch": int(logs["epoch"]), "monitor": self.monitor, "value": value},
+            )
         trainer.save_checkpoint(self.dir / "last")
 
     def on_fit_end(self, trainer):
@@ -151,7 +155,9 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+            raise ConfigError(
+                "trainer.tensorboard=true needs the tensorboard package: pip install tensorboard"
+            ) from None
         self.writer = SummaryWriter(str(self.dir), purge_step=trainer.state.step or None)
 
     def on_epoch_end(self, trainer, logs):
@@ -182,16 +188,23 @@ class ProgressLogger(Callback):
         if self.mode == "bar":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=False,
+            )
             self.progress.start()
 
     def on_epoch_start(self, trainer):
         self.t0, self.samples0 = time.perf_counter(), trainer.state.samples
         if self.progress is not None:
             desc = f"epoch {trainer.state.epoch + 1}/{trainer.config.epochs}"
-            self.task_id = self.progress.add_task(desc, total=trainer.batches_per_epoch, info="",
-                                                  completed=trainer.state.batch)
+            self.task_id = self.progress.add_task(
+                desc, total=trainer.batches_per_epoch, info="", completed=trainer.state.batch
+            )
 
     def on_step_end(self, trainer):
         s = trainer.state

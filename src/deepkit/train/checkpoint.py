@@ -61,8 +61,10 @@ def capture_rng() -> tuple[dict[str, torch.Tensor], dict]:
     np_state = np.random.get_state()
     tensors["rng.numpy.keys"] = torch.from_numpy(np_state[1].astype(np.int64))
     py = random.getstate()
-    meta = {"numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
-            "python": [py[0], list(py[1]), py[2]]}
+    meta = {
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py[0], list(py[1]), py[2]],
+    }
     return tensors, meta
 
 
@@ -81,8 +83,12 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 def model_metadata(model: nn.Module, extra: dict | None = None) -> dict:
     from deepkit.models.registry import describe_config
 
-    return {"format": FORMAT_VERSION, "model": getattr(model, "model_name", None),
-            "model_config": describe_config(model), **(extra or {})}
+    return {
+        "format": FORMAT_VERSION,
+        "model": getattr(model, "model_name", None),
+        "model_config": describe_config(model),
+        **(extra or {}),
+    }
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -91,8 +97,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def save_checkpoint(directory: str | Path, model: nn.Module, meta: dict, optimizer: torch.optim.Optimizer | None = None,
-                    state: dict | None = None, state_tensors: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    meta: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict | None = None,
+    state_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a checkpoint directory atomically (temp dir + rename). ``optimizer``/``state`` make it resumable."""
     directory = Path(directory)
     tmp = directory.with_name(f".tmp-{directory.name}")
@@ -130,8 +142,9 @@ def load_training_state(directory: str | Path) -> tuple[dict[str, torch.Tensor],
     """(model state dict, model metadata, state tensors, state json) of a resumable checkpoint."""
     found = find_checkpoint(directory)
     if found is None or not (found / "state.json").is_file():
-        raise CheckpointError(f"no resumable checkpoint in {directory} (expected model.safetensors, "
-                              "state.safetensors and state.json)")
+        raise CheckpointError(
+            f"no resumable checkpoint in {directory} (expected model.safetensors, state.safetensors and state.json)"
+        )
     weights, meta = load_weights(found / "model.safetensors")
     s_tensors, _ = load_weights(found / "state.safetensors")
     try:

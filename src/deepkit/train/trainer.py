@@ -96,7 +96,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"trainer.device: unknown device '{name}' (expected auto, cpu, cuda, cuda:N or mps)") from None
+        raise ConfigError(
+            f"trainer.device: unknown device '{name}' (expected auto, cpu, cuda, cuda:N or mps)"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name}, but CUDA is not available here (use auto or cpu)")
     return device
@@ -126,8 +128,13 @@ class Trainer:
         >>> Trainer(epochs=5).fit(task, data)                          # doctest: +SKIP
     """
 
-    def __init__(self, config: TrainerConfig | dict | None = None, run_dir: str | Path | None = None,
-                 callbacks: list[Callback] | tuple = (), **overrides: Any):
+    def __init__(
+        self,
+        config: TrainerConfig | dict | None = None,
+        run_dir: str | Path | None = None,
+        callbacks: list[Callback] | tuple = (),
+        **overrides: Any,
+    ):
         base = to_dict(config) if config is not None else {}
         self.config: TrainerConfig = from_dict(TrainerConfig, _merge(base, overrides), "trainer")
         if self.config.accumulate < 1:
@@ -191,7 +198,7 @@ class Trainer:
                         loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
                     if cfg.l2:
                         loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
-                    (loss / group).backward()
+                    (loss / group if group > 1 else loss).backward()
                     self._accumulate(out, len(x))
                     s.batch += 1
                     s.samples += len(x)
@@ -238,7 +245,7 @@ class Trainer:
         outs = []
         with self._autocast():
             for i in range(0, len(x), batch_size):
-                outs.append(task.predict_step(x[i:i + batch_size].to(self.device)).float().cpu())
+                outs.append(task.predict_step(x[i : i + batch_size].to(self.device)).float().cpu())
         return torch.cat(outs) if outs else torch.empty(0)
 
     def _run_eval(self, task: Task, loader: TensorLoader) -> dict[str, float]:
@@ -284,8 +291,10 @@ class Trainer:
     def _accumulate(self, out: dict[str, torch.Tensor], n: int) -> None:
         s = self.state
         for k, v in out.items():
-            v = v.detach().float() * n
-            s.sums[k] = s.sums[k] + v if k in s.sums else v
+            if k in s.sums:
+                s.sums[k].add_(v.detach(), alpha=n)  # in place, on the device: no sync, no new tensor
+            else:
+                s.sums[k] = v.detach().float() * n
         s.count += n
 
     def running(self, key: str) -> float:
@@ -299,8 +308,10 @@ class Trainer:
             s = self.state
             where = f"epoch {s.epoch + 1}, step {s.step}"
             hint = "last good checkpoint: " + str(self.run_dir / "checkpoints" / "last") if self.run_dir else ""
-            raise TrainingDiverged(f"training loss became {loss} at {where}; lower trainer.optimizer.lr, set "
-                                   f"trainer.grad_clip, or check the inputs for extreme values. {hint}".strip())
+            raise TrainingDiverged(
+                f"training loss became {loss} at {where}; lower trainer.optimizer.lr, set "
+                f"trainer.grad_clip, or check the inputs for extreme values. {hint}".strip()
+            )
 
     def _epoch_logs(self, task: Task, val: TensorLoader | None, opt, seconds: float) -> dict[str, float]:
         s = self.state
@@ -327,12 +338,21 @@ class Trainer:
         meta = {**self.checkpoint_meta, **(extra or {})}
         if not resumable:
             return ckpt.save_checkpoint(directory, task.model, meta)
-        loop = {"epoch": s.epoch, "batch": s.batch, "step": s.step, "samples": s.samples,
-                "train_time": s.train_time, "stop": s.stop, "history": s.history, "count": s.count}
+        loop = {
+            "epoch": s.epoch,
+            "batch": s.batch,
+            "step": s.step,
+            "samples": s.samples,
+            "train_time": s.train_time,
+            "stop": s.stop,
+            "history": s.history,
+            "count": s.count,
+        }
         cbs = {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)}
         tensors = {f"loop.sum.{k}": v for k, v in s.sums.items()}
-        return ckpt.save_checkpoint(directory, task.model, meta, self.optimizer,
-                                    {"loop": loop, "callbacks": cbs}, tensors)
+        return ckpt.save_checkpoint(
+            directory, task.model, meta, self.optimizer, {"loop": loop, "callbacks": cbs}, tensors
+        )
 
     def _restore(self, directory: str | Path) -> None:
         weights, _, tensors, state = ckpt.load_training_state(directory)
@@ -340,11 +360,17 @@ class Trainer:
         self.task.model.to(self.device)
         self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
         loop = state["loop"]
-        self.state = LoopState(epoch=loop["epoch"], batch=loop["batch"], step=loop["step"], samples=loop["samples"],
-                               train_time=loop["train_time"], stop=loop["stop"], history=loop["history"],
-                               count=loop["count"],
-                               sums={k[len("loop.sum."):]: v.to(self.device) for k, v in tensors.items()
-                                     if k.startswith("loop.sum.")})
+        self.state = LoopState(
+            epoch=loop["epoch"],
+            batch=loop["batch"],
+            step=loop["step"],
+            samples=loop["samples"],
+            train_time=loop["train_time"],
+            stop=loop["stop"],
+            history=loop["history"],
+            count=loop["count"],
+            sums={k[len("loop.sum.") :]: v.to(self.device) for k, v in tensors.items() if k.startswith("loop.sum.")},
+        )
         saved = state["callbacks"]
         for i, cb in enumerate(self.callbacks):
             key = f"{i}:{type(cb).__name__}"

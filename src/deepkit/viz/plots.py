@@ -69,8 +69,15 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Pa
     if k <= 30:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
         ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0)
         ax.set_yticks(range(k), class_names)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")

@@ -1,0 +1,129 @@
+"""Shared fixtures: temporary run directories, a CLI runner, synthetic datasets and one trained run per session.
+
+Every test runs torch on ONE intra-op thread (and every CLI subprocess gets ``OMP_NUM_THREADS=1``): on a small
+machine shared with other jobs, two contending torch threads make a tiny MLP step ~100× slower, and one thread
+also keeps float reductions in a fixed order, which the bit-exact resume tests rely on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepkit.data.idx import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+CLI_TIMEOUT = 180  # seconds; a CLI call in this suite normally takes 3-10 s
+
+torch.set_num_threads(1)
+
+
+def datasets_root() -> Path:
+    """Where the real public datasets live: ``$DEEPKIT_DATA`` if set, else ``../shared/datasets`` next to the repo."""
+    env = os.environ.get("DEEPKIT_DATA")
+    return Path(env).expanduser() if env else SHARED_DATASETS
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment of a CLI subprocess: the current one, one torch thread, no debug mode, DEEPKIT_DATA set."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["MKL_NUM_THREADS"] = "1"
+    env.pop("DEEPKIT_DEBUG", None)
+    if "DEEPKIT_DATA" not in env and SHARED_DATASETS.is_dir():
+        env["DEEPKIT_DATA"] = str(SHARED_DATASETS)
+    env.update(extra)
+    return env
+
+
+def _run_cli(*args: str | os.PathLike, cwd: str | os.PathLike | None = None, timeout: float = CLI_TIMEOUT,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m deepkit ARGS`` and return the finished process (text stdout/stderr captured)."""
+    return subprocess.run([sys.executable, "-m", "deepkit", *map(str, args)], cwd=cwd, env=env or cli_env(),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_cli(*args, cwd=None, timeout=..., env=None)`` -> CompletedProcess of ``python -m deepkit ARGS``."""
+    return _run_cli
+
+
+@pytest.fixture
+def make_cli_env() -> Callable[..., dict[str, str]]:
+    """``make_cli_env(**extra)`` -> the environment ``run_cli`` uses, with ``extra`` variables added."""
+    return cli_env
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A path for a run directory that does not exist yet."""
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Change into tmp_path, so anything written to ``runs/`` lands there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The real MNIST folder (four IDX .gz files); skips the test when it is absent."""
+    folder = datasets_root() / "mnist"
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found at {folder} (set DEEPKIT_DATA or provide ../shared/datasets/mnist)")
+    return folder
+
+
+def _write_mnist(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = True, seed: int = 0) -> Path:
+    """Write a tiny synthetic MNIST (four IDX files, 28×28 uint8 images, labels cycling 0..9) into ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
+    return folder
+
+
+def _blobs(n_per_class: int = 40, num_classes: int = 3, features: int = 4, spread: float = 0.5,
+          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well separated Gaussian blobs: x (N, features) float32, y (N,) int64 labels."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(num_classes, features))
+    x = np.concatenate([c + spread * rng.normal(size=(n_per_class, features)) for c in centers]).astype(np.float32)
+    y = np.repeat(np.arange(num_classes), n_per_class).astype(np.int64)
+    return x, y
+
+
+@pytest.fixture
+def write_mnist() -> Callable[..., Path]:
+    """``write_mnist(folder, n_train=200, n_test=50, gz=True)``: a tiny synthetic MNIST folder."""
+    return _write_mnist
+
+
+@pytest.fixture
+def blobs() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """``blobs(n_per_class=40, num_classes=3, features=4, spread=0.5, seed=0)`` -> separable (x, y)."""
+    return _blobs
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``deepkit train digits_mlp trainer.epochs=2 --out D`` through the CLI, once per session: (D, process)."""
+    out = tmp_path_factory.mktemp("cli") / "digits"
+    proc = _run_cli("train", "digits_mlp", "trainer.epochs=2", "--out", out, cwd=out.parent)
+    assert proc.returncode == 0, f"training digits_mlp failed:\n{proc.stdout}\n{proc.stderr}"
+    return out, proc

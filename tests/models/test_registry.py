@@ -1,0 +1,185 @@
+"""Model registry: every registered model builds, runs forward/backward, and config mistakes are ConfigErrors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepkit import create_model, list_models, register_model
+from deepkit.errors import ConfigError, ShapeError
+from deepkit.models import registry
+from deepkit.models.mlp import MLP, MLPConfig
+from deepkit.nn import get_act, get_norm
+
+# one input that fits each model: (batch shape, config overrides)
+INPUTS = {
+    "mlp": ((4, 1, 8, 8), {"in_features": 64}),
+    "lenet5": ((4, 1, 28, 28), {}),
+    "simple_cnn": ((4, 1, 16, 16), {}),
+}
+
+
+def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
+    if name not in INPUTS:
+        pytest.fail(f"model '{name}' was registered but tests/models/test_registry.py has no input shape for it")
+    shape, kw = INPUTS[name]
+    torch.manual_seed(0)
+    return create_model(name, **{**kw, **overrides}), torch.randn(shape)
+
+
+def test_list_models_has_the_builtin_families():
+    names = list_models()
+    assert {"mlp", "lenet5", "simple_cnn"} <= set(names)
+    assert names == sorted(names)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_shapes_and_finiteness(name):
+    model, x = build(name, num_classes=7)
+    assert model.model_name == name
+    assert model.model_config.num_classes == 7
+    out = model(x)
+    assert out.shape == (x.shape[0], 7)
+    assert torch.isfinite(out).all()
+    loss = F.cross_entropy(out, torch.arange(x.shape[0]) % 7)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_is_head_of_features(name):
+    model, x = build(name)
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.ndim == 2 and feats.shape[0] == x.shape[0]
+        torch.testing.assert_close(model(x), model.forward_head(feats), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_reset_classifier_changes_output_width(name):
+    model, x = build(name, num_classes=10)
+    model.eval()
+    with torch.no_grad():
+        feats_before = model.forward_features(x)
+        model.reset_classifier(5)
+        out = model(x)
+        feats_after = model.forward_features(x)
+    assert out.shape == (x.shape[0], 5)
+    assert model.model_config.num_classes == 5
+    torch.testing.assert_close(feats_before, feats_after, rtol=0, atol=0)  # only the head changed
+
+
+def test_unknown_model_suggests_nearest():
+    with pytest.raises(ConfigError, match=r"unknown model 'mpl'.*did you mean 'mlp'"):
+        create_model("mpl")
+
+
+def test_unknown_config_key_names_key_and_suggests():
+    with pytest.raises(ConfigError) as info:
+        create_model("mlp", widht=32)
+    assert "model.widht" in str(info.value)
+    assert "did you mean 'width'" in str(info.value)
+
+
+def test_wrong_type_is_config_error():
+    with pytest.raises(ConfigError, match=r"model\.depth.*integer.*'abc'"):
+        create_model("mlp", depth="abc")
+    with pytest.raises(ConfigError, match=r"model\.depth"):
+        create_model("mlp", depth=2.5)
+    with pytest.raises(ConfigError, match=r"model\.dropout"):
+        create_model("mlp", dropout=True)
+
+
+def test_numeric_strings_are_coerced():
+    model = create_model("mlp", in_features="64", depth="3", dropout="0.25")  # YAML/CLI can hand over strings
+    assert (model.cfg.in_features, model.cfg.depth, model.cfg.dropout) == (64, 3, 0.25)
+    assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 4  # 3 hidden + head
+
+
+@pytest.mark.parametrize("act,cls", [("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh), ("relu", nn.ReLU),
+                                     ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU)])
+def test_activation_lookup_in_mlp(act, cls):
+    model, x = build("mlp", act=act, depth=2)
+    found = [m for m in model.modules() if isinstance(m, cls)]
+    assert len(found) == 2, f"expected one {cls.__name__} per hidden layer"
+    out = model(x)
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+def test_unknown_activation_and_norm():
+    with pytest.raises(ConfigError, match="did you mean 'relu'"):
+        get_act("rellu")
+    with pytest.raises(ConfigError, match="did you mean 'batchnorm'"):
+        get_norm("batchnrom", 8)
+    with pytest.raises(ConfigError, match="unknown activation"):
+        create_model("mlp", in_features=4, act="swishy")
+    assert isinstance(get_act(None), nn.Identity)
+    assert isinstance(get_act(nn.SiLU), nn.SiLU)
+
+
+@pytest.mark.parametrize("norm,cls", [("batchnorm", nn.BatchNorm1d), ("layernorm", nn.LayerNorm)])
+def test_mlp_norm_layers(norm, cls):
+    model, x = build("mlp", norm=norm, depth=2, width=16)
+    layers = [m for m in model.modules() if isinstance(m, cls)]
+    assert len(layers) == 2 and all(m.normalized_shape == (16,) if cls is nn.LayerNorm else m.num_features == 16
+                                    for m in layers)
+    assert model(x).shape == (4, 10)
+
+
+def test_mlp_without_norm_has_no_norm_layers():
+    model, _ = build("mlp", norm="none")
+    assert not any(isinstance(m, nn.BatchNorm1d | nn.LayerNorm) for m in model.modules())
+
+
+@pytest.mark.parametrize("norm,cls", [("batchnorm", nn.BatchNorm2d), ("groupnorm", nn.GroupNorm),
+                                      ("layernorm", nn.GroupNorm)])
+def test_simple_cnn_norm_layers(norm, cls):
+    model, x = build("simple_cnn", norm=norm, channels=[8, 16])
+    assert any(isinstance(m, cls) for m in model.modules())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.bias is None for c in convs), "a conv followed by a norm layer needs no bias"
+    assert model(x).shape == (4, 10)
+
+
+def test_lenet5_rejects_small_images():
+    model = create_model("lenet5")
+    with pytest.raises(ShapeError, match=r"at least 24×24.*8×8"):
+        model.check_input((1, 8, 8))
+    with pytest.raises(ShapeError, match="channel"):
+        model.check_input((3, 28, 28))
+    model.check_input((1, 28, 28))  # fits
+    model.check_input((1, 32, 32))  # larger images pass through the adaptive pool
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_simple_cnn_check_input():
+    model = create_model("simple_cnn", channels=[8, 8, 8])
+    with pytest.raises(ShapeError, match=r"at least 8×8"):
+        model.check_input((1, 4, 4))
+    with pytest.raises(ShapeError, match=r"\(C, H, W\)"):
+        model.check_input((64,))
+    with pytest.raises(ShapeError, match="global_pool"):
+        create_model("simple_cnn", global_pool="max")
+
+
+def test_register_model_variant_defaults(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+
+    @register_model("tiny_mlp_for_test", MLPConfig, depth=1, width=8)
+    class TinyMLP(MLP):
+        """Tiny MLP used by the registry test."""
+
+    assert "tiny_mlp_for_test" in list_models()
+    model = create_model("tiny_mlp_for_test", in_features=4)
+    assert isinstance(model, TinyMLP) and (model.cfg.depth, model.cfg.width) == (1, 8)
+    assert create_model("tiny_mlp_for_test", in_features=4, width=3).cfg.width == 3  # overrides beat defaults
+    assert registry.get_entry("tiny_mlp_for_test").description == "Tiny MLP used by the registry test."
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("tiny_mlp_for_test", MLPConfig)(MLP)
