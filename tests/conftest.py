@@ -44,20 +44,31 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _run_cli(*args: str | os.PathLike, cwd: str | os.PathLike | None = None, timeout: float = CLI_TIMEOUT,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run_cli(
+    *args: str | os.PathLike,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = CLI_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run ``python -m deepkit ARGS`` and return the finished process (text stdout/stderr captured)."""
-    return subprocess.run([sys.executable, "-m", "deepkit", *map(str, args)], cwd=cwd, env=env or cli_env(),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "deepkit", *map(str, args)],
+        cwd=cwd,
+        env=env or cli_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_cli() -> Callable[..., subprocess.CompletedProcess]:
     """``run_cli(*args, cwd=None, timeout=..., env=None)`` -> CompletedProcess of ``python -m deepkit ARGS``."""
     return _run_cli
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_cli_env() -> Callable[..., dict[str, str]]:
     """``make_cli_env(**extra)`` -> the environment ``run_cli`` uses, with ``extra`` variables added."""
     return cli_env
@@ -98,8 +109,9 @@ def _write_mnist(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = 
     return folder
 
 
-def _blobs(n_per_class: int = 40, num_classes: int = 3, features: int = 4, spread: float = 0.5,
-          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _blobs(
+    n_per_class: int = 40, num_classes: int = 3, features: int = 4, spread: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Well separated Gaussian blobs: x (N, features) float32, y (N,) int64 labels."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=4.0, size=(num_classes, features))

@@ -102,8 +102,10 @@ def test_numeric_strings_are_coerced():
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 4  # 3 hidden + head
 
 
-@pytest.mark.parametrize("act,cls", [("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh), ("relu", nn.ReLU),
-                                     ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU)])
+@pytest.mark.parametrize(
+    "act,cls",
+    [("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh), ("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU)],
+)
 def test_activation_lookup_in_mlp(act, cls):
     model, x = build("mlp", act=act, depth=2)
     found = [m for m in model.modules() if isinstance(m, cls)]
@@ -127,8 +129,9 @@ def test_unknown_activation_and_norm():
 def test_mlp_norm_layers(norm, cls):
     model, x = build("mlp", norm=norm, depth=2, width=16)
     layers = [m for m in model.modules() if isinstance(m, cls)]
-    assert len(layers) == 2 and all(m.normalized_shape == (16,) if cls is nn.LayerNorm else m.num_features == 16
-                                    for m in layers)
+    assert len(layers) == 2 and all(
+        m.normalized_shape == (16,) if cls is nn.LayerNorm else m.num_features == 16 for m in layers
+    )
     assert model(x).shape == (4, 10)
 
 
@@ -137,8 +140,9 @@ def test_mlp_without_norm_has_no_norm_layers():
     assert not any(isinstance(m, nn.BatchNorm1d | nn.LayerNorm) for m in model.modules())
 
 
-@pytest.mark.parametrize("norm,cls", [("batchnorm", nn.BatchNorm2d), ("groupnorm", nn.GroupNorm),
-                                      ("layernorm", nn.GroupNorm)])
+@pytest.mark.parametrize(
+    "norm,cls", [("batchnorm", nn.BatchNorm2d), ("groupnorm", nn.GroupNorm), ("layernorm", nn.GroupNorm)]
+)
 def test_simple_cnn_norm_layers(norm, cls):
     model, x = build("simple_cnn", norm=norm, channels=[8, 16])
     assert any(isinstance(m, cls) for m in model.modules())
@@ -166,6 +170,21 @@ def test_simple_cnn_check_input():
         model.check_input((64,))
     with pytest.raises(ShapeError, match="global_pool"):
         create_model("simple_cnn", global_pool="max")
+
+
+def test_simple_cnn_flatten_needs_input_size():
+    with pytest.raises(ShapeError, match="input_size"):
+        create_model("simple_cnn", global_pool="flatten")
+    model = create_model("simple_cnn", global_pool="flatten", input_size=[28, 28], channels=[4, 8], hidden=0)
+    assert model.head.in_features == 8 * 7 * 7  # two 2× pools keep a 7×7 map
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    model.check_input((1, 28, 28))
+    with pytest.raises(ShapeError, match="built for 28×28"):
+        model.check_input((1, 32, 32))
+    model.reset_classifier(3)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 3)
+    odd = create_model("simple_cnn", global_pool="flatten", input_size=[30, 30], channels=[4, 4, 4])
+    assert odd(torch.randn(2, 1, 30, 30)).shape == (2, 10)  # 30 -> 15 -> 7 -> 3, as the pools floor
 
 
 def test_register_model_variant_defaults(monkeypatch):

@@ -1,0 +1,252 @@
+"""User mistakes through the CLI: exit status 2, ONE line on stderr starting with "error:", no traceback,
+and no finished run directory left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, out: Path | None = None) -> str:
+    """Check the one-line error contract and return the message."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{proc.stderr}"
+    message = lines[0]
+    assert message.startswith("error: "), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    if out is not None:
+        status = out / "run.json"
+        finished = status.is_file() and json.loads(status.read_text()).get("status") == "finished"
+        assert not finished, f"a failed command left a finished run in {out}"
+    return message
+
+
+def train(run_cli, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path / "out"
+    return run_cli("train", *args, "--out", out, cwd=tmp_path), out
+
+
+# --- recipes and overrides -------------------------------------------------------------------------------------------
+
+
+def test_unknown_recipe_suggests_nearest(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "digits_cn")
+    assert_user_error(proc, "unknown recipe 'digits_cn'", "did you mean 'digits_cnn'", out=out)
+    assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_unknown_key_suggests_nearest(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "digits_mlp", "trainer.epocs=3")
+    assert_user_error(proc, "unknown key 'trainer.epocs'", "did you mean 'epochs'", out=out)
+    assert not out.exists()
+
+
+def test_wrong_value_type(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "digits_mlp", "trainer.epochs=abc")
+    assert_user_error(proc, "trainer.epochs", "expected an integer", "'abc'", out=out)
+    assert not out.exists()
+
+
+def test_train_without_recipe(run_cli, tmp_path):
+    assert_user_error(run_cli("train", cwd=tmp_path), "train needs a RECIPE")
+
+
+@pytest.mark.slow  # one more CLI start-up (~3 s); runs with `make test-all`
+def test_recipe_file_not_found(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, str(tmp_path / "mine.yaml"))
+    assert_user_error(proc, "recipe file not found", out=out)
+
+
+# --- model and data do not fit ---------------------------------------------------------------------------------------
+
+
+def test_channel_mismatch(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "digits_cnn", "model.in_channels=3")
+    assert_user_error(proc, "model.in_channels=3 does not fit the data", "1-channel 8×8", out=out)
+    assert not out.exists()
+
+
+def test_switching_model_name_keeps_other_model_keys(run_cli, tmp_path):
+    # digits_cnn's model section has simple_cnn keys (channels, hidden) that lenet5 does not take; the run must
+    # still fail as a one-line user error before anything is written (the shape check itself is tested below)
+    proc, out = train(run_cli, tmp_path, "digits_cnn", "model.name=lenet5")
+    assert_user_error(proc, "unknown key 'model.", out=out)
+    assert not out.exists()
+
+
+def test_image_too_small_for_lenet(run_cli, tmp_path):
+    recipe = tmp_path / "lenet_digits.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"model": {"name": "lenet5"}, "data": {"name": "digits"}, "trainer": {"epochs": 1}})
+    )
+    proc, out = train(run_cli, tmp_path, str(recipe))
+    assert_user_error(proc, "lenet5 needs images of at least 24×24", "8×8", out=out)
+    assert not out.exists()
+
+
+def test_tabular_data_for_a_cnn(run_cli, tmp_path):
+    recipe = tmp_path / "cnn_table.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"task": {"name": "regression"}, "model": {"name": "simple_cnn"}, "data": {"name": "diabetes"}})
+    )
+    proc, out = train(run_cli, tmp_path, str(recipe))
+    assert_user_error(proc, "model 'simple_cnn' takes images", "10 features", out=out)
+    assert not out.exists()
+
+
+# --- corrupt and unusable data ---------------------------------------------------------------------------------------
+
+
+def test_missing_csv(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "csv_classification", f"data.path={tmp_path / 'missing.csv'}")
+    assert_user_error(proc, "CSV file not found", "missing.csv", out=out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text,fragments",
+    [
+        ("a,b,label\n1,2,x\n3,4\n5,6,y\n", ["line 3: 2 fields, expected 3"]),
+        ("a,b,label\n1,2,x\nnan,4,y\n5,6,y\n", ["line 3, column 'a'", "finite"]),
+        ("", ["is empty"]),
+        ("a,b,label\n1,two,x\n", ["line 2, column 'b'", "'two'"]),
+    ],
+    ids=["ragged", "nan", "empty", "text-in-number-column"],
+)
+def test_bad_csv(run_cli, tmp_path, text, fragments):
+    table = tmp_path / "table.csv"
+    table.write_text(text)
+    proc, out = train(run_cli, tmp_path, "csv_classification", f"data.path={table}")
+    assert_user_error(proc, *fragments, out=out)
+    assert not out.exists()
+
+
+def test_truncated_idx(run_cli, tmp_path, write_mnist):
+    folder = write_mnist(tmp_path / "mnist", n_train=100, n_test=20)
+    images = folder / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:-200])
+    proc, out = train(run_cli, tmp_path, "mnist_cnn", f"data.path={folder}")
+    assert_user_error(proc, "truncated", "train-images-idx3-ubyte.gz", out=out)
+    assert not out.exists()
+
+
+def test_mnist_folder_missing(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "mnist_cnn", f"data.path={tmp_path / 'nowhere'}")
+    assert_user_error(proc, "MNIST folder not found", "DEEPKIT_DATA", out=out)
+
+
+def test_diverging_training_fails_cleanly(run_cli, tmp_path):
+    proc, out = train(
+        run_cli,
+        tmp_path,
+        "digits_mlp",
+        "trainer.epochs=2",
+        "trainer.optimizer.name=sgd",
+        "trainer.optimizer.lr=1e6",
+        "model.width=16",
+        "trainer.progress=none",
+    )
+    assert_user_error(proc, "training loss became", "lower trainer.optimizer.lr", out=out)
+    status = json.loads((out / "run.json").read_text())
+    assert status["status"] == "failed" and "TrainingDiverged" in status["error"]
+
+
+# --- predict with inputs that do not fit -----------------------------------------------------------------------------
+
+
+def test_predict_wrong_image_size(digits_run, run_cli, tmp_path):
+    out, _ = digits_run
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(big)
+    assert_user_error(run_cli("predict", out, big), "big.png is 28×28 px", "expects 8×8 px")
+
+
+def test_predict_colour_image_for_grayscale_model(digits_run, run_cli, tmp_path):
+    out, _ = digits_run
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red: the channels differ
+    path = tmp_path / "red.png"
+    Image.fromarray(rgb, mode="RGB").save(path)
+    assert_user_error(run_cli("predict", out, path), "3 colour channels", "expects 1 channel")
+
+
+@pytest.mark.slow  # one more CLI start-up (~3 s); runs with `make test-all`
+def test_predict_grayscale_saved_as_rgb_is_accepted(digits_run, run_cli, tmp_path):
+    out, _ = digits_run
+    gray = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    path = tmp_path / "gray_rgb.png"
+    Image.fromarray(np.stack([gray] * 3, -1), mode="RGB").save(path)
+    proc = run_cli("predict", out, path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(str(path))
+
+
+def test_predict_corrupt_png(digits_run, run_cli, tmp_path):
+    out, _ = digits_run
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    assert_user_error(run_cli("predict", out, path), "cannot read image", "broken.png")
+
+
+@pytest.mark.slow  # one more CLI start-up (~3 s); runs with `make test-all`
+def test_predict_missing_input_and_unknown_type(digits_run, run_cli, tmp_path):
+    out, _ = digits_run
+    assert_user_error(run_cli("predict", out, tmp_path / "nope.png"), "input file not found")
+    other = tmp_path / "notes.docx"
+    other.write_bytes(b"x")
+    assert_user_error(run_cli("predict", out, other), "unsupported input")
+
+
+# --- run directories -------------------------------------------------------------------------------------------------
+
+
+def test_debug_shows_traceback(run_cli, tmp_path):
+    proc = run_cli("train", "digits_cn", "--debug", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr and "did you mean 'digits_cnn'" in proc.stderr
+
+
+def test_out_of_existing_run_needs_overwrite(run_cli, tmp_path):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "config.yaml").write_text("name: old\n")
+    (out / "run.json").write_text(json.dumps({"status": "finished", "marker": 42}))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = run_cli("train", "digits_mlp", "trainer.epochs=1", "--out", out, cwd=tmp_path)
+    assert_user_error(proc, "already exists", "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "the existing run was modified"
+
+
+def test_overwrite_refuses_a_directory_that_is_not_a_run(run_cli, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.txt").write_text("do not delete")
+    proc = run_cli("train", "digits_mlp", "trainer.epochs=1", "--out", out, "--overwrite", cwd=tmp_path)
+    assert_user_error(proc, "not a deepkit run directory")
+    assert (out / "thesis.txt").read_text() == "do not delete"
+
+
+@pytest.mark.slow  # one more CLI start-up (~3 s); runs with `make test-all`
+def test_eval_of_a_directory_that_is_not_a_run(run_cli, tmp_path):
+    assert_user_error(run_cli("eval", tmp_path), "not a run directory")
+
+
+def test_resume_checks_the_recipe(digits_run, run_cli):
+    out, _ = digits_run
+    assert_user_error(run_cli("train", "digits_cnn", "--resume", out), "holds a run of recipe 'digits_mlp'")
+
+
+def test_resume_without_checkpoint(run_cli, tmp_path):
+    run = tmp_path / "half"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": "digits_mlp", "model": {"name": "mlp"}}))
+    assert_user_error(run_cli("train", "--resume", run), "no resumable checkpoint")
