@@ -163,11 +163,6 @@ def test_csv_not_utf8(tmp_path):
         read_csv_table(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: tables.py read_csv_table() opens CSVs with encoding='utf-8', so the byte-order mark that "
-    "Excel's 'CSV UTF-8' export writes stays in the first header ('\\ufeffa'); use encoding='utf-8-sig'",
-)
 def test_csv_with_byte_order_mark(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("a,b,y\n1,2,x\n3,4,z\n".encode("utf-8-sig"))
@@ -373,24 +368,12 @@ def test_from_arrays_binary_and_images():
     assert img.preprocessing.class_names == ["0", "1", "2", "3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: build.py _split() passes stratify= to train_test_split even when the "
-    "held-out part is smaller than the number of classes; sklearn raises a raw "
-    "ValueError (not a DataError) for small datasets with many classes",
-)
 def test_small_dataset_with_many_classes_splits():
     x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
     bundle = from_arrays(x, np.arange(30) % 10)  # 10 classes × 3 samples; test_split 0.2 holds out 6 samples
     assert len(bundle.test[0]) == 6 and len(bundle.train[0]) + len(bundle.val[0]) == 24
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: from_arrays() derives class names from y.max() only and "
-    "build.py _split() calls np.bincount on the labels, so negative integer "
-    "labels (e.g. -1/+1) crash with a raw ValueError instead of a DataError",
-)
 def test_negative_integer_labels_are_a_clear_error_or_work():
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     y = np.where(np.arange(40) % 2 == 0, -1, 1)

@@ -236,12 +236,6 @@ def test_adamw_first_step_is_lr_sized():
     assert math.isclose(float((w0 - w1).abs().max()), lr, rel_tol=1e-3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: optim.py build_optimizer() passes nesterov=True with momentum=0 "
-    "straight to torch.optim.SGD, which raises a raw ValueError instead of a "
-    "ConfigError naming trainer.optimizer.nesterov/momentum",
-)
 def test_nesterov_without_momentum_is_config_error(model):
     with pytest.raises(ConfigError, match="momentum"):
         build_optimizer(model, OptimizerConfig(name="sgd", momentum=0.0, nesterov=True))

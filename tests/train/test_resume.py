@@ -22,12 +22,6 @@ from deepkit.data import from_arrays
 from deepkit.tasks import ClassificationTask
 from deepkit.train import Callback, ModelCheckpoint
 
-RESTORE_BUG = (
-    "src bug: Trainer.fit binds the local `s = LoopState()` before self._restore() replaces "
-    "self.state, so a resumed loop restarts at epoch 0/step 0 on a fresh state while callbacks and "
-    "checkpoints see the restored one (fix: `s = self.state` right after `self._restore(resume)`)"
-)
-
 # digits_mlp made slow enough (wide, small batches) that a mid-epoch kill is easy to place; 4 epochs of ~81 batches
 TRAIN_ARGS = [
     "train",
@@ -110,7 +104,6 @@ def test_sigkill_leaves_a_running_resumable_run(killed_and_reference):
     assert loop["step"] >= killed_and_reference["seen"]["step"]
 
 
-@pytest.mark.xfail(strict=True, reason=RESTORE_BUG)
 def test_resume_after_sigkill_is_bit_identical(killed_and_reference, run_cli):
     a, b = killed_and_reference["a"], killed_and_reference["b"]
     proc = run_cli("train", "--resume", a, timeout=300)
@@ -166,7 +159,6 @@ class Crash(Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
-@pytest.mark.xfail(strict=True, reason=RESTORE_BUG)
 def test_in_process_mid_epoch_resume_is_exact(data, tmp_path):
     ref_task = make_task()
     ref = Trainer(CONFIG, run_dir=tmp_path / "ref")
@@ -188,13 +180,6 @@ def test_in_process_mid_epoch_resume_is_exact(data, tmp_path):
     assert resumed.state.step == ref.state.step == 24
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: Trainer.save_checkpoint/_restore key "
-    "callback state by list position ('3:ModelCheckpoint'), so resuming with "
-    "another trainer.progress/tensorboard/early_stopping setting silently drops "
-    "the best-checkpoint and early-stopping state; key by class name instead",
-)
 def test_resume_with_other_progress_keeps_callback_state(data, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -209,7 +194,6 @@ def test_resume_with_other_progress_keeps_callback_state(data, tmp_path):
     assert (restored.best, restored.best_epoch) == (best.best, best.best_epoch)
 
 
-@pytest.mark.xfail(strict=True, reason=RESTORE_BUG)
 def test_resume_finished_run_with_more_epochs(tmp_path):
     out = tmp_path / "run"
     first = deepkit.train("digits_mlp", "trainer.epochs=1", "trainer.progress=none", "model.width=32", out=out)

@@ -293,12 +293,6 @@ def test_regression_metrics_match_sklearn():
     assert metrics["r2"] > 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: multi-output regression (y of shape (N, K), documented in from_arrays) crashes at the first "
-    "validation: metrics.regression_metrics(K) builds per-output RMSE/MAE and Task.compute_metrics() calls float() on "
-    "K-element tensors (ValueError: only one element tensors can be converted to Python scalars)",
-)
 def test_multi_output_regression():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)).astype(np.float32)
@@ -423,12 +417,6 @@ def test_run_dir_outputs(data, tmp_path):
     assert (out / "plots" / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: Trainer.log() opens RUN_DIR/log.txt without "
-    "creating RUN_DIR, so Trainer(run_dir=<new dir>, progress='plain') crashes "
-    "with FileNotFoundError at the end of the first epoch",
-)
 def test_run_dir_is_created_when_missing(data, tmp_path):
     out = tmp_path / "new" / "run"
     Trainer(progress="plain", epochs=1, run_dir=out).fit(make_task(), data)

@@ -163,6 +163,8 @@ def _split(n: int, frac: float, labels: torch.Tensor | None, seed: int) -> tuple
     strat = labels.numpy() if labels is not None else None
     if strat is not None and (np.bincount(strat.astype(np.int64)) < 2).any():
         strat = None  # a class with one sample cannot be split in both parts
+    if strat is not None and min(n_out, n - n_out) < len(np.unique(strat)):
+        strat = None
     if n_out >= n:
         raise DataError(f"split fraction {frac} of {n} samples leaves nothing to train on")
     keep, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat)
@@ -276,6 +278,6 @@ def from_arrays(
         raw.x_test, raw.y_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32), np.asarray(y_test)
     if class_names is not None or task == "regression":
         pass
-    elif ya.dtype.kind in "iu" and len(ya):
+    elif ya.dtype.kind in "iu" and len(ya) and ya.min() >= 0:
         raw.class_names = [str(i) for i in range(int(ya.max()) + 1)]
     return bundle_from_raw(raw, cfg, task, where="arrays")

@@ -32,7 +32,7 @@ def read_csv_table(
     if not path.is_file():
         raise DataError(f"CSV file not found: {path}")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected a UTF-8 CSV") from None

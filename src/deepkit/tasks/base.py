@@ -63,7 +63,7 @@ class Task:
         return self.postprocess(self.model(x).float())
 
     def compute_metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.metrics.compute().items()}
+        return {k: float(v.float().mean()) for k, v in self.metrics.compute().items()}
 
     def reset_metrics(self) -> None:
         self.metrics.reset()

@@ -63,6 +63,8 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
         raise ConfigError(f"trainer.optimizer.lr must be > 0, got {cfg.lr}")
     groups = param_groups(model, cfg.weight_decay, cfg.decay_bias_and_norm)
     if cfg.name == "sgd":
+        if cfg.nesterov and cfg.momentum <= 0:
+            raise ConfigError("trainer.optimizer.nesterov=true needs trainer.optimizer.momentum > 0")
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)

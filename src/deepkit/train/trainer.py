@@ -176,6 +176,8 @@ class Trainer:
         self.state = s = LoopState()
         if resume is not None:
             self._restore(resume)
+            s = self.state
+            s.stop = False  # an explicit resume continues a run that stopped early (e.g. with more epochs)
         self._fire("on_fit_start")
         params = [p for p in task.model.parameters() if p.requires_grad]
         penalized = [p for p in params if p.ndim >= 2]
@@ -184,7 +186,7 @@ class Trainer:
         if cfg.compile:
             task.model = torch.compile(task.model)
         try:
-            while s.epoch < cfg.epochs and not s.stop:
+            while s.epoch < cfg.epochs and not s.stop and not (cfg.max_steps and s.step >= cfg.max_steps):
                 task.model.train()
                 train.set_epoch(s.epoch, start_batch=s.batch)
                 self._fire("on_epoch_start")
@@ -329,6 +331,7 @@ class Trainer:
         if echo:
             print(message, flush=True)
         if self.run_dir:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / "log.txt", "a") as f:
                 f.write(message + "\n")
 
@@ -348,11 +351,20 @@ class Trainer:
             "history": s.history,
             "count": s.count,
         }
-        cbs = {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)}
+        cbs = {k: cb.state_dict() for k, cb in zip(self._cb_keys(), self.callbacks, strict=True)}
         tensors = {f"loop.sum.{k}": v for k, v in s.sums.items()}
         return ckpt.save_checkpoint(
             directory, task.model, meta, self.optimizer, {"loop": loop, "callbacks": cbs}, tensors
         )
+
+    def _cb_keys(self):
+        seen = {}
+        keys = []
+        for cb in self.callbacks:
+            n = type(cb).__name__
+            keys.append(f"{n}:{seen.get(n, 0)}")
+            seen[n] = seen.get(n, 0) + 1
+        return keys
 
     def _restore(self, directory: str | Path) -> None:
         weights, _, tensors, state = ckpt.load_training_state(directory)
@@ -372,8 +384,7 @@ class Trainer:
             sums={k[len("loop.sum.") :]: v.to(self.device) for k, v in tensors.items() if k.startswith("loop.sum.")},
         )
         saved = state["callbacks"]
-        for i, cb in enumerate(self.callbacks):
-            key = f"{i}:{type(cb).__name__}"
+        for key, cb in zip(self._cb_keys(), self.callbacks, strict=True):
             if key in saved:
                 cb.load_state_dict(saved[key])
         ckpt.restore_rng(tensors, state["rng"])
