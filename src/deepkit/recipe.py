@@ -91,7 +91,12 @@ def parse_value(text: str) -> Any:
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (or a ``{dotted: value}`` dict) to a raw recipe mapping (copied)."""
     raw = copy.deepcopy(raw)
-    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    items = list(overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides])
+    # Switching architecture (model.name=mlp on a CNN recipe) starts the model section afresh: the old model's
+    # keys (channels, ...) mean nothing to the new one. Other model.* overrides still apply, in any order.
+    new_name = dict(items).get("model.name")
+    if new_name is not None and new_name != (raw.get("model") or {}).get("name"):
+        raw["model"] = {"name": new_name}
     for key, value in items:
         parts = key.split(".")
         if parts[0] not in SECTIONS:
