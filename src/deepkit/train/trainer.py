@@ -86,6 +86,12 @@ class LoopState:
     count: int = 0  # samples behind `sums`
 
 
+def batch_len(batch: Any) -> int:
+    """Samples in a batch: the first dimension of its first tensor (tuple, list or dict batches)."""
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return len(first)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -191,19 +197,20 @@ class Trainer:
                 train.set_epoch(s.epoch, start_batch=s.batch)
                 self._fire("on_epoch_start")
                 t0 = time.perf_counter()
-                for x, y in train:
+                for batch in train:
+                    n = batch_len(batch)
                     group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
                     with autocast:
-                        out = task.training_step((x, y))
+                        out = task.training_step(batch)
                     loss = out["loss"]
                     if cfg.l1:
                         loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
                     if cfg.l2:
                         loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
                     (loss / group if group > 1 else loss).backward()
-                    self._accumulate(out, len(x))
+                    self._accumulate(out, n)
                     s.batch += 1
-                    s.samples += len(x)
+                    s.samples += n
                     if s.batch % cfg.accumulate and s.batch != len(train):
                         continue  # keep accumulating gradients
                     if cfg.grad_clip:
@@ -255,10 +262,10 @@ class Trainer:
         task.reset_metrics()
         total, n = torch.zeros((), device=self.device), 0
         with self._autocast(), torch.no_grad():
-            for x, y in loader:
-                out = task.validation_step((x, y))
-                total += out["loss"].detach().float() * len(x)
-                n += len(x)
+            for batch in loader:
+                out = task.validation_step(batch)
+                total += out["loss"].detach().float() * batch_len(batch)
+                n += batch_len(batch)
         return {"loss": float(total) / max(1, n), **task.compute_metrics()}
 
     # --- helpers -------------------------------------------------------------------------------------------------
