@@ -75,12 +75,26 @@ def test_channel_mismatch(run_cli, tmp_path):
     assert not out.exists()
 
 
-def test_switching_model_name_keeps_other_model_keys(run_cli, tmp_path):
-    # digits_cnn's model section has simple_cnn keys (channels, hidden) that lenet5 does not take; the run must
-    # still fail as a one-line user error before anything is written (the shape check itself is tested below)
+def test_switching_model_name_drops_old_keys_then_checks_shape(run_cli, tmp_path):
+    # digits_cnn's model section has simple_cnn keys (channels, hidden); model.name=lenet5 starts the model section
+    # afresh, so the run gets as far as the shape check and fails there as a one-line user error, writing nothing
     proc, out = train(run_cli, tmp_path, "digits_cnn", "model.name=lenet5")
-    assert_user_error(proc, "unknown key 'model.", out=out)
+    assert_user_error(proc, "lenet5 needs images of at least 24×24", "8×8", out=out)
     assert not out.exists()
+
+
+def test_eval_of_a_run_trained_on_arrays_says_there_is_no_dataset(tmp_path):
+    import deepkit
+    from deepkit.data import from_arrays
+    from deepkit.errors import DataError
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)), np.arange(60) % 2
+    run = tmp_path / "arrays_run"
+    deepkit.train("digits_mlp", "trainer.epochs=1", "trainer.progress=none", data=from_arrays(x, y), out=run)
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["name"] == "arrays"
+    with pytest.raises(DataError, match="trained on arrays"):
+        deepkit.evaluate(run)
 
 
 def test_image_too_small_for_lenet(run_cli, tmp_path):

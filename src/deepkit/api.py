@@ -21,7 +21,7 @@ import yaml
 
 from deepkit import __version__
 from deepkit.config import field_types, to_dict
-from deepkit.data.build import DataBundle, build_data
+from deepkit.data.build import DataBundle, DataConfig, build_data
 from deepkit.data.inputs import read_inputs
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import CheckpointError, ConfigError, DeepkitError, ShapeError
@@ -180,6 +180,8 @@ def train(
     rec = resolve_recipe(recipe, ov)
     seed_everything(rec.trainer.seed)
     bundle = data if data is not None else build_data(rec.data, rec.task.name)
+    if data is not None:  # record what was really trained on, not the recipe's default data section
+        rec.data = bundle.config or DataConfig(name="arrays", batch_size=bundle.batch_size)
     model = bind_model(rec.model, bundle)
     task = build_task(rec.task, model, bundle.preprocessing)
     resolve_device(rec.trainer.device)  # fail before creating a directory

@@ -50,6 +50,7 @@ class DataBundle:
     batch_size: int = 64
     eval_batch_size: int = 1024
     extras: dict = field(default_factory=dict)
+    config: DataConfig | None = None  # the data section that built it (recorded in the run's config.yaml)
 
     @property
     def num_classes(self) -> int | None:
@@ -94,6 +95,11 @@ def read_raw(cfg: DataConfig) -> RawData:
         return load_mnist(cfg.path, cfg.download)
     if cfg.name == "csv":
         return load_csv(cfg.path, cfg.target, cfg.features)
+    if cfg.name == "arrays":
+        raise DataError(
+            "this run was trained on arrays passed through the Python API (from_arrays); there is no dataset to "
+            "reload: name one (e.g. --data name=csv path=FILE.csv) or evaluate in Python with a DataBundle"
+        )
     raise ConfigError(f"unknown dataset '{cfg.name}'{suggest(cfg.name, DATASETS)}")
 
 
@@ -244,6 +250,7 @@ def bundle_from_raw(
         preprocessing,
         cfg.batch_size,
         cfg.eval_batch_size,
+        config=cfg,
     )
 
 
