@@ -182,6 +182,7 @@ def train(
     bundle = data if data is not None else build_data(rec.data, rec.task.name)
     model = bind_model(rec.model, bundle)
     task = build_task(rec.task, model, bundle.preprocessing)
+    _attach_augment(task, rec, bundle)
     resolve_device(rec.trainer.device)  # fail before creating a directory
     run_dir = new_run_dir(out, rec.name, overwrite)
     try:
@@ -205,8 +206,16 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
     bundle = data if data is not None else build_data(rec.data, rec.task.name, preprocessing=prep)
     model = bind_model(rec.model, bundle)
     task = build_task(rec.task, model, prep)
+    _attach_augment(task, rec, bundle)
     _write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=last)
+
+
+def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:
+    """``data.augment`` -> a transform the task applies to training batches only."""
+    from deepkit.data.augment import build_augment
+
+    task.train_transform = build_augment(rec.data.augment, bundle.preprocessing, bundle.num_classes)
 
 
 def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, callbacks, resume_from) -> RunResult:
