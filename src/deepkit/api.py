@@ -181,6 +181,7 @@ def train(
     seed_everything(rec.trainer.seed)
     bundle = data if data is not None else build_data(rec.data, rec.task.name)
     model = bind_model(rec.model, bundle)
+    callbacks = [*callbacks, *_setup_finetune(rec, model, load=True)]
     task = build_task(rec.task, model, bundle.preprocessing)
     _attach_augment(task, rec, bundle)
     resolve_device(rec.trainer.device)  # fail before creating a directory
@@ -205,10 +206,26 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
     prep = Preprocessing.from_dict(meta["preprocessing"])
     bundle = data if data is not None else build_data(rec.data, rec.task.name, preprocessing=prep)
     model = bind_model(rec.model, bundle)
+    callbacks = [*callbacks, *_setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
     task = build_task(rec.task, model, prep)
     _attach_augment(task, rec, bundle)
     _write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=last)
+
+
+def _setup_finetune(rec: Recipe, model: torch.nn.Module, load: bool) -> list:
+    """A recipe's ``finetune`` section: load pretrained weights, set backbone lr multipliers, freeze callback."""
+    from deepkit.train.finetune import BackboneFreezer, finetune_lr_mult, load_pretrained
+
+    ft = rec.finetune
+    if ft is None:
+        return []
+    if load and ft.weights:
+        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle)
+    mult = finetune_lr_mult(model, ft)
+    if mult and not rec.trainer.optimizer.lr_mult:
+        rec.trainer.optimizer.lr_mult = mult
+    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze)] if ft.freeze_backbone_epochs or ft.freeze else []
 
 
 def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:
