@@ -106,6 +106,24 @@ def predict(
 
 
 @app.command()
+def viz(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of an image classifier (a CNN).")],
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Image for feature maps and Grad-CAM (default: a test image).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNGs (default RUN_DIR/plots/inside).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Misclassified test images to show.")] = 16,
+) -> None:
+    """See inside a CNN: first-layer filters, feature maps, Grad-CAM, most confident mistakes (PNGs)."""
+    from deepkit.viz.run_report import visualize_run
+
+    for path in visualize_run(run_dir, image=image, out_dir=out, top_k=top_k):
+        typer.echo(str(path))
+
+
+@app.command()
 def models() -> None:
     """List registered models."""
     from deepkit.models import get_entry, list_models
