@@ -147,6 +147,20 @@ def _usage(message: str):
     return ConfigError(message)
 
 
+def _one_line_warnings() -> None:
+    """deepkit's own warnings (an image resized, a file skipped) print as ``warning: ...``, one line each."""
+    import warnings
+
+    default = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("deepkit"):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one line and exit 2 (a traceback only with --debug or DEEPKIT_DEBUG=1)."""
     from deepkit.errors import DeepkitError
@@ -154,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("DEEPKIT_DEBUG"))
     argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        _one_line_warnings()
     try:
         app(args=argv, prog_name="deepkit")  # click handles its own usage errors (exit 2) in standalone mode
     except DeepkitError as e:
