@@ -229,10 +229,12 @@ def _setup_finetune(rec: Recipe, model: torch.nn.Module, load: bool) -> list:
 
 
 def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:
-    """``data.augment`` -> a transform the task applies to training batches only."""
+    """``data.augment`` -> a transform the task applies to training batches only; ``data.channels_last``."""
     from deepkit.data.augment import build_augment
 
     task.train_transform = build_augment(rec.data.augment, bundle.preprocessing, bundle.num_classes)
+    if rec.data.channels_last:  # weights in NHWC make convolutions run NHWC (inputs are converted on the fly)
+        task.model.to(memory_format=torch.channels_last)
 
 
 def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, callbacks, resume_from) -> RunResult:

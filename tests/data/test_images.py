@@ -304,3 +304,22 @@ def test_augment_runs_in_training_only(tmp_path, write_mnist):
         augment_module.BatchAugment = orig
     assert seen["train"] == 1  # 54 training images, batch 128: one training batch; eval batches never augmented
     assert "accuracy" in result.metrics
+
+
+def test_channels_last_option(tmp_path, write_mnist):
+    import deepkit
+    from deepkit.train.callbacks import Callback
+
+    seen = []
+
+    class Layout(Callback):
+        def on_fit_start(self, trainer):
+            w = trainer.task.model.features[1][0].weight  # (8, 4, 3, 3): the layouts differ only when C > 1
+            seen.append(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous())
+
+    folder = write_mnist(tmp_path / "mnist", n_train=40, n_test=10)
+    common = [f"data.path={folder}", "model.channels=[4,8]", "trainer.epochs=1", "trainer.progress=none"]
+    plain = deepkit.train("mnist_cnn", *common, out=tmp_path / "a", callbacks=[Layout()])
+    fast = deepkit.train("mnist_cnn", *common, "data.channels_last=true", out=tmp_path / "b", callbacks=[Layout()])
+    assert seen == [False, True]
+    assert plain.metrics["loss"] == pytest.approx(fast.metrics["loss"], rel=1e-3)  # same computation, NHWC layout

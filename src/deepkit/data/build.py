@@ -49,6 +49,7 @@ class DataConfig:
     on_bad_image: Literal["stop", "skip"] = "stop"  # image folders: unreadable file -> error, or skip with a warning
     label_mode: Literal["fine", "coarse"] = "fine"  # CIFAR-100: 100 fine or 20 coarse classes
     augment: AugmentConfig | None = None  # training-batch augmentation (images)
+    channels_last: bool = False  # conv nets: NHWC memory layout (faster with tensor cores / bf16 on GPUs)
 
 
 @dataclass
