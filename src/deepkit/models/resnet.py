@@ -100,12 +100,42 @@ class ResNetConfig:
     dropout: float = 0.0  # before the head
 
 
-@register_model("resnet18", ResNetConfig)
-@register_model("resnet34", ResNetConfig, layers=[3, 4, 6, 3])
-@register_model("resnet50", ResNetConfig, block="bottleneck", layers=[3, 4, 6, 3])
-@register_model("resnet20", ResNetConfig, stem="cifar", layers=[3, 3, 3], widths=[16, 32, 64], num_classes=10)
-@register_model("resnet32", ResNetConfig, stem="cifar", layers=[5, 5, 5], widths=[16, 32, 64], num_classes=10)
-@register_model("resnet56", ResNetConfig, stem="cifar", layers=[9, 9, 9], widths=[16, 32, 64], num_classes=10)
+@register_model("resnet18", ResNetConfig, "ResNet-18: ImageNet stem, basic blocks [2, 2, 2, 2] (torchvision names)")
+@register_model("resnet34", ResNetConfig, "ResNet-34: ImageNet stem, basic blocks [3, 4, 6, 3]", layers=[3, 4, 6, 3])
+@register_model(
+    "resnet50",
+    ResNetConfig,
+    "ResNet-50: ImageNet stem, bottlenecks [3, 4, 6, 3]",
+    block="bottleneck",
+    layers=[3, 4, 6, 3],
+)
+@register_model(
+    "resnet20",
+    ResNetConfig,
+    "ResNet-20 (CIFAR-style, 28–32 px): 3×3 stem, 3 stages × 3 basic blocks, 16-32-64",
+    stem="cifar",
+    layers=[3, 3, 3],
+    widths=[16, 32, 64],
+    num_classes=10,
+)
+@register_model(
+    "resnet32",
+    ResNetConfig,
+    "ResNet-32 (CIFAR-style, 28–32 px): 3×3 stem, 3 stages × 5 basic blocks, 16-32-64",
+    stem="cifar",
+    layers=[5, 5, 5],
+    widths=[16, 32, 64],
+    num_classes=10,
+)
+@register_model(
+    "resnet56",
+    ResNetConfig,
+    "ResNet-56 (CIFAR-style, 28–32 px): 3×3 stem, 3 stages × 9 basic blocks, 16-32-64",
+    stem="cifar",
+    layers=[9, 9, 9],
+    widths=[16, 32, 64],
+    num_classes=10,
+)
 class ResNet(Classifier):
     """ResNet: stem → stages of residual blocks (each stage after the first halves the resolution) → pool → fc."""
 

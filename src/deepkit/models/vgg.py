@@ -37,10 +37,22 @@ class VGGConfig:
     hidden: int = 4096  # width of the two FC layers
 
 
-@register_model("vgg11", VGGConfig, depth=11)
-@register_model("vgg11_bn", VGGConfig, depth=11, norm="batchnorm")
-@register_model("vgg16", VGGConfig, depth=16)
-@register_model("vgg16_bn", VGGConfig, depth=16, norm="batchnorm")
+@register_model("vgg11", VGGConfig, "VGG-11: 3×3 conv stacks + max pooling, FC 4096 ×2 (torchvision names)", depth=11)
+@register_model(
+    "vgg11_bn",
+    VGGConfig,
+    "VGG-11 with batch norm: 3×3 conv stacks + max pooling, FC 4096 ×2 (torchvision names)",
+    depth=11,
+    norm="batchnorm",
+)
+@register_model("vgg16", VGGConfig, "VGG-16: 3×3 conv stacks + max pooling, FC 4096 ×2 (torchvision names)", depth=16)
+@register_model(
+    "vgg16_bn",
+    VGGConfig,
+    "VGG-16 with batch norm: 3×3 conv stacks + max pooling, FC 4096 ×2 (torchvision names)",
+    depth=16,
+    norm="batchnorm",
+)
 class VGG(Classifier):
     """VGG: blocks of 3×3 conv → (batch norm) → ReLU with 2×2 max pooling, then FC 4096 → FC 4096 → classes."""
 
