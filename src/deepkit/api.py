@@ -221,11 +221,13 @@ def _setup_finetune(rec: Recipe, model: torch.nn.Module, load: bool) -> list:
     if ft is None:
         return []
     if load and ft.weights:
-        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle)
+        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle, reset=ft.reset)
     mult = finetune_lr_mult(model, ft)
     if mult and not rec.trainer.optimizer.lr_mult:
         rec.trainer.optimizer.lr_mult = mult
-    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze)] if ft.freeze_backbone_epochs or ft.freeze else []
+    if not (ft.freeze_backbone_epochs or ft.freeze):
+        return []
+    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze, ft.reset)]
 
 
 def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:

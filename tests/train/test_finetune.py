@@ -76,6 +76,23 @@ def test_load_pretrained_resets_head_and_reports_misfits(tmp_path):
         load_pretrained(create_model("resnet20", layers=[3, 3, 2]), tmp_path / "w.safetensors")
 
 
+def test_reset_patterns_keep_fresh_init_and_train_like_the_head(tmp_path):
+    src = create_model("simple_cnn", num_classes=10)
+    atomic_save_safetensors(src.state_dict(), tmp_path / "w.safetensors")
+    torch.manual_seed(123)
+    dst = create_model("simple_cnn", num_classes=5)
+    fresh_fc = dst.fc[0].weight.detach().clone()
+    info = load_pretrained(dst, tmp_path / "w.safetensors", reset=["fc.*"])
+    assert info["skipped_head"] == ["fc.0.bias", "fc.0.weight", "head.bias", "head.weight"]
+    assert torch.equal(dst.fc[0].weight, fresh_fc) and not torch.equal(dst.fc[0].weight, src.fc[0].weight)
+    torch.testing.assert_close(dst.features[1][0].weight, src.features[1][0].weight)
+    assert finetune_lr_mult(dst, FinetuneConfig(backbone_lr_mult=0.2, reset=["fc.*"])) == {
+        "head.*": 1.0,
+        "fc.*": 1.0,
+        "*": 0.2,
+    }
+
+
 def test_torch_state_dict_needs_trust(tmp_path):
     src = create_model("lenet5")
     torch.save(src.state_dict(), tmp_path / "w.pt")
@@ -150,3 +167,22 @@ def test_finetune_bad_weights_leave_no_run_dir(tmp_path, write_mnist):
 
 def test_callback_is_stateless_for_resume():
     assert BackboneFreezer(2).state_dict() == {}
+
+
+def test_freezer_keeps_fresh_layers_trainable():
+    from types import SimpleNamespace
+
+    model = create_model("simple_cnn")
+    trainer = SimpleNamespace(
+        task=SimpleNamespace(model=model), state=SimpleNamespace(epoch=0, batch=0), log=lambda *a, **k: None
+    )
+    cb = BackboneFreezer(epochs=1, fresh=["fc.*"])
+    model.train()
+    cb.on_epoch_start(trainer)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.0.weight", "fc.0.bias", "head.weight", "head.bias"}
+    assert not model.features[0][1].training, "frozen batch norm keeps its statistics"
+    trainer.state.epoch = 1
+    model.train()
+    cb.on_epoch_start(trainer)
+    assert all(p.requires_grad for p in model.parameters()) and model.features[0][1].training

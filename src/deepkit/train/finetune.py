@@ -32,6 +32,8 @@ class FinetuneConfig:
     freeze_backbone_epochs: int = 0  # epochs during which only the head trains (0: never frozen)
     backbone_lr_mult: float = 1.0  # backbone lr multiplier relative to trainer.optimizer.lr
     freeze: list[str] | None = None  # extra parameter-name patterns kept frozen for the whole run, e.g. ["layer1.*"]
+    reset: list[str] | None = None  # patterns NOT loaded but trained afresh like the head, e.g. ["fc.*"]: chop off
+    #                                 every fully connected layer, keep only the pretrained convolutions
 
 
 def head_parameter_names(model: nn.Module) -> list[str]:
@@ -86,8 +88,15 @@ def backbone_patterns(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters() if n not in head]
 
 
-def load_pretrained(model: nn.Module, weights: str | Path, reset_head: bool = True, trust_pickle: bool = False) -> dict:
-    """Load pretrained weights into ``model``; with ``reset_head`` the file's classifier is ignored.
+def load_pretrained(
+    model: nn.Module,
+    weights: str | Path,
+    reset_head: bool = True,
+    trust_pickle: bool = False,
+    reset: list[str] | None = None,
+) -> dict:
+    """Load pretrained weights into ``model``; with ``reset_head`` the file's classifier is ignored, and so are
+    the parameters (and their modules' buffers) matching the ``reset`` patterns: they keep their fresh init.
 
     Every other tensor must fit: missing or unexpected keys and shape mismatches are listed in one error.
     Returns a summary: ``{"loaded": n, "skipped_head": [...]}``.
@@ -97,6 +106,9 @@ def load_pretrained(model: nn.Module, weights: str | Path, reset_head: bool = Tr
     head = set(head_parameter_names(model))
     head_buffers = {k for k in own if k.rsplit(".", 1)[0] in {h.rsplit(".", 1)[0] for h in head}}
     skip = head | head_buffers if reset_head else set()
+    if reset:
+        prefixes = {n.rsplit(".", 1)[0] for n in matching(model, reset)}
+        skip |= {k for k in own if k.rsplit(".", 1)[0] in prefixes}
     state = {k: v for k, v in state.items() if k not in skip}
     missing = [k for k in own if k not in skip and k not in state]
     unexpected = [k for k in state if k not in own]
@@ -128,7 +140,8 @@ def finetune_lr_mult(model: nn.Module, cfg: FinetuneConfig) -> dict[str, float] 
         return None
     if cfg.backbone_lr_mult <= 0:
         raise ConfigError(f"finetune.backbone_lr_mult must be > 0, got {cfg.backbone_lr_mult}")
-    return {**dict.fromkeys(head_patterns(model), 1.0), "*": cfg.backbone_lr_mult}
+    fresh = [*head_patterns(model), *(cfg.reset or [])]
+    return {**dict.fromkeys(fresh, 1.0), "*": cfg.backbone_lr_mult}
 
 
 class BackboneFreezer(Callback):
@@ -136,8 +149,8 @@ class BackboneFreezer(Callback):
     and the parameters matching ``always`` frozen for the whole run. Stateless: it follows the loop's epoch,
     so a resumed run freezes exactly as the original did."""
 
-    def __init__(self, epochs: int = 0, always: list[str] | None = None):
-        self.epochs, self.always = epochs, list(always or [])
+    def __init__(self, epochs: int = 0, always: list[str] | None = None, fresh: list[str] | None = None):
+        self.epochs, self.always, self.fresh = epochs, list(always or []), list(fresh or [])
 
     def on_fit_start(self, trainer):
         if self.always:
@@ -146,16 +159,16 @@ class BackboneFreezer(Callback):
     def on_epoch_start(self, trainer):
         # Freezing per epoch (not at fit start) keeps the Trainer's list of parameters for clipping complete.
         model = getattr(trainer.task.model, "_orig_mod", trainer.task.model)  # under torch.compile
-        head = set(head_parameter_names(model))
+        head = set(head_parameter_names(model)) | (set(matching(model, self.fresh)) if self.fresh else set())
         always = set(matching(model, self.always)) if self.always else set()
         frozen = trainer.state.epoch < self.epochs
         for n, p in model.named_parameters():
             if n not in head:
                 p.requires_grad_(not frozen and n not in always)
         if frozen:  # a frozen backbone also keeps its batch-norm running statistics
-            head_modules = {id(m) for m in model.get_classifier().modules()}
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in head_modules:
+            fresh_prefixes = {n.rsplit(".", 1)[0] for n in head}
+            for name, m in model.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in fresh_prefixes:
                     m.eval()
         if frozen and trainer.state.batch == 0:
             trainer.log(f"finetune: backbone frozen in epoch {trainer.state.epoch + 1} (head only)", echo=False)
