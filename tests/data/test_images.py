@@ -323,3 +323,34 @@ def test_channels_last_option(tmp_path, write_mnist):
     fast = deepkit.train("mnist_cnn", *common, "data.channels_last=true", out=tmp_path / "b", callbacks=[Layout()])
     assert seen == [False, True]
     assert plain.metrics["loss"] == pytest.approx(fast.metrics["loss"], rel=1e-3)  # same computation, NHWC layout
+
+
+def test_augmented_run_resumes_exactly(tmp_path, write_mnist):
+    """Augmentation draws from torch's global RNG, which checkpoints restore: stop-and-resume = one run."""
+    import deepkit
+    from deepkit.weights import load_weights
+
+    folder = write_mnist(tmp_path / "mnist", n_train=80, n_test=10)
+    common = [
+        f"data.path={folder}",
+        "data.augment={crop_padding: 2, degrees: 10, erasing: 0.5, mixup_alpha: 0.4}",
+        "model.channels=[4]",
+        "trainer.progress=none",
+        "data.batch_size=16",
+        "trainer.epochs=2",
+        "trainer.checkpoint_every=1",
+    ]
+    from deepkit.train.callbacks import Callback
+
+    class Interrupt(Callback):  # fires after ModelCheckpoint saved checkpoints/last at this step
+        def on_step_end(self, trainer):
+            if trainer.state.step == 5:
+                raise KeyboardInterrupt
+
+    deepkit.train("mnist_cnn", *common, out=tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        deepkit.train("mnist_cnn", *common, out=tmp_path / "part", callbacks=[Interrupt()])
+    deepkit.train(resume=tmp_path / "part")
+    a, _ = load_weights(tmp_path / "full" / "checkpoints" / "last" / "model.safetensors")
+    b, _ = load_weights(tmp_path / "part" / "checkpoints" / "last" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
