@@ -192,6 +192,20 @@ def test_classes_and_per_class(tmp_path, write_mnist):
         build_data(DataConfig(name="mnist", path=str(folder), per_class=31), "classification")
 
 
+def test_classes_by_name_or_index_and_numeric_order(tmp_path):
+    x = np.zeros((60, 4, 4), np.uint8)
+    y = np.arange(60) % 12  # labels 0..11: "10" must not sort before "2"
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    cfg = DataConfig(name="npz", path=str(tmp_path / "d.npz"), classes=[2, 10], val_split=0, test_split=0.2)
+    bundle = build_data(cfg, "classification")
+    assert bundle.preprocessing.class_names == ["2", "10"]
+    folder = write_cifar10_python(tmp_path / "cifar-10-batches-py")
+    by_index = build_data(DataConfig(name="cifar10", path=str(folder), classes=[3, 5]), "classification")
+    by_name = build_data(DataConfig(name="cifar10", path=str(folder), classes=["cat", "dog"]), "classification")
+    assert by_index.preprocessing.class_names == by_name.preprocessing.class_names == ["cat", "dog"]
+    assert torch.equal(by_index.test[1], by_name.test[1])
+
+
 def test_adapt_images_converts_with_warning():
     gray = torch.rand(2, 1, 8, 8)
     with pytest.warns(ImageWarning, match="converted 1-channel images to 3"):

@@ -13,13 +13,19 @@ def _label_names(raw: RawData) -> tuple[np.ndarray, list[str]]:
     """Labels as indices into a list of class names (string labels from a CSV are indexed here)."""
     if raw.class_names is not None:
         return np.asarray(raw.y, dtype=np.int64), list(raw.class_names)
-    values = sorted(
-        {str(v) for v in raw.y.tolist()} | ({str(v) for v in raw.y_test.tolist()} if raw.y_test is not None else set())
-    )
+    from deepkit.data.build import _is_number, _label_str
+
+    seen = set(raw.y.tolist()) | (set(raw.y_test.tolist()) if raw.y_test is not None else set())
+    # the order build_data uses: numbers numerically, then strings
+    values = [
+        _label_str(v)
+        for v in sorted(seen, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
+    ]
+    values = list(dict.fromkeys(values))
     lookup = {v: i for i, v in enumerate(values)}
-    raw.y = np.array([lookup[str(v)] for v in raw.y.tolist()], dtype=np.int64)
+    raw.y = np.array([lookup[_label_str(v)] for v in raw.y.tolist()], dtype=np.int64)
     if raw.y_test is not None:
-        raw.y_test = np.array([lookup[str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
+        raw.y_test = np.array([lookup[_label_str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
     raw.class_names = values
     return raw.y, values
 
@@ -31,7 +37,10 @@ def select_classes(raw: RawData, classes: list) -> RawData:
     """
     _, names = _label_names(raw)
     index = {n: i for i, n in enumerate(names)}
-    wanted = [str(c) for c in classes]
+    # a class is named as in the data ("cat", "7"); an integer that is not a name is a class index (CIFAR: 0-9)
+    wanted = [
+        names[c] if isinstance(c, int) and str(c) not in index and 0 <= c < len(names) else str(c) for c in classes
+    ]
     missing = [c for c in wanted if c not in index]
     if missing:
         raise ConfigError(f"data.classes: {missing} are not classes of this dataset (classes: {names[:20]})")
