@@ -168,8 +168,9 @@ def test_check_input_and_bad_config():
     model = create_model("resnet20")
     with pytest.raises(ShapeError, match=r"3 channel\(s\), got images with 1"):
         model.check_input((1, 32, 32))
-    with pytest.raises(ShapeError, match=r"at least 4×4"):
-        model.check_input((3, 2, 2))
+    with pytest.raises(ShapeError, match=r"at least 8×8"):
+        model.check_input((3, 4, 4))
+    create_model("resnet18", in_channels=1).check_input((1, 28, 28))  # MNIST fits the ImageNet stem too
     with pytest.raises(ShapeError, match="at least 63"):
         create_model("alexnet").check_input((3, 32, 32))
     with pytest.raises(ConfigError, match="depth 11, 13, 16 or 19"):

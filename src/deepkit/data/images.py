@@ -348,7 +348,7 @@ def _cifar100_binary(folder: Path, label_mode: str) -> RawData:
 
 
 # --- other formats -------------------------------------------------------------------------------------------------
-def load_fashion_mnist(path: str | Path | None = None, download: bool = False) -> RawData:
+def load_fashion_mnist(path: str | Path | None = None) -> RawData:
     """Fashion-MNIST (Xiao et al., 2017): MNIST's IDX format and file names, ten clothing classes."""
     raw = load_mnist(path or data_root() / "fashion-mnist", download=False)
     raw.class_names = list(FASHION_MNIST_CLASSES)
