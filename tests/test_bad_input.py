@@ -177,11 +177,14 @@ def test_diverging_training_fails_cleanly(run_cli, tmp_path):
 # --- predict with inputs that do not fit -----------------------------------------------------------------------------
 
 
-def test_predict_wrong_image_size(digits_run, run_cli, tmp_path):
+def test_predict_other_image_size_is_resized_with_warning(digits_run, run_cli, tmp_path):
     out, _ = digits_run
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(big)
-    assert_user_error(run_cli("predict", out, big), "big.png is 28×28 px", "expects 8×8 px")
+    proc = run_cli("predict", out, big)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == f"warning: image {big}: resized 28×28 images to 8×8"
+    assert proc.stdout.startswith(str(big))
 
 
 def test_predict_colour_image_for_grayscale_model(digits_run, run_cli, tmp_path):

@@ -183,7 +183,9 @@ def train(
     if data is not None:  # record what was really trained on, not the recipe's default data section
         rec.data = bundle.config or DataConfig(name="arrays", batch_size=bundle.batch_size)
     model = bind_model(rec.model, bundle)
+    callbacks = [*callbacks, *_setup_finetune(rec, model, load=True)]
     task = build_task(rec.task, model, bundle.preprocessing)
+    _attach_augment(task, rec, bundle)
     resolve_device(rec.trainer.device)  # fail before creating a directory
     run_dir = new_run_dir(out, rec.name, overwrite)
     try:
@@ -206,9 +208,37 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
     prep = Preprocessing.from_dict(meta["preprocessing"])
     bundle = data if data is not None else build_data(rec.data, rec.task.name, preprocessing=prep)
     model = bind_model(rec.model, bundle)
+    callbacks = [*callbacks, *_setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
     task = build_task(rec.task, model, prep)
+    _attach_augment(task, rec, bundle)
     _write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=last)
+
+
+def _setup_finetune(rec: Recipe, model: torch.nn.Module, load: bool) -> list:
+    """A recipe's ``finetune`` section: load pretrained weights, set backbone lr multipliers, freeze callback."""
+    from deepkit.train.finetune import BackboneFreezer, finetune_lr_mult, load_pretrained
+
+    ft = rec.finetune
+    if ft is None:
+        return []
+    if load and ft.weights:
+        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle, reset=ft.reset)
+    mult = finetune_lr_mult(model, ft)
+    if mult and not rec.trainer.optimizer.lr_mult:
+        rec.trainer.optimizer.lr_mult = mult
+    if not (ft.freeze_backbone_epochs or ft.freeze):
+        return []
+    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze, ft.reset)]
+
+
+def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:
+    """``data.augment`` -> a transform the task applies to training batches only; ``data.channels_last``."""
+    from deepkit.data.augment import build_augment
+
+    task.train_transform = build_augment(rec.data.augment, bundle.preprocessing, bundle.num_classes)
+    if rec.data.channels_last:  # weights in NHWC make convolutions run NHWC (inputs are converted on the fly)
+        task.model.to(memory_format=torch.channels_last)
 
 
 def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, callbacks, resume_from) -> RunResult:

@@ -106,6 +106,24 @@ def predict(
 
 
 @app.command()
+def viz(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of an image classifier (a CNN).")],
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Image for feature maps and Grad-CAM (default: a test image).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNGs (default RUN_DIR/plots/inside).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Misclassified test images to show.")] = 16,
+) -> None:
+    """See inside a CNN: first-layer filters, feature maps, Grad-CAM, most confident mistakes (PNGs)."""
+    from deepkit.viz.run_report import visualize_run
+
+    for path in visualize_run(run_dir, image=image, out_dir=out, top_k=top_k):
+        typer.echo(str(path))
+
+
+@app.command()
 def models() -> None:
     """List registered models."""
     from deepkit.models import get_entry, list_models
@@ -129,6 +147,20 @@ def _usage(message: str):
     return ConfigError(message)
 
 
+def _one_line_warnings() -> None:
+    """deepkit's own warnings (an image resized, a file skipped) print as ``warning: ...``, one line each."""
+    import warnings
+
+    default = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("deepkit"):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one line and exit 2 (a traceback only with --debug or DEEPKIT_DEBUG=1)."""
     from deepkit.errors import DeepkitError
@@ -136,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("DEEPKIT_DEBUG"))
     argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        _one_line_warnings()
     try:
         app(args=argv, prog_name="deepkit")  # click handles its own usage errors (exit 2) in standalone mode
     except DeepkitError as e:

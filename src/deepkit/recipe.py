@@ -20,9 +20,10 @@ from deepkit.data.build import DataConfig
 from deepkit.errors import ConfigError, suggest
 from deepkit.models.registry import get_entry, model_config
 from deepkit.tasks import TaskConfig
+from deepkit.train.finetune import FinetuneConfig
 from deepkit.train.trainer import TrainerConfig
 
-SECTIONS = ("name", "description", "task", "model", "data", "trainer")
+SECTIONS = ("name", "description", "task", "model", "data", "trainer", "finetune")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Recipe:
     model: dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})  # name + that model's config fields
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: FinetuneConfig | None = None  # transfer learning from pretrained weights (train/finetune.py)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -18,6 +18,20 @@ INPUTS = {
     "mlp": ((4, 1, 8, 8), {"in_features": 64}),
     "lenet5": ((4, 1, 28, 28), {}),
     "simple_cnn": ((4, 1, 16, 16), {}),
+    # torchvision-compatible families on reduced inputs (32 px; AlexNet needs ≥ 63 px). AlexNet/VGG also get
+    # narrower FC layers (hidden=256): their 4096-wide FCs hold ~100M parameters and dominate the time; the
+    # reference sizes are checked key by key in test_vision_models.py.
+    "alexnet": ((2, 3, 64, 64), {"hidden": 256}),
+    "vgg11": ((2, 3, 32, 32), {"hidden": 256}),
+    "vgg11_bn": ((2, 3, 32, 32), {"hidden": 256}),
+    "vgg16": ((2, 3, 32, 32), {"hidden": 256}),
+    "vgg16_bn": ((2, 3, 32, 32), {"hidden": 256}),
+    "resnet18": ((2, 3, 32, 32), {}),
+    "resnet34": ((2, 3, 32, 32), {}),
+    "resnet50": ((2, 3, 32, 32), {}),
+    "resnet20": ((4, 3, 32, 32), {}),
+    "resnet32": ((4, 3, 28, 28), {}),
+    "resnet56": ((4, 3, 32, 32), {}),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from deepkit.data.augment import AugmentConfig
 from deepkit.data.loader import TensorLoader
 from deepkit.data.preprocess import Preprocessing
 from deepkit.data.sources import RawData, load_csv, load_diabetes, load_digits, load_mnist
@@ -18,6 +19,11 @@ DATASETS = {
     "diabetes": "scikit-learn diabetes progression (embedded; 442 rows, 10 features, regression)",
     "mnist": "MNIST IDX files (.gz or raw) from data.path or DATA_ROOT/mnist",
     "csv": "a CSV table from data.path: numeric features, one target column",
+    "fashion_mnist": "Fashion-MNIST IDX files from data.path or DATA_ROOT/fashion-mnist",
+    "cifar10": "CIFAR-10, python or binary batches, from data.path or DATA_ROOT/cifar10",
+    "cifar100": "CIFAR-100, python or binary version, from data.path or DATA_ROOT/cifar100 (data.label_mode)",
+    "image_folder": "images in data.path/<class>/ (or data.path/train/<class>/ and data.path/test/<class>/)",
+    "npz": "a .npz file from data.path with arrays x, y (and x_test, y_test)",
 }
 
 
@@ -36,6 +42,14 @@ class DataConfig:
     eval_batch_size: int = 1024
     limit: int | None = None  # use only the first N training samples (quick experiments)
     download: bool = False  # fetch public datasets that are missing (needs network)
+    classes: list[int | str] | None = None  # keep only these classes (relabelled 0..K-1 in this order)
+    per_class: int | None = None  # keep N random training samples per class (test split stays whole)
+    image_size: list[int] | None = None  # [H, W]: resize images to this size (with a warning)
+    channels: int | None = None  # 1 or 3: convert images to grayscale / RGB (with a warning)
+    on_bad_image: Literal["stop", "skip"] = "stop"  # image folders: unreadable file -> error, or skip with a warning
+    label_mode: Literal["fine", "coarse"] = "fine"  # CIFAR-100: 100 fine or 20 coarse classes
+    augment: AugmentConfig | None = None  # training-batch augmentation (images)
+    channels_last: bool = False  # conv nets: NHWC memory layout (faster with tensor cores / bf16 on GPUs)
 
 
 @dataclass
@@ -100,6 +114,10 @@ def read_raw(cfg: DataConfig) -> RawData:
             "this run was trained on arrays passed through the Python API (from_arrays); there is no dataset to "
             "reload: name one (e.g. --data name=csv path=FILE.csv) or evaluate in Python with a DataBundle"
         )
+    if cfg.name in ("fashion_mnist", "cifar10", "cifar100", "image_folder", "npz"):
+        from deepkit.data.images import read_image_dataset
+
+        return read_image_dataset(cfg)
     raise ConfigError(f"unknown dataset '{cfg.name}'{suggest(cfg.name, DATASETS)}")
 
 
@@ -186,6 +204,10 @@ def build_data(cfg: DataConfig, task: str, preprocessing: Preprocessing | None =
         preprocessing: reuse a fitted one (evaluating a trained run) instead of fitting anew.
     """
     raw = read_raw(cfg)
+    if cfg.classes or cfg.per_class or cfg.image_size or cfg.channels:
+        from deepkit.data.images import apply_data_options
+
+        raw = apply_data_options(raw, cfg)
     return bundle_from_raw(raw, cfg, task, preprocessing, where=f"dataset '{cfg.name}'")
 
 

@@ -34,11 +34,13 @@ def read_image(path: Path, prep: Preprocessing) -> torch.Tensor:
         if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
             raise ShapeError(f"image {path} has 3 colour channels; the model expects 1 channel (grayscale)")
         arr = arr[..., :1]  # a grayscale picture stored as RGB
-    elif arr.shape[-1] == 1 and c == 3:
-        raise ShapeError(f"image {path} has 1 channel (grayscale); the model expects 3 (RGB)")
-    if arr.shape[0] != h or arr.shape[1] != w:
-        raise ShapeError(f"image {path} is {arr.shape[1]}×{arr.shape[0]} px; the model expects {w}×{h} px")
-    return torch.from_numpy(arr.transpose(2, 0, 1) / 255.0).float()
+    x = torch.from_numpy(arr.transpose(2, 0, 1) / 255.0).float()
+    if x.shape[0] != c or x.shape[1] != h or x.shape[2] != w:
+        # grayscale -> RGB and resizing as data.channels / data.image_size do in training (with a warning)
+        from deepkit.data.images import adapt_images
+
+        x = adapt_images(x[None], c, [h, w], f"image {path}")[0]
+    return x
 
 
 def read_inputs(paths: list[str | Path], prep: Preprocessing) -> tuple[list[str], torch.Tensor]:

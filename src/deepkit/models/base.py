@@ -22,6 +22,10 @@ class Classifier(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def get_classifier(self) -> nn.Module:
+        """The head module (its parameters are what transfer learning replaces); ``self.head`` by default."""
+        return self.head
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         """Raise ``ShapeError`` if one sample of this ``shape`` (no batch dim) cannot go through the model."""
 

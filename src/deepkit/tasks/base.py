@@ -26,6 +26,7 @@ class Task:
         self.model = model
         self.preprocessing = preprocessing or Preprocessing()
         self.metrics: torchmetrics.MetricCollection = self.make_metrics()
+        self.train_transform: Any = None  # e.g. data augmentation: applied to training batches only, on the device
 
     # --- to override ---------------------------------------------------------------------------------------------
     def make_metrics(self) -> torchmetrics.MetricCollection:  # pragma: no cover - abstract
@@ -47,6 +48,8 @@ class Task:
 
     # --- used by the Trainer -------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.train_transform is not None:
+            batch = self.train_transform(batch)
         x, y = batch
         out = self.model(x)
         return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}

@@ -33,10 +33,12 @@ class ClassificationTask(Task):
         return metrics.classification_metrics(self.num_classes)
 
     def loss(self, outputs, target):
+        # target: labels (B,), or class probabilities (B, K) from mixup/cutmix
         return F.cross_entropy(outputs, target, label_smoothing=self.label_smoothing)
 
     def step_logs(self, outputs, target):
-        return {"accuracy": (outputs.argmax(1) == target).float().mean()}
+        hard = target.argmax(1) if target.ndim == 2 else target
+        return {"accuracy": (outputs.argmax(1) == hard).float().mean()}
 
     def postprocess(self, outputs):
         return outputs.softmax(-1)  # (B, K) probabilities

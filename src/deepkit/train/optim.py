@@ -6,6 +6,7 @@ nothing but the step count: there is no scheduler object whose hidden state coul
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,6 +28,9 @@ class OptimizerConfig:
     eps: float = 1e-8
     alpha: float = 0.99  # rmsprop smoothing constant
     decay_bias_and_norm: bool = False  # by default biases and norm weights (1-D params) get no weight decay
+    # discriminative learning rates: parameter-name pattern (fnmatch, e.g. "fc.*", "layer4.*") -> lr multiplier;
+    # the first matching pattern wins, unmatched parameters keep the base lr. Fine-tuning sets it from finetune.*
+    lr_mult: dict[str, float] | None = None
 
 
 @dataclass
@@ -43,25 +47,44 @@ class ScheduleConfig:
     final_div_factor: float = 1e4  # onecycle: final lr = initial lr / final_div_factor
 
 
-def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
-    """Split parameters so biases and norm scales (ndim < 2) are not decayed, as in nanoGPT and timm."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if decay_bias_and_norm or weight_decay == 0:
-        return [{"params": params, "weight_decay": weight_decay}]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    return [
-        g
-        for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
-        if g["params"]
-    ]
+def lr_multiplier(name: str, lr_mult: dict[str, float] | None) -> float:
+    """The multiplier of the first pattern in ``lr_mult`` that matches parameter ``name`` (1.0 if none does)."""
+    for pattern, mult in (lr_mult or {}).items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return float(mult)
+    return 1.0
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, decay_bias_and_norm: bool, lr_mult: dict[str, float] | None = None
+) -> list[dict]:
+    """Group trainable parameters by learning-rate multiplier and by weight decay.
+
+    Biases and norm scales (ndim < 2) get no weight decay unless ``decay_bias_and_norm``, as in nanoGPT and timm.
+    Each group carries ``lr_mult`` (applied to the base lr by :func:`build_optimizer`) and the parameter names.
+    """
+    for pattern, mult in (lr_mult or {}).items():
+        if not isinstance(mult, int | float) or mult < 0:
+            raise ConfigError(f"trainer.optimizer.lr_mult['{pattern}'] must be a number >= 0, got {mult!r}")
+    groups: dict[tuple[float, float], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        wd = weight_decay if (decay_bias_and_norm or p.ndim >= 2) else 0.0
+        key = (lr_multiplier(name, lr_mult), wd)
+        g = groups.setdefault(key, {"params": [], "names": [], "weight_decay": wd, "lr_mult": key[0]})
+        g["params"].append(p)
+        g["names"].append(name)
+    return list(groups.values())
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     """An optimizer over ``model``'s trainable parameters, as ``cfg`` says."""
     if cfg.lr <= 0:
         raise ConfigError(f"trainer.optimizer.lr must be > 0, got {cfg.lr}")
-    groups = param_groups(model, cfg.weight_decay, cfg.decay_bias_and_norm)
+    groups = param_groups(model, cfg.weight_decay, cfg.decay_bias_and_norm, cfg.lr_mult)
+    for g in groups:
+        g["lr"] = cfg.lr * g["lr_mult"]
     if cfg.name == "sgd":
         if cfg.nesterov and cfg.momentum <= 0:
             raise ConfigError("trainer.optimizer.nesterov=true needs trainer.optimizer.momentum > 0")
