@@ -1,7 +1,6 @@
 """Model families, one per file, each registered by name."""
 
-from deepkit.models import cnn, mlp  # noqa: F401  (registers the models)
-from deepkit.models import bert, deberta, gpt2, roberta, t5  # noqa: F401  (Transformers, issue 5)
+from deepkit.models import bert, cnn, deberta, gpt2, mlp, roberta, t5  # noqa: F401  (registers the models)
 from deepkit.models.base import Classifier
 from deepkit.models.registry import create_model, get_entry, list_models, model_config, register_model
 

@@ -1,9 +1,9 @@
 """BERT (Devlin et al. 2019): a bidirectional, post-LayerNorm Transformer encoder pretrained by masked LM.
 
 Parameter names equal Hugging Face's (``bert.encoder.layer.0.attention.self.query.weight``, ...). The heads are
-those of ``BertForMaskedLM`` (``cls.predictions``, decoder tied to the word embeddings), ``BertForSequenceClassification``
-(``bert.pooler`` + ``classifier``) and ``BertModel`` (head "none": hidden states). RoBERTa (roberta.py) reuses
-the encoder defined here.
+those of ``BertForMaskedLM`` (``cls.predictions``, decoder tied to the word embeddings),
+``BertForSequenceClassification`` (``bert.pooler`` + ``classifier``) and ``BertModel`` (head "none": hidden
+states). RoBERTa (roberta.py) reuses the encoder defined here.
 """
 
 from __future__ import annotations
@@ -205,7 +205,11 @@ class Bert(TokenModel):
 
     hf_model_type = "bert"
     base_prefix = "bert"
-    hf_architectures = {"mlm": "BertForMaskedLM", "classification": "BertForSequenceClassification", "none": "BertModel"}
+    hf_architectures = {
+        "mlm": "BertForMaskedLM",
+        "classification": "BertForSequenceClassification",
+        "none": "BertModel",
+    }
 
     def __init__(self, cfg: BertConfig):
         super().__init__()

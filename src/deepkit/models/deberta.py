@@ -203,9 +203,7 @@ class DebertaEncoder(nn.Module):
             if hasattr(self, "LayerNorm"):
                 rel_embeddings = self.LayerNorm(rel_embeddings)
             t = x.shape[1]
-            relative_pos = deberta_relative_positions(
-                t, t, cfg.position_buckets, cfg.max_relative, x.device
-            )
+            relative_pos = deberta_relative_positions(t, t, cfg.position_buckets, cfg.max_relative, x.device)
         embeddings = x
         for i, layer in enumerate(self.layer):
             x, w = layer(x, mask, rel_embeddings, relative_pos, attentions is not None)

@@ -262,7 +262,13 @@ class T5(TokenModel):
         return self.encoder(self.shared(input_ids), attention_mask, attentions=attentions)
 
     def decode(
-        self, decoder_input_ids, encoder_out, attention_mask=None, decoder_attention_mask=None, cache=None, attentions=None
+        self,
+        decoder_input_ids,
+        encoder_out,
+        attention_mask=None,
+        decoder_attention_mask=None,
+        cache=None,
+        attentions=None,
     ) -> torch.Tensor:
         """Decoder hidden states ``(B, T_dec, d_model)``; ``attention_mask`` is the encoder's padding mask.
 
@@ -304,9 +310,9 @@ class T5(TokenModel):
         return self.forward_head(hidden)
 
 
-register_model(
-    "t5-small", T5Config, description="T5-small (60M)", d_model=512, d_ff=2048, num_layers=6, num_heads=8
-)(T5)
+register_model("t5-small", T5Config, description="T5-small (60M)", d_model=512, d_ff=2048, num_layers=6, num_heads=8)(
+    T5
+)
 register_model(
     "t5-large", T5Config, description="T5-large (770M)", d_model=1024, d_ff=4096, num_layers=24, num_heads=16
 )(T5)

@@ -97,9 +97,14 @@ def t5_relative_bucket(
     max_exact = num_buckets // 2
     is_small = distance < max_exact
     # log-spaced buckets; clamp_min(1) only keeps log() finite where is_small picks the exact value anyway
-    large = max_exact + (
-        torch.log(distance.clamp_min(1).float() / max_exact) / math.log(max_distance / max_exact) * (num_buckets - max_exact)
-    ).long()
+    large = (
+        max_exact
+        + (
+            torch.log(distance.clamp_min(1).float() / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     large = large.clamp_max(num_buckets - 1)
     return buckets + torch.where(is_small, distance, large)
 
