@@ -168,7 +168,8 @@ def disentangled_attention_bias(
         att_span: number of relative positions on each side.
         scale: divides each term (``sqrt(D * number_of_score_terms)``).
 
-    c2p[i, j] = q_i · pos_key[δ(i, j)];  p2c[i, j] = k_j · pos_query[δ(j, i)], δ the (clamped) relative distance.
+    c2p[i, j] = q_i · pos_key[δ(i, j)];  p2c[i, j] = k_j · pos_query[δ(i, j)], δ(i, j) = clamp(i - j + span).
+    (The paper writes δ(j, i) in p2c; the released code, which checkpoints were trained with, uses δ(i, j).)
     """
     b, h, tq, _ = q.shape
     tk = k.shape[-2]
@@ -179,8 +180,8 @@ def disentangled_attention_bias(
         score = score + torch.gather(c2p, -1, idx.expand(b, h, tq, tk)) / scale
     if pos_query is not None:
         p2c = torch.matmul(k, pos_query.transpose(-1, -2))  # (B, H, Tk, 2*span)
-        # row j of p2c is key j; it reads the position-query at -δ(j, i) (self-attention: Tq == Tk), then the
-        # transpose puts queries back on rows
+        # row j of p2c is key j; entry (j, i) reads position-query -rel[j, i] + span = i - j + span = δ(i, j)
+        # (self-attention: Tq == Tk), then the transpose puts queries back on rows
         idx = (-relative_pos + att_span).clamp(0, 2 * att_span - 1)
         score = score + torch.gather(p2c, -1, idx.expand(b, h, tk, tq)).transpose(-1, -2) / scale
     return score
