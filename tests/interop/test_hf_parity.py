@@ -162,7 +162,11 @@ def ours_outputs(model, inputs):
 def hf_outputs(hf, inputs, t5: bool):
     out = hf(**inputs, output_hidden_states=True)
     if t5:
-        return {"encoder": out.encoder_last_hidden_state, "decoder": out.decoder_hidden_states[-1], "logits": out.logits}
+        return {
+            "encoder": out.encoder_last_hidden_state,
+            "decoder": out.decoder_hidden_states[-1],
+            "logits": out.logits,
+        }
     if hasattr(out, "logits"):
         return {"hidden": out.hidden_states[-1], "logits": out.logits}
     return {"hidden": out.last_hidden_state, "logits": out.last_hidden_state}
@@ -196,7 +200,9 @@ def test_load_hf_checkpoint_matches_transformers(case, padded, tmp_path):
         assert_parity(ours_outputs(model, inputs), hf_outputs(hf, inputs, model.hf_model_type == "t5"), inputs)
 
 
-@pytest.mark.parametrize("case", ["gpt2-3l-untied-gelu", "bert-cls-3l", "roberta-mlm", "deberta-v2-style", "t5-gated-asym"])
+@pytest.mark.parametrize(
+    "case", ["gpt2-3l-untied-gelu", "bert-cls-3l", "roberta-mlm", "deberta-v2-style", "t5-gated-asym"]
+)
 def test_export_hf_round_trip(case, tmp_path):
     build_hf(case, tmp_path)
     model = create_model(CASES[case][0], weights=tmp_path / "hf").eval()
