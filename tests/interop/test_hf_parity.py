@@ -8,8 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deepkit import create_model
+from deepkit import create_model, list_models
 from deepkit.interop import export_hf
+from deepkit.interop.hf import TIED_KEYS, config_to_hf
+from deepkit.models.registry import get_entry
+from deepkit.models.token_model import TokenModel
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -226,3 +229,21 @@ def test_export_of_freshly_built_model_loads_in_transformers(tmp_path):
     ids = torch.randint(0, 64, (2, 16))
     with torch.no_grad():
         assert (model(ids) - back(ids).logits).abs().max() <= TOL
+
+
+TOKEN_MODELS = [n for n in list_models() if issubclass(get_entry(n).cls, TokenModel)]
+
+
+@pytest.mark.parametrize("name", TOKEN_MODELS)
+def test_named_sizes_build_the_same_architecture_as_transformers(name):
+    """Every registered size, at full reference size (on the meta device: no memory), has transformers' parameter
+    names and count for the same config.json."""
+    with torch.device("meta"):
+        model = create_model(name)
+        hf_cfg = config_to_hf(model)
+        arch = hf_cfg.pop("architectures")[0]
+        hf = getattr(transformers, arch)(transformers.AutoConfig.for_model(**hf_cfg))
+    assert sum(p.numel() for p in model.parameters()) == hf.num_parameters()
+    tied = set(hf.state_dict()) - set(model.state_dict())
+    assert tied <= TIED_KEYS.keys(), f"keys only transformers has: {sorted(tied - TIED_KEYS.keys())}"
+    assert set(model.state_dict()) <= set(hf.state_dict())

@@ -35,7 +35,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 # deepkit-only config fields, never written to config.json
 _DEEPKIT_FIELDS = {"head", "attn_impl", "num_classes"}
 # keys a checkpoint may hold that are copies of another parameter (tied) or derived buffers
-_TIED = {
+TIED_KEYS = {
     "lm_head.weight": ("transformer.wte.weight", "shared.weight"),
     "cls.predictions.decoder.weight": (
         "bert.embeddings.word_embeddings.weight",
@@ -148,8 +148,8 @@ def _fit_state(model: TokenModel, state: dict[str, torch.Tensor], source: str) -
     for k, v in state.items():
         if k in own:
             fitted[k] = v
-        elif k in _TIED:
-            target = next((t for t in _TIED[k] if t in state), None)
+        elif k in TIED_KEYS:
+            target = next((t for t in TIED_KEYS[k] if t in state), None)
             if target is not None and not torch.equal(state[target], v):
                 raise CheckpointError(
                     f"{source}: '{k}' differs from '{target}' but the model ties them "
