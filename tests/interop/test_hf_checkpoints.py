@@ -157,3 +157,24 @@ def test_tokenizer_larger_than_vocabulary_is_an_error(bert_dir):
 def test_export_needs_a_transformer(tmp_path):
     with pytest.raises(ConfigError, match="export_hf needs a deepkit Transformer"):
         export_hf(create_model("mlp", in_features=4), tmp_path)
+
+
+def test_t5_v1_1_file_with_its_own_lm_head(tmp_path):
+    """transformers 4 wrote T5 v1.1 as tie_word_embeddings=false with a separate lm_head.weight (no rescaling)."""
+    torch.manual_seed(0)
+    kw = dict(num_layers=2, num_heads=2, d_model=32, d_kv=8, d_ff=37, vocab_size=99, feed_forward_proj="gated-gelu")
+    hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**kw)).eval()
+    path = tmp_path / "t5"
+    hf.save_pretrained(path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.pop("scale_decoder_outputs", None)
+    cfg["tie_word_embeddings"] = False
+    (path / "config.json").write_text(json.dumps(cfg))
+    state = load_file(str(path / "model.safetensors"))
+    head = torch.randn(99, 32)
+    save_file({**state, "lm_head.weight": head}, str(path / "model.safetensors"), metadata={"format": "pt"})
+    model = create_model("t5", weights=path).eval()
+    ids, dec = torch.randint(2, 99, (2, 6)), torch.randint(2, 99, (2, 3))
+    with torch.no_grad():
+        hidden = model.decode(dec, model.encode(ids))
+        torch.testing.assert_close(model(ids, dec), hidden @ head.T)  # own head, no d_model**-0.5

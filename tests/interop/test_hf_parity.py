@@ -92,6 +92,21 @@ CASES = {
         "T5Config",
         dict(num_layers=2, num_heads=2, d_model=32, d_kv=8, d_ff=37, vocab_size=99),
     ),
+    "t5-v1_1-unscaled": (  # transformers 5's T5 v1.1: tied embeddings, decoder output not rescaled
+        "t5",
+        "T5ForConditionalGeneration",
+        "T5Config",
+        dict(
+            num_layers=2,
+            num_heads=2,
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            vocab_size=99,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+        ),
+    ),
     "t5-gated-asym": (
         "t5",
         "T5ForConditionalGeneration",

@@ -72,7 +72,7 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
 def config_from_hf(cls: type[TokenModel], config_cls: type, hf: dict[str, Any]) -> dict[str, Any]:
     """deepkit config overrides equivalent to a Hugging Face ``config.json``."""
     out = {k: v for k, v in hf.items() if k in config_fields(config_cls) and k not in _DEEPKIT_FIELDS}
-    out = {k: v for k, v in out.items() if v is not None or k in ("num_decoder_layers", "n_inner", "embedding_size")}
+    out = {k: v for k, v in out.items() if v is not None}
     if isinstance(out.get("pos_att_type"), str):  # older DeBERTa configs: "p2c|c2p"
         out["pos_att_type"] = [t.strip() for t in out["pos_att_type"].lower().split("|")]
     if out.get("embedding_size") == hf.get("hidden_size"):
@@ -107,6 +107,8 @@ def config_to_hf(model: nn.Module) -> dict[str, Any]:
         out["is_encoder_decoder"] = True
         if out.get("num_decoder_layers") is None:
             out["num_decoder_layers"] = cfg.num_layers
+        if out.get("scale_decoder_outputs") is None:
+            out["scale_decoder_outputs"] = cfg.tie_word_embeddings
     return out
 
 

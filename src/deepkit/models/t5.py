@@ -39,6 +39,9 @@ class T5Config:
     layer_norm_epsilon: float = 1e-6
     feed_forward_proj: str = "relu"  # "relu" (T5), "gated-gelu" (T5 v1.1), "gated-silu", ...
     tie_word_embeddings: bool = True
+    # scale the decoder output by d_model**-0.5 before the LM head (original T5); None: only when tied.
+    # transformers 5 writes it explicitly (T5 v1.1: tied embeddings in its files, no scaling)
+    scale_decoder_outputs: bool | None = None
     pad_token_id: int = 0
     eos_token_id: int = 1
     decoder_start_token_id: int = 0
@@ -286,8 +289,11 @@ class T5(TokenModel):
         )
 
     def forward_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        scale = self.cfg.scale_decoder_outputs
+        if scale if scale is not None else self.cfg.tie_word_embeddings:
+            hidden = hidden * self.cfg.d_model**-0.5
         if self.cfg.tie_word_embeddings:
-            return F.linear(hidden * self.cfg.d_model**-0.5, self.shared.weight)  # (B, T, V)
+            return F.linear(hidden, self.shared.weight)  # (B, T, V)
         return self.lm_head(hidden)
 
     def forward(
