@@ -178,3 +178,27 @@ def test_t5_v1_1_file_with_its_own_lm_head(tmp_path):
     with torch.no_grad():
         hidden = model.decode(dec, model.encode(ids))
         torch.testing.assert_close(model(ids, dec), hidden @ head.T)  # own head, no d_model**-0.5
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("gpt2", dict(n_layer=1, n_embd=16, n_head=2, vocab_size=40, n_positions=16)),
+        (
+            "deberta",
+            dict(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=20, vocab_size=40),
+        ),
+        ("t5-small", dict(num_layers=1, d_model=16, d_kv=4, d_ff=20, num_heads=2, vocab_size=40)),
+    ],
+)
+def test_deepkit_checkpoint_round_trip(name, kw, tmp_path):
+    """The Trainer's own safetensors checkpoints hold Transformers too (tied weights are stored once)."""
+    from deepkit.train.checkpoint import model_metadata
+    from deepkit.weights import atomic_save_safetensors
+
+    model = create_model(name, **kw)
+    atomic_save_safetensors(model.state_dict(), tmp_path / "model.safetensors", model_metadata(model))
+    again = create_model(name, weights=tmp_path / "model.safetensors")
+    assert again.cfg == model.cfg
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
