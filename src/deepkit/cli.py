@@ -123,6 +123,24 @@ def recipes() -> None:
         typer.echo(f"{name:<22} {desc}")
 
 
+@app.command()
+def viz(
+    path: Annotated[Path, typer.Argument(help="A Hugging Face checkpoint directory or a deepkit run/checkpoint.")],
+    attention: Annotated[
+        str | None, typer.Option("--attention", help="Text whose per-layer, per-head attention to plot.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the PNGs (default PATH/plots).")] = None,
+) -> None:
+    """Plot a Transformer's attention maps for a text: one PNG per layer, a heatmap per head."""
+    if attention is None:
+        raise _usage("viz needs --attention TEXT (the text whose attention maps to plot)")
+    from deepkit.viz.attention import attention_report
+
+    target = out or (path / "plots" if path.is_dir() else path.parent / "plots")
+    for file in attention_report(path, attention, target):
+        typer.echo(str(file))
+
+
 def _usage(message: str):
     from deepkit.errors import ConfigError
 
