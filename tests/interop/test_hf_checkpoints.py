@@ -202,3 +202,12 @@ def test_deepkit_checkpoint_round_trip(name, kw, tmp_path):
     assert again.cfg == model.cfg
     for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_unsupported_config_option_is_refused(bert_dir):
+    path, _ = bert_dir
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["position_embedding_type"] = "relative_key"
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"position_embedding_type='relative_key'.*only.*'absolute'"):
+        create_model("bert", weights=path)

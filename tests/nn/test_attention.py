@@ -165,3 +165,19 @@ def test_transformer_block_matches_torch_encoder_layer(norm_position):
     torch.testing.assert_close(got[valid], want[valid], atol=1e-5, rtol=1e-5)
     with pytest.raises(ConfigError, match="norm_position"):
         TransformerBlock(16, 4, norm_position="sandwich")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_kernels_match_math_path_on_gpu(dtype):
+    """On CUDA, SDPA picks the flash / memory-efficient kernels; they must agree with the fp32 reference."""
+    q, k, v = (t.cuda() for t in qkv(b=2, h=4, tq=64, tk=64, d=64))
+    ref, _ = scaled_dot_product(q, k, v, is_causal=True, impl="math")
+    fast, _ = scaled_dot_product(q.to(dtype), k.to(dtype), v.to(dtype), is_causal=True, impl="sdpa")
+    torch.testing.assert_close(fast.float(), ref, atol=2e-2, rtol=2e-2)
+    keep = torch.ones(2, 64, dtype=torch.long, device="cuda")
+    keep[0, 40:] = 0
+    masked, _ = scaled_dot_product(q.to(dtype), k.to(dtype), v.to(dtype), mask=padding_mask(keep), impl="sdpa")
+    ref_masked, _ = scaled_dot_product(q, k, v, mask=padding_mask(keep), impl="math")
+    torch.testing.assert_close(masked.float(), ref_masked, atol=2e-2, rtol=2e-2)

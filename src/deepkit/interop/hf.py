@@ -47,6 +47,13 @@ TIED_KEYS = {
     "encoder.embed_tokens.weight": ("shared.weight",),
     "decoder.embed_tokens.weight": ("shared.weight",),
 }
+# config.json settings deepkit's implementation does not have: refusing beats silently computing something else
+UNSUPPORTED = {
+    "bert": {"position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False},
+    "roberta": {"position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False},
+    "gpt2": {"add_cross_attention": False},
+    "t5": {"is_decoder": False},
+}
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids", "embeddings.token_type_ids")
 
 
@@ -71,6 +78,11 @@ def read_hf_config(path: str | Path) -> dict[str, Any]:
 
 def config_from_hf(cls: type[TokenModel], config_cls: type, hf: dict[str, Any]) -> dict[str, Any]:
     """deepkit config overrides equivalent to a Hugging Face ``config.json``."""
+    for key, supported in UNSUPPORTED.get(hf.get("model_type", ""), {}).items():
+        if hf.get(key, supported) not in (supported, None):
+            raise CheckpointError(
+                f"config.json sets {key}={hf[key]!r}; deepkit's {cls.__name__} supports only {key}={supported!r}"
+            )
     out = {k: v for k, v in hf.items() if k in config_fields(config_cls) and k not in _DEEPKIT_FIELDS}
     out = {k: v for k, v in out.items() if v is not None}
     if isinstance(out.get("pos_att_type"), str):  # older DeBERTa configs: "p2c|c2p"
