@@ -262,3 +262,28 @@ def test_named_sizes_build_the_same_architecture_as_transformers(name):
     tied = set(hf.state_dict()) - set(model.state_dict())
     assert tied <= TIED_KEYS.keys(), f"keys only transformers has: {sorted(tied - TIED_KEYS.keys())}"
     assert set(model.state_dict()) <= set(hf.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,arch",
+    [
+        ("gpt2", "GPT2LMHeadModel"),
+        ("bert", "BertForMaskedLM"),
+        ("roberta", "RobertaForMaskedLM"),
+        ("deberta", "DebertaV2ForMaskedLM"),
+        ("t5-small", "T5ForConditionalGeneration"),
+    ],
+)
+def test_parity_at_reference_size(name, arch, tmp_path):
+    """The same check at the full reference size (random weights: nothing is downloaded), about 10 s each."""
+    torch.manual_seed(0)
+    with torch.device("meta"):
+        hf_cfg = config_to_hf(create_model(name))
+    hf_cfg.pop("architectures")
+    hf = getattr(transformers, arch)(transformers.AutoConfig.for_model(**hf_cfg)).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    model = create_model(name, weights=tmp_path / "hf").eval()
+    inputs = make_inputs(model, padded=True, batch=2, length=64)
+    with torch.no_grad():
+        assert_parity(ours_outputs(model, inputs), hf_outputs(hf, inputs, model.hf_model_type == "t5"), inputs)
