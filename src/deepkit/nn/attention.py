@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError, ShapeError
+from deepkit.nn.layers import get_act
 
 ATTENTION_IMPLS = ("sdpa", "math")
 
@@ -239,8 +240,6 @@ class TransformerBlock(nn.Module):
         impl: str = "sdpa",
     ):
         super().__init__()
-        from deepkit.nn.layers import get_act
-
         if norm_position not in ("pre", "post"):
             raise ConfigError(f"norm_position must be 'pre' or 'post', got '{norm_position}'")
         self.norm_position = norm_position
