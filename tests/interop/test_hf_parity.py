@@ -284,6 +284,6 @@ def test_parity_at_reference_size(name, arch, tmp_path):
     hf = getattr(transformers, arch)(transformers.AutoConfig.for_model(**hf_cfg)).eval()
     hf.save_pretrained(tmp_path / "hf")
     model = create_model(name, weights=tmp_path / "hf").eval()
-    inputs = make_inputs(model, padded=True, batch=2, length=64)
+    inputs = make_inputs(model, padded=True, batch=3, length=64)
     with torch.no_grad():
         assert_parity(ours_outputs(model, inputs), hf_outputs(hf, inputs, model.hf_model_type == "t5"), inputs)
