@@ -97,6 +97,12 @@ def test_sharded_safetensors(tmp_path):
     ).eval()
     hf.save_pretrained(tmp_path / "t5", max_shard_size="20KB")
     assert (tmp_path / "t5" / "model.safetensors.index.json").is_file()
+    # the original T5 release also stores an unused cross-attention position bias: it must be ignored
+    extra = {"decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight": torch.zeros(32, 2)}
+    save_file(extra, str(tmp_path / "t5" / "extra.safetensors"), metadata={"format": "pt"})
+    index = json.loads((tmp_path / "t5" / "model.safetensors.index.json").read_text())
+    index["weight_map"].update(dict.fromkeys(extra, "extra.safetensors"))
+    (tmp_path / "t5" / "model.safetensors.index.json").write_text(json.dumps(index))
     model = create_model("t5-small", weights=tmp_path / "t5").eval()
     ids, dec = torch.randint(2, 99, (2, 9)), torch.randint(2, 99, (2, 4))
     with torch.no_grad():

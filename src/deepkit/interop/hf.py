@@ -54,7 +54,15 @@ UNSUPPORTED = {
     "gpt2": {"add_cross_attention": False},
     "t5": {"is_decoder": False},
 }
-_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids", "embeddings.token_type_ids")
+# keys some published checkpoints carry that no model uses: derived buffers (GPT-2's causal mask, BERT's position
+# ids) and the cross-attention position bias the original T5 release stored but never used
+IGNORED_SUFFIXES = (
+    ".attn.bias",
+    ".attn.masked_bias",
+    "embeddings.position_ids",
+    "embeddings.token_type_ids",
+    "EncDecAttention.relative_attention_bias.weight",
+)
 
 
 def is_hf_checkpoint(path: str | Path) -> bool:
@@ -169,7 +177,7 @@ def _fit_state(model: TokenModel, state: dict[str, torch.Tensor], source: str) -
                     f"{source}: '{k}' differs from '{target}' but the model ties them "
                     f"(set tie_word_embeddings=False for an untied head)"
                 )
-        elif k.endswith(_BUFFER_SUFFIXES):
+        elif k.endswith(IGNORED_SUFFIXES):
             continue
         else:
             fitted[k] = v  # unexpected: kept so the check below can name it
