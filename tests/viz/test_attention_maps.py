@@ -89,3 +89,15 @@ def test_cli_viz_errors_are_one_line(bert_with_tokenizer, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "viz" in capsys.readouterr().out
+
+
+def test_report_from_a_deepkit_checkpoint(bert_with_tokenizer, tmp_path):
+    from deepkit.train.checkpoint import model_metadata
+    from deepkit.weights import atomic_save_safetensors
+
+    model = create_model("gpt2", **TINY["gpt2"])
+    ckpt = tmp_path / "ckpt"
+    atomic_save_safetensors(model.state_dict(), ckpt / "model.safetensors", model_metadata(model))
+    (ckpt / "tokenizer.json").write_bytes((bert_with_tokenizer / "tokenizer.json").read_bytes())
+    files = attention_report(ckpt, "the cat sat", tmp_path / "maps")
+    assert len(files) == 2 and all(png_ok(f) for f in files)
