@@ -107,20 +107,40 @@ def predict(
 
 @app.command()
 def viz(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory of an image classifier (a CNN).")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="A run directory (CNN or Transformer), or a Hugging Face checkpoint directory."),
+    ],
+    attention: Annotated[
+        str | None,
+        typer.Option("--attention", help="Transformers: text whose per-layer, per-head attention maps to plot."),
+    ] = None,
     image: Annotated[
-        Path | None, typer.Option("--image", help="Image for feature maps and Grad-CAM (default: a test image).")
+        Path | None, typer.Option("--image", help="CNNs: image for feature maps and Grad-CAM (default: a test image).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Folder for the PNGs (default RUN_DIR/plots/inside).")
+        Path | None,
+        typer.Option("--out", help="Folder for the PNGs (default RUN_DIR/plots/inside, or PATH/plots for attention)."),
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Misclassified test images to show.")] = 16,
+    top_k: Annotated[int, typer.Option("--top-k", help="CNNs: misclassified test images to show.")] = 16,
 ) -> None:
-    """See inside a CNN: first-layer filters, feature maps, Grad-CAM, most confident mistakes (PNGs)."""
-    from deepkit.viz.run_report import visualize_run
+    """See inside a model: CNN filters, feature maps, Grad-CAM and worst mistakes; or Transformer attention maps."""
+    if attention is None and not (path / "config.yaml").is_file():
+        raise _usage(
+            f"viz needs --attention TEXT for {path} (not a deepkit run directory: the CNN views need one, "
+            "with config.yaml)"
+        )
+    if attention is not None:
+        from deepkit.viz.attention import attention_report
 
-    for path in visualize_run(run_dir, image=image, out_dir=out, top_k=top_k):
-        typer.echo(str(path))
+        target = out or (path / "plots" if path.is_dir() else path.parent / "plots")
+        files = attention_report(path, attention, target)
+    else:
+        from deepkit.viz.run_report import visualize_run
+
+        files = visualize_run(path, image=image, out_dir=out, top_k=top_k)
+    for file in files:
+        typer.echo(str(file))
 
 
 @app.command()

@@ -11,6 +11,7 @@ from deepkit import create_model, list_models, register_model
 from deepkit.errors import ConfigError, ShapeError
 from deepkit.models import registry
 from deepkit.models.mlp import MLP, MLPConfig
+from deepkit.models.token_model import TokenModel
 from deepkit.nn import get_act, get_norm
 
 # one input that fits each model: (batch shape, config overrides)
@@ -35,6 +36,25 @@ INPUTS = {
 }
 
 
+# Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
+# of a family to a tiny width/depth (the reference sizes are checked in tests/models/test_<family>.py)
+TOKEN_MODELS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, TokenModel)]
+CLASSIFIERS = [n for n in list_models() if n not in TOKEN_MODELS]
+TINY = {
+    "GPT2Config": dict(n_layer=2, n_embd=32, n_head=2, vocab_size=101, n_positions=32),
+    "BertConfig": dict(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=48, vocab_size=101
+    ),
+    "RobertaConfig": dict(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=48, vocab_size=101
+    ),
+    "DebertaConfig": dict(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=48, vocab_size=101
+    ),
+    "T5Config": dict(num_layers=2, d_model=32, d_kv=8, d_ff=48, num_heads=2, vocab_size=101),
+}
+
+
 def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
     if name not in INPUTS:
         pytest.fail(f"model '{name}' was registered but tests/models/test_registry.py has no input shape for it")
@@ -49,7 +69,7 @@ def test_list_models_has_the_builtin_families():
     assert names == sorted(names)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_backward_shapes_and_finiteness(name):
     model, x = build(name, num_classes=7)
     assert model.model_name == name
@@ -65,7 +85,7 @@ def test_forward_backward_shapes_and_finiteness(name):
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_is_head_of_features(name):
     model, x = build(name)
     model.eval()
@@ -75,7 +95,7 @@ def test_forward_is_head_of_features(name):
         torch.testing.assert_close(model(x), model.forward_head(feats), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_reset_classifier_changes_output_width(name):
     model, x = build(name, num_classes=10)
     model.eval()
@@ -87,6 +107,23 @@ def test_reset_classifier_changes_output_width(name):
     assert out.shape == (x.shape[0], 5)
     assert model.model_config.num_classes == 5
     torch.testing.assert_close(feats_before, feats_after, rtol=0, atol=0)  # only the head changed
+
+
+@pytest.mark.parametrize("name", TOKEN_MODELS)
+def test_token_model_forward_backward(name):
+    entry = registry.get_entry(name)
+    torch.manual_seed(0)
+    model = create_model(name, **TINY[entry.config_cls.__name__])
+    assert model.model_name == name
+    inputs = model.example_input(batch_size=3, seq_len=8)
+    out = model(**inputs)
+    length = inputs.get("decoder_input_ids", inputs["input_ids"]).shape[1]
+    assert out.shape == (3, length, model.cfg.vocab_size)  # the default head predicts tokens
+    assert torch.isfinite(out).all()
+    F.cross_entropy(out.flatten(0, 1), torch.arange(3 * length) % model.cfg.vocab_size).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, f"parameters without gradient: {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_unknown_model_suggests_nearest():

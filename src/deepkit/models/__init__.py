@@ -1,6 +1,17 @@
 """Model families, one per file, each registered by name."""
 
-from deepkit.models import alexnet, cnn, mlp, resnet, vgg  # noqa: F401  (registers the models)
+from deepkit.models import (  # noqa: F401  (registers the models)
+    alexnet,
+    bert,
+    cnn,
+    deberta,
+    gpt2,
+    mlp,
+    resnet,
+    roberta,
+    t5,
+    vgg,
+)
 from deepkit.models.base import Classifier
 from deepkit.models.registry import create_model, get_entry, list_models, model_config, register_model
 

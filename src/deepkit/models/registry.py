@@ -75,6 +75,7 @@ def create_model(
         name: a name from :func:`list_models`.
         weights: a ``.safetensors`` file, a run directory (its best checkpoint) or a checkpoint directory.
             deepkit files carry the model config, which becomes the default before ``overrides`` apply.
+            A Hugging Face directory (``config.json`` + weights) loads into the Transformer families.
         trust_pickle: allow a pickle-based file (``torch.save``); it is then read with ``weights_only=True``.
         **overrides: config fields, e.g. ``num_classes=5, width=128``.
 
@@ -83,6 +84,10 @@ def create_model(
     """
     state = meta = None
     if weights is not None:
+        from deepkit.interop.hf import is_hf_checkpoint, load_hf  # interop sits above models: import late
+
+        if is_hf_checkpoint(weights):
+            return load_hf(name, weights, trust_pickle=trust_pickle, **overrides)
         state, meta = load_weights(weights, trust_pickle=trust_pickle)
         if meta.get("model") and meta["model"] != name:
             raise ConfigError(f"weights {weights} are for model '{meta['model']}', not '{name}'")
