@@ -18,7 +18,37 @@ INPUTS = {
     "mlp": ((4, 1, 8, 8), {"in_features": 64}),
     "lenet5": ((4, 1, 28, 28), {}),
     "simple_cnn": ((4, 1, 16, 16), {}),
+    # recurrent models (issue 4): token ids or real-valued steps, reduced sizes to keep the smoke test fast
+    **{
+        name: (lambda: torch.randint(1, 50, (4, 9)), {"vocab_size": 50, "hidden_size": 16, "embed_dim": 8})
+        for name in ("rnn_classifier", "lstm_classifier", "gru_classifier", "bilstm_classifier")
+    },
+    "lstm_forecaster": ((4, 12, 1), {"hidden_size": 16}),
+    "gru_forecaster": ((4, 12, 1), {"hidden_size": 16}),
 }
+
+# models whose output is not one row of num_classes values per sample: (inputs factory, config overrides,
+# expected output shape); they get the forward/backward smoke test, not the classifier-interface tests
+OTHER_INPUTS = {
+    **{
+        name: (
+            lambda: (torch.randint(1, 30, (3, 7)),),
+            {"vocab_size": 30, "hidden_size": 16, "embed_dim": 8},
+            (3, 7, 30),
+        )
+        for name in ("lstm_lm", "gru_lm", "rnn_lm", "char_lstm_lm")
+    },
+    "bilstm_tagger": (lambda: (torch.randint(1, 30, (3, 7)),), {"vocab_size": 30, "hidden_size": 16}, (3, 7, 17)),
+    **{
+        name: (
+            lambda: (torch.randint(4, 30, (3, 6)), torch.tensor([6, 4, 2]), torch.randint(4, 20, (3, 5))),
+            {"src_vocab_size": 30, "tgt_vocab_size": 20, "hidden_size": 16, "embed_dim": 8},
+            (3, 5, 20),
+        )
+        for name in ("seq2seq_bahdanau", "seq2seq_luong")
+    },
+}
+CLASSIFIERS = [n for n in list_models() if n not in OTHER_INPUTS]
 
 
 def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
@@ -26,7 +56,8 @@ def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
         pytest.fail(f"model '{name}' was registered but tests/models/test_registry.py has no input shape for it")
     shape, kw = INPUTS[name]
     torch.manual_seed(0)
-    return create_model(name, **{**kw, **overrides}), torch.randn(shape)
+    x = shape() if callable(shape) else torch.randn(shape)
+    return create_model(name, **{**kw, **overrides}), x
 
 
 def test_list_models_has_the_builtin_families():
@@ -35,7 +66,21 @@ def test_list_models_has_the_builtin_families():
     assert names == sorted(names)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(OTHER_INPUTS))
+def test_non_classifier_forward_backward(name):
+    make, kw, expected = OTHER_INPUTS[name]
+    torch.manual_seed(0)
+    model = create_model(name, **kw)
+    assert model.model_name == name
+    out = model(*make())
+    assert out.shape == expected and torch.isfinite(out).all()
+    out.float().logsumexp(-1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_backward_shapes_and_finiteness(name):
     model, x = build(name, num_classes=7)
     assert model.model_name == name
@@ -51,7 +96,7 @@ def test_forward_backward_shapes_and_finiteness(name):
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_is_head_of_features(name):
     model, x = build(name)
     model.eval()
@@ -61,7 +106,7 @@ def test_forward_is_head_of_features(name):
         torch.testing.assert_close(model(x), model.forward_head(feats), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_reset_classifier_changes_output_width(name):
     model, x = build(name, num_classes=10)
     model.eval()
