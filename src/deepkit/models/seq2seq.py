@@ -44,7 +44,7 @@ class Seq2SeqConfig:
 
 
 class Seq2Seq(nn.Module):
-    """Recurrent encoder–decoder with Bahdanau or Luong attention: ``forward(src, src_lengths, tgt_in)`` -> (B, T, V)."""
+    """Recurrent encoder–decoder with Bahdanau or Luong attention; ``forward(src, src_lengths, tgt_in)`` -> logits."""
 
     def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
@@ -216,9 +216,8 @@ class Seq2Seq(nn.Module):
         for _ in range(max_len):
             b = len(beams)
             y = torch.tensor([seq[-1] if seq else self.cfg.bos_id for seq, _ in beams], device=src.device)
-            expand = (lambda t: t.expand(b, *t.shape[1:])) if b > 1 else (lambda t: t)
             logp, state, _ = self.decode_step(
-                y, state, expand(enc_out), None if keys is None else expand(keys), expand(mask)
+                y, state, _expand(enc_out, b), None if keys is None else _expand(keys, b), _expand(mask, b)
             )
             logp = logp.log_softmax(-1)  # (b, V)
             total = torch.tensor([s for _, s in beams], device=src.device)[:, None] + logp
@@ -240,6 +239,10 @@ class Seq2Seq(nn.Module):
         if not finished:
             finished = [(seq, s / max(1, len(seq)) ** alpha) for seq, s in beams]
         return max(finished, key=lambda f: f[1])[0]
+
+
+def _expand(t: torch.Tensor, b: int) -> torch.Tensor:
+    return t.expand(b, *t.shape[1:])  # one source shared by b hypotheses (a view, no copy)
 
 
 def _strip(seq: list[int], eos: int) -> list[int]:
