@@ -123,6 +123,24 @@ def recipes() -> None:
         typer.echo(f"{name:<22} {desc}")
 
 
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A language-model run directory (e.g. from char_shakespeare).")],
+    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue.")] = "\n",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate.")] = 300,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible samples.")] = None,
+) -> None:
+    """Generate text with a trained language model: prints the prompt and its continuation."""
+    from deepkit import api
+
+    predictor = api.load(run_dir)
+    if not hasattr(predictor, "generate"):
+        raise _usage(f"{run_dir} is not a language-model run; `deepkit generate` needs one (e.g. char_shakespeare)")
+    typer.echo(predictor.generate(prompt, max_new_tokens, temperature, top_k, seed))
+
+
 def _usage(message: str):
     from deepkit.errors import ConfigError
 

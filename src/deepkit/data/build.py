@@ -10,7 +10,9 @@ import torch
 
 from deepkit.data.loader import TensorLoader
 from deepkit.data.preprocess import Preprocessing
+from deepkit.data.series import SeriesConfig
 from deepkit.data.sources import RawData, load_csv, load_diabetes, load_digits, load_mnist
+from deepkit.data.text import TextConfig
 from deepkit.errors import ConfigError, DataError, suggest
 
 DATASETS = {
@@ -36,6 +38,8 @@ class DataConfig:
     eval_batch_size: int = 1024
     limit: int | None = None  # use only the first N training samples (quick experiments)
     download: bool = False  # fetch public datasets that are missing (needs network)
+    text: TextConfig = field(default_factory=TextConfig)  # text datasets: tokenizer, max_len, ... (issue 4)
+    series: SeriesConfig = field(default_factory=SeriesConfig)  # time series: window, horizon, ... (issue 4)
 
 
 @dataclass

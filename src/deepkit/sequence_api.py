@@ -1,0 +1,387 @@
+"""Train, evaluate, predict and generate for sequence tasks (text classification, language modelling, forecasting).
+
+``deepkit.api.train`` hands recipes whose ``task.name`` is a sequence task to :func:`train`; the run directory has
+the usual layout plus ``tokenizer.json`` (the vocabulary, reused at predict time) and, for forecasts,
+``plots/forecast.png`` and the forecasts themselves in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepkit.config import field_types, to_dict
+from deepkit.data.sequences import SEQUENCE_TASKS, SequenceBundle, build_sequence_data
+from deepkit.data.series import (
+    forecast_errors,
+    multi_step_forecast,
+    naive_forecast,
+    one_step_forecast,
+    seasonal_naive_forecast,
+)
+from deepkit.data.text import embedding_from_vectors, pad_batch, read_lines, read_word_vectors, truncate
+from deepkit.data.tokenizers import Tokenizer, load_tokenizer
+from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
+from deepkit.models.generation import generate as generate_ids
+from deepkit.models.registry import create_model, get_entry, load_state_dict_checked
+from deepkit.recipe import Recipe, read_recipe_file, resolve_recipe
+from deepkit.tasks.base import Task
+from deepkit.tasks.regression import RegressionTask
+from deepkit.tasks.sequence import LanguageModelTask, TextClassificationTask
+from deepkit.train.checkpoint import find_checkpoint
+from deepkit.train.trainer import Trainer, resolve_device, seed_everything
+from deepkit.weights import atomic_write_text, load_weights
+
+
+def is_sequence_task(name: str) -> bool:
+    return name in SEQUENCE_TASKS
+
+
+# --- model and task ------------------------------------------------------------------------------------------------
+def bind_sequence_model(model_section: dict[str, Any], bundle: SequenceBundle) -> torch.nn.Module:
+    """Create the model with ``vocab_size``/``num_classes``/``in_features`` taken from the data (checked)."""
+    name = model_section["name"]
+    overrides = {k: v for k, v in model_section.items() if k != "name"}
+    fields = field_types(get_entry(name).config_cls)
+    for key, value in bundle.model_overrides().items():
+        if key not in fields:
+            if key in ("vocab_size", "num_classes"):
+                raise ShapeError(
+                    f"model '{name}' has no {key}; task '{bundle.task}' needs a model that takes token ids "
+                    f"({'an *_lm model' if bundle.task == 'language_model' else 'e.g. lstm_classifier'})"
+                )
+            continue
+        if key in overrides and overrides[key] != value:
+            raise ShapeError(
+                f"model.{key}={overrides[key]} does not fit the data; expected {key}={value} (or leave it out)"
+            )
+        overrides[key] = value
+    if bundle.task == "forecast" and fields.get("vocab_size") is not None:
+        overrides["vocab_size"] = 0  # real-valued steps
+    return create_model(name, **overrides)
+
+
+def build_sequence_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBundle) -> Task:
+    if rec.task.name == "text_classification":
+        return TextClassificationTask(model, len(bundle.class_names), label_smoothing=rec.task.label_smoothing)
+    if rec.task.name == "language_model":
+        return LanguageModelTask(model, bundle.tokenizer.vocab_size)
+    return RegressionTask(model, bundle.series.cfg.horizon, loss=rec.task.loss, huber_delta=rec.task.huber_delta)
+
+
+def _load_vectors(rec: Recipe, model: torch.nn.Module, bundle: SequenceBundle) -> str | None:
+    path = rec.data.text.vectors
+    if not path or bundle.tokenizer is None:
+        return None
+    emb = getattr(getattr(model, "inputs", None), "embedding", None)
+    if emb is None:
+        raise ConfigError(f"data.text.vectors is set, but model '{rec.model['name']}' has no token embedding")
+    words, vectors = read_word_vectors(path)
+    weight, found = embedding_from_vectors(bundle.tokenizer, words, vectors, emb.embedding_dim)
+    with torch.no_grad():
+        emb.weight.copy_(weight)
+    return f"{found:.1%} of the vocabulary initialized from {path}"
+
+
+# --- train ---------------------------------------------------------------------------------------------------------
+def train(
+    rec: Recipe,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    callbacks: list | tuple = (),
+    command: list[str] | None = None,
+):
+    """Train a sequence recipe (already resolved) and write its run directory."""
+    from deepkit import api
+
+    seed_everything(rec.trainer.seed)
+    bundle = build_sequence_data(rec.data, rec.task.name)
+    model = bind_sequence_model(rec.model, bundle)
+    note = _load_vectors(rec, model, bundle)
+    task = build_sequence_task(rec, model, bundle)
+    resolve_device(rec.trainer.device)
+    run_dir = api.new_run_dir(out, rec.name, overwrite)
+    try:
+        if bundle.tokenizer is not None:
+            bundle.tokenizer.save(run_dir / "tokenizer.json")
+        api._write_config(run_dir, rec, model, command)
+        api._write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return _fit_and_finish(run_dir, rec, task, bundle, callbacks, None, [note] if note else [])
+
+
+def resume(run_dir: Path, overrides: dict[str, Any], callbacks=()):
+    """Continue a sequence run exactly where it stopped (same tokenizer, same batches)."""
+    from deepkit import api
+
+    last = find_checkpoint(run_dir / "checkpoints" / "last")
+    if last is None or not (last / "state.json").is_file():
+        raise CheckpointError(f"cannot resume {run_dir}: no resumable checkpoint in {run_dir / 'checkpoints' / 'last'}")
+    rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"), overrides)
+    tok = load_tokenizer(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
+    bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=tok)
+    task = build_sequence_task(rec, bind_sequence_model(rec.model, bundle), bundle)
+    api._write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
+    return _fit_and_finish(run_dir, rec, task, bundle, callbacks, last, [])
+
+
+def _meta(rec: Recipe, bundle: SequenceBundle) -> dict[str, Any]:
+    meta: dict[str, Any] = {"task": to_dict(rec.task), "recipe": rec.name, "preprocessing": {}}
+    seq: dict[str, Any] = {"task": bundle.task}
+    if bundle.tokenizer is not None:
+        seq["tokenizer"] = bundle.tokenizer.fingerprint()
+        seq["vocab_size"] = bundle.tokenizer.vocab_size
+        seq["max_len"] = rec.data.text.max_len
+        seq["truncation"] = rec.data.text.truncation
+        seq["block_size"] = rec.data.text.block_size
+    if bundle.class_names:
+        seq["class_names"] = bundle.class_names
+    if bundle.series is not None:
+        tf = bundle.series.transform
+        seq["series"] = {**to_dict(bundle.series.cfg), "mean": tf.mean, "std": tf.std}
+    meta["sequence"] = seq
+    return meta
+
+
+def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, callbacks, resume_from, notes):
+    from deepkit import api
+
+    trainer = Trainer(rec.trainer, run_dir=run_dir, callbacks=callbacks)
+    trainer.checkpoint_meta = _meta(rec, bundle)
+    for note in notes + bundle.notes:
+        trainer.log(note)
+    try:
+        history = trainer.fit(task, bundle, resume=resume_from)
+        metrics = _finish(run_dir, rec, task, bundle, trainer)
+    except KeyboardInterrupt:
+        api._write_status(run_dir, "interrupted")
+        raise
+    except BaseException as e:
+        api._write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    api._write_status(run_dir, "finished", metrics=metrics)
+    return api.RunResult(run_dir, metrics, history)
+
+
+def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trainer: Trainer) -> dict[str, float]:
+    best = find_checkpoint(run_dir / "checkpoints" / "best")
+    weights, _ = load_weights(best / "model.safetensors")
+    load_state_dict_checked(task.model, weights, str(best))
+    split = "test" if bundle.test else "val"
+    metrics = trainer.evaluate(task, bundle, split)
+    extra: dict[str, Any] = {}
+    samples = run_dir / "samples"
+    samples.mkdir(exist_ok=True)
+    if bundle.task == "text_classification":
+        train_y = bundle.raw["train"][1]
+        majority = int(np.bincount(train_y).argmax())
+        metrics["majority_baseline_accuracy"] = float((bundle.raw[split][1] == majority).mean())
+        texts = bundle.raw[split][0][:8]
+        (samples / "test_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    elif bundle.task == "language_model":
+        prompt = bundle.raw.get("val", bundle.raw["train"])[:40]
+        g = torch.Generator(device=trainer.device).manual_seed(0)
+        text = generate_text(task.model, bundle.tokenizer, prompt, 400, 0.8, 20, trainer.device, g)
+        (samples / "sample.txt").write_text(text, encoding="utf-8")
+        extra["sample"] = text
+    else:
+        metrics.update(_forecast_report(run_dir, task, bundle, trainer, extra))
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    atomic_write_text(run_dir / "results.json", json.dumps({"split": split, "metrics": metrics, **extra}, indent=1))
+    return metrics
+
+
+def _forecast_report(run_dir, task, bundle, trainer, extra) -> dict[str, float]:
+    """Test-period forecasts (one-step with true history; multi-step from the end of validation) vs baselines."""
+    from deepkit.viz.sequence_plots import plot_forecast
+
+    s = bundle.series
+    model = task.model.eval()
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x.to(trainer.device)).float().cpu()
+
+    true = s.values[s.test_start :]
+    season = s.cfg.season
+    rows = {
+        "model_one_step": one_step_forecast(s, predict),
+        "model_multi_step": multi_step_forecast(s, predict),
+        "naive_one_step": naive_forecast(s.values, s.test_start, True),
+        "naive_multi_step": naive_forecast(s.values, s.test_start, False),
+        "seasonal_naive_one_step": seasonal_naive_forecast(s.values, s.test_start, season, True),
+        "seasonal_naive_multi_step": seasonal_naive_forecast(s.values, s.test_start, season, False),
+    }
+    out = {}
+    for name, pred in rows.items():
+        for metric, v in forecast_errors(pred, true).items():
+            out[f"{name}_{metric}"] = v
+    extra["forecast"] = {
+        "time": s.labels[s.test_start :],
+        "true": true.tolist(),
+        **{k: np.asarray(v).tolist() for k, v in rows.items()},
+    }
+    plot_forecast(
+        s.labels,
+        s.values,
+        s.test_start,
+        {k: v for k, v in rows.items() if k in ("model_one_step", "model_multi_step", "seasonal_naive_multi_step")},
+        run_dir / "plots" / "forecast.png",
+    )
+    return out
+
+
+# --- generation ----------------------------------------------------------------------------------------------------
+def generate_text(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> str:
+    """Prompt text -> prompt + generated continuation, decoded with the run's tokenizer."""
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        ids = [tokenizer.bos_id]
+    unknown = sum(i == tokenizer.unk_id for i in ids)
+    if unknown == len(ids) and prompt:
+        raise DataError(f"none of the prompt {prompt!r} is in the model's vocabulary")
+    out = generate_ids(
+        model,
+        torch.tensor([ids], device=device),
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        stop_id=None if tokenizer.kind == "char" else None,
+        generator=generator,
+    )
+    return tokenizer.decode(out[0].tolist())
+
+
+# --- load / predict ------------------------------------------------------------------------------------------------
+class SequencePredictor:
+    """A trained sequence run: ``predict(texts)``, ``generate(prompt)``, ``forecast(values)``.
+
+    Example:
+        >>> p = deepkit.load("runs/sst2_bilstm")               # doctest: +SKIP
+        >>> p.predict(["a gripping, funny film"])              # doctest: +SKIP  (class indices)
+    """
+
+    def __init__(self, model, task_name: str, seq_meta: dict, tokenizer: Tokenizer | None, run_dir: Path | None):
+        self.model, self.task_name, self.meta, self.tokenizer, self.run_dir = (
+            model,
+            task_name,
+            seq_meta,
+            tokenizer,
+            run_dir,
+        )
+        self.device = resolve_device("auto")
+        self.model.to(self.device).eval()
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.meta.get("class_names")
+
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.tokenizer is None:
+            raise ConfigError(f"this run ({self.task_name}) does not take text")
+        max_len, policy = self.meta.get("max_len", 256), self.meta.get("truncation", "warn")
+        ids = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise DataError(f"input {i} is a {type(t).__name__}, expected text")
+            ids.append(truncate(self.tokenizer.encode(t), max_len, policy, f"input {i}") or [self.tokenizer.unk_id])
+        tokens, lengths = pad_batch(ids, self.tokenizer.pad_id)
+        return tokens.to(self.device), lengths
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities (N, K) for a list of texts."""
+        if self.task_name != "text_classification":
+            raise ConfigError(f"predict_proba needs a text classification run, this one is '{self.task_name}'")
+        if not texts:
+            return np.zeros((0, len(self.class_names)))
+        tokens, lengths = self._encode(list(texts))
+        with torch.no_grad():
+            return self.model(tokens, lengths).float().softmax(-1).cpu().numpy()
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.predict_proba(texts).argmax(1)
+
+    def generate(
+        self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None, seed=None
+    ) -> str:
+        if self.task_name != "language_model":
+            raise ConfigError(f"generate needs a language-model run, this one is '{self.task_name}'")
+        g = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+        return generate_text(self.model, self.tokenizer, prompt, max_new_tokens, temperature, top_k, self.device, g)
+
+    def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
+        """Text files: every non-empty line is one input (text classification)."""
+        records = []
+        for path in paths:
+            path = Path(path)
+            lines = [ln for ln in read_lines(path) if ln.strip()]
+            if not lines:
+                raise DataError(f"{path} has no text lines")
+            probs = self.predict_proba(lines)
+            for i, (line, row) in enumerate(zip(lines, probs, strict=True)):
+                order = np.argsort(-row)[:top_k]
+                top = [{"class": self.class_names[j], "probability": float(row[j])} for j in order]
+                name = f"{path}:{i + 1}" if len(lines) > 1 else str(path)
+                records.append({"input": name, "text": line, **top[0], **({"top_k": top} if top_k > 1 else {})})
+        return records
+
+
+def load(path: Path, state: dict, meta: dict) -> SequencePredictor:
+    """Build the predictor from weights already read by ``deepkit.api.load``; checks the vocabulary matches."""
+    seq = meta["sequence"]
+    run_dir = path if path.is_dir() and (path / "config.yaml").is_file() else None
+    # RUN_DIR, RUN_DIR/checkpoints/best or RUN_DIR/checkpoints/best/model.safetensors: look upwards
+    start = path if path.is_dir() else path.parent
+    tok_file = next(
+        (d / "tokenizer.json" for d in [start, *start.parents][:4] if (d / "tokenizer.json").is_file()), None
+    )
+    tokenizer = None
+    if "tokenizer" in seq:
+        if tok_file is None:
+            raise CheckpointError(
+                f"{path}: this model needs its tokenizer.json (the run directory's) and none was found"
+            )
+        tokenizer = load_tokenizer(tok_file)
+        if tokenizer.fingerprint() != seq["tokenizer"]:
+            raise CheckpointError(
+                f"vocabulary mismatch: {tok_file} is not the tokenizer this model was trained with "
+                f"(fingerprint {tokenizer.fingerprint()} vs {seq['tokenizer']}, vocab {tokenizer.vocab_size} vs "
+                f"{seq['vocab_size']})"
+            )
+    model = create_model(meta["model"], **meta.get("model_config", {}))
+    load_state_dict_checked(model, state, str(path))
+    return SequencePredictor(model, seq["task"], seq, tokenizer, run_dir)
+
+
+def evaluate(run_dir: Path, rec: Recipe, split: str = "test", checkpoint: str = "best") -> dict[str, float]:
+    found = find_checkpoint(run_dir / "checkpoints" / checkpoint)
+    if found is None:
+        raise CheckpointError(f"{run_dir} has no '{checkpoint}' checkpoint")
+    state, meta = load_weights(found)
+    predictor = load(run_dir, state, meta)
+    bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=predictor.tokenizer)
+    if not bundle.split(split):
+        raise DataError(f"the data has no '{split}' split")
+    task = build_sequence_task(rec, predictor.model, bundle)
+    trainer = Trainer(progress="none")
+    trainer.device = predictor.device
+    return {k: v for k, v in trainer.evaluate(task, bundle, split).items() if math.isfinite(v)}
