@@ -40,7 +40,7 @@ def read_text(path: str | Path) -> str:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"text file not found: {path}")
-    raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -1,0 +1,77 @@
+"""Quality of the sequence recipes on real data (issue 4), with wall times.
+
+    flock /tmp/deepkit-heavy.lock python benchmarks/sequences.py [--only sst2,airline] [KEY=VALUE ... per recipe]
+
+- sst2: BiLSTM dev accuracy (validation carved from train) and the majority-class baseline;
+- char: Tiny Shakespeare char-LSTM validation loss (nats/char) and a sample;
+- airline / sunspots: test-period RMSE of one-step and multi-step LSTM/GRU forecasts vs naive and seasonal-naive.
+
+Runs go to benchmarks/out/runs/<name>; figures to benchmarks/out/sequences.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import deepkit
+
+OUT = Path(__file__).parent / "out"
+BENCHES = {
+    # name: (recipe, extra overrides, bar description, check)
+    "sst2": ("sst2_bilstm", [], "dev accuracy >= 0.80", lambda m: m["accuracy"] >= 0.80),
+    "char": ("char_shakespeare", [], "val loss <= 1.60 nats/char", lambda m: m["loss"] <= 1.60),
+    "airline": (
+        "airline_lstm",
+        [],
+        "LSTM RMSE < seasonal-naive RMSE (one-step and multi-step, last 24 months)",
+        lambda m: (
+            m["model_one_step_rmse"] < m["seasonal_naive_one_step_rmse"]
+            and m["model_multi_step_rmse"] < m["seasonal_naive_multi_step_rmse"]
+        ),
+    ),
+    "sunspots": (
+        "sunspots_gru",
+        [],
+        "GRU one-step RMSE < seasonal-naive RMSE (last 24 months)",
+        lambda m: m["model_one_step_rmse"] < m["seasonal_naive_one_step_rmse"],
+    ),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
+    ap.add_argument("overrides", nargs="*", help="recipe overrides applied to every selected bench")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "sequences.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for name in args.only.split(","):
+        recipe, extra, bar, check = BENCHES[name]
+        t0 = time.perf_counter()
+        res = deepkit.train(recipe, *extra, *args.overrides, out=OUT / "runs" / name, overwrite=True)
+        wall = time.perf_counter() - t0
+        history = res.history
+        row = {
+            "recipe": recipe,
+            "overrides": extra + list(args.overrides),
+            "bar": bar,
+            "passed": bool(check(res.metrics)),
+            "metrics": res.metrics,
+            "wall_s": round(wall, 1),
+            "train_s": round(history[-1]["time"], 1) if history else None,
+            "epochs": len(history),
+            "best_val": min((h.get("val_loss", float("inf")) for h in history), default=None),
+        }
+        if name == "char":
+            row["sample"] = json.loads((res.run_dir / "results.json").read_text()).get("sample", "")[:400]
+        results[name] = row
+        print(json.dumps({name: row}, indent=1), flush=True)
+        path.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
