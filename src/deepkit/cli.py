@@ -141,6 +141,32 @@ def generate(
     typer.echo(predictor.generate(prompt, max_new_tokens, temperature, top_k, seed))
 
 
+@app.command()
+def embeddings(
+    run_dir: Annotated[Path, typer.Argument(help="A word2vec run directory (or a word2vec/GloVe .txt file).")],
+    neighbours: Annotated[str | None, typer.Option("--neighbours", help="Show the words nearest to WORD.")] = None,
+    analogy: Annotated[
+        tuple[str, str, str] | None, typer.Option("--analogy", help="A B C: words D with A : B :: C : D.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="How many words to show.")] = 10,
+    export: Annotated[Path | None, typer.Option("--export", help="Write the vectors in word2vec text format.")] = None,
+) -> None:
+    """Query word vectors: nearest neighbours, analogies, export to the word2vec text format."""
+    from deepkit.embeddings import WordVectors
+
+    vecs = WordVectors.load(run_dir) if run_dir.is_file() else WordVectors.from_run(run_dir)
+    if not (neighbours or analogy or export):
+        raise _usage("embeddings needs --neighbours WORD, --analogy A B C or --export PATH")
+    if neighbours:
+        for word, sim in vecs.neighbours(neighbours, k):
+            typer.echo(f"{word:<20} {sim:.3f}")
+    if analogy:
+        for word, sim in vecs.analogy(*analogy, k=k):
+            typer.echo(f"{word:<20} {sim:.3f}")
+    if export:
+        typer.echo(f"wrote {vecs.save(export)} ({len(vecs.words)} words, {vecs.vectors.shape[1]} dimensions)")
+
+
 def _usage(message: str):
     from deepkit.errors import ConfigError
 

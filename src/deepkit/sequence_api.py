@@ -34,6 +34,7 @@ from deepkit.recipe import Recipe, read_recipe_file, resolve_recipe
 from deepkit.tasks.base import Task
 from deepkit.tasks.regression import RegressionTask
 from deepkit.tasks.sequence import LanguageModelTask, TextClassificationTask
+from deepkit.tasks.word2vec import Word2VecTask
 from deepkit.train.checkpoint import find_checkpoint
 from deepkit.train.trainer import Trainer, resolve_device, seed_everything
 from deepkit.weights import atomic_write_text, load_weights
@@ -72,6 +73,9 @@ def build_sequence_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBun
         return TextClassificationTask(model, len(bundle.class_names), label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "language_model":
         return LanguageModelTask(model, bundle.tokenizer.vocab_size)
+    if rec.task.name == "word2vec":
+        bundle.raw["mode"] = getattr(model.cfg, "mode", "skipgram")  # the loader builds skip-gram or CBOW samples
+        return Word2VecTask(model)
     return RegressionTask(model, bundle.series.cfg.horizon, loss=rec.task.loss, huber_delta=rec.task.huber_delta)
 
 
@@ -194,11 +198,30 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trai
         text = generate_text(task.model, bundle.tokenizer, prompt, 400, 0.8, 20, trainer.device, g)
         (samples / "sample.txt").write_text(text, encoding="utf-8")
         extra["sample"] = text
+    elif bundle.task == "word2vec":
+        extra.update(_export_vectors(run_dir, task.model, bundle.tokenizer))
     else:
         metrics.update(_forecast_report(run_dir, task, bundle, trainer, extra))
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     atomic_write_text(run_dir / "results.json", json.dumps({"split": split, "metrics": metrics, **extra}, indent=1))
     return metrics
+
+
+def _export_vectors(run_dir: Path, model, tokenizer: Tokenizer) -> dict[str, Any]:
+    """vectors.txt (word2vec text format, specials left out) and a few neighbour/analogy probes for results.json."""
+    from deepkit.embeddings import WordVectors
+
+    words = [tokenizer.id_to_token(i) for i in range(4, tokenizer.vocab_size)]
+    vecs = WordVectors(words, model.vectors()[4:].cpu())
+    vecs.save(run_dir / "vectors.txt")
+    probes: dict[str, Any] = {}
+    for w in ("dog", "man", "woman", "red"):
+        if w in vecs.index:
+            probes[f"neighbours:{w}"] = vecs.neighbours(w, 5)
+    for a, b, c in (("man", "woman", "boy"), ("dog", "dogs", "man"), ("man", "men", "woman")):
+        if all(x in vecs.index for x in (a, b, c)):
+            probes[f"analogy:{a}:{b}::{c}:?"] = vecs.analogy(a, b, c, 5)
+    return {"probes": probes}
 
 
 def _forecast_report(run_dir, task, bundle, trainer, extra) -> dict[str, float]:

@@ -47,6 +47,17 @@ OTHER_INPUTS = {
         )
         for name in ("seq2seq_bahdanau", "seq2seq_luong")
     },
+    # word2vec returns (positive (B,), negative (B, K)) scores
+    "word2vec_skipgram": (
+        lambda: (torch.randint(4, 30, (5,)), torch.randint(4, 30, (5,)), torch.randint(4, 30, (5, 3))),
+        {"vocab_size": 30, "embed_dim": 8},
+        ((5,), (5, 3)),
+    ),
+    "word2vec_cbow": (
+        lambda: (torch.randint(4, 30, (5,)), torch.randint(0, 30, (5, 4)), torch.randint(4, 30, (5, 3))),
+        {"vocab_size": 30, "embed_dim": 8},
+        ((5,), (5, 3)),
+    ),
 }
 CLASSIFIERS = [n for n in list_models() if n not in OTHER_INPUTS]
 
@@ -72,9 +83,14 @@ def test_non_classifier_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, **kw)
     assert model.model_name == name
+    torch.manual_seed(1)
+    for p in model.parameters():  # word2vec starts its output vectors at zero: perturb so every gradient is nonzero
+        p.data.add_(0.01 * torch.randn_like(p))
     out = model(*make())
-    assert out.shape == expected and torch.isfinite(out).all()
-    out.float().logsumexp(-1).mean().backward()
+    outs, shapes = (out, expected) if isinstance(out, tuple) else ((out,), (expected,))
+    assert [tuple(o.shape) for o in outs] == [tuple(s) for s in shapes]
+    assert all(torch.isfinite(o).all() for o in outs)
+    sum(o.float().logsumexp(-1).mean() for o in outs).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
     assert all(torch.isfinite(g).all() for g in grads)

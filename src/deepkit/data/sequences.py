@@ -38,11 +38,16 @@ TIME_SERIES = {
     "sunspots": "Zurich monthly sunspot numbers 1749-1983 (DATA_ROOT/timeseries/monthly-sunspots.csv)",
     "series_csv": "a CSV time series (data.path), one value column (data.series.column, default the last)",
 }
-SEQUENCE_DATASETS = {**TEXT_CLASSIFICATION, **LANGUAGE_MODELLING, **TIME_SERIES}
+WORD_VECTORS = {
+    "multi30k": "Multi30k English captions (train.en.gz, val.en.gz) from data.path or DATA_ROOT/multi30k",
+    "text_file": LANGUAGE_MODELLING["text_file"],
+}
+SEQUENCE_DATASETS = {**TEXT_CLASSIFICATION, **LANGUAGE_MODELLING, **TIME_SERIES, **WORD_VECTORS}
 SEQUENCE_TASKS = {
     "text_classification": TEXT_CLASSIFICATION,
     "language_model": LANGUAGE_MODELLING,
     "forecast": TIME_SERIES,
+    "word2vec": WORD_VECTORS,
 }
 
 
@@ -81,7 +86,7 @@ class SequenceBundle:
         """Model config fields that follow from the data (vocabulary size, classes, horizon)."""
         if self.task == "text_classification":
             return {"vocab_size": self.tokenizer.vocab_size, "num_classes": len(self.class_names)}
-        if self.task == "language_model":
+        if self.task in ("language_model", "word2vec"):
             return {"vocab_size": self.tokenizer.vocab_size}
         return {"in_features": 1, "num_classes": self.series.cfg.horizon}
 
@@ -114,6 +119,8 @@ def build_sequence_data(cfg, task: str, tokenizer: Tokenizer | None = None) -> S
         return _text_classification(cfg, tokenizer)
     if task == "language_model":
         return _language_model(cfg, tokenizer)
+    if task == "word2vec":
+        return _word2vec(cfg, tokenizer)
     return _forecast(cfg)
 
 
@@ -297,3 +304,47 @@ def _forecast(cfg) -> SequenceBundle:
     return SequenceBundle(
         "forecast", make, {k: len(v[0]) for k, v in series.splits.items()}, series=series, raw={"path": str(path)}
     )
+
+
+# --- word2vec ------------------------------------------------------------------------------------------------------
+def _word2vec(cfg, tokenizer: Tokenizer | None) -> SequenceBundle:
+    from deepkit.data.text import read_lines
+    from deepkit.data.word2vec import Word2VecLoader
+
+    tc = cfg.text
+    if cfg.name == "multi30k":
+        folder = _default_path(cfg, "multi30k")
+        parts = {"train": read_lines(folder / "train.en.gz"), "val": read_lines(folder / "val.en.gz")}
+    else:
+        if not cfg.path:
+            raise ConfigError("data.name=text_file needs data.path (a UTF-8 text file, one sentence per line)")
+        lines = [ln for ln in read_lines(_default_path(cfg, "")) if ln.strip()]
+        n_val = int(len(lines) * cfg.val_split)
+        parts = {"train": lines[: len(lines) - n_val], "val": lines[len(lines) - n_val :]}
+    if cfg.limit:
+        parts["train"] = parts["train"][: cfg.limit]
+    if tokenizer is None:
+        if tc.tokenizer != "word":
+            raise ConfigError(f"word2vec learns vectors of words; set data.text.tokenizer=word (got {tc.tokenizer})")
+        tokenizer = build_tokenizer(
+            "word", parts["train"], vocab_size=tc.vocab_size, min_freq=tc.min_freq, lowercase=tc.lowercase
+        )
+    encoded = {k: tokenizer.encode_batch(v) for k, v in parts.items() if v}
+    bundle: SequenceBundle
+
+    def make(split: str, shuffle: bool, seed: int) -> Word2VecLoader:
+        bs = cfg.batch_size if split == "train" else cfg.eval_batch_size
+        return Word2VecLoader(
+            encoded[split],
+            tokenizer.vocab_size,
+            bs,
+            bundle.raw.get("mode", "skipgram"),
+            tc.window,
+            tc.negatives,
+            tc.subsample,
+            shuffle=shuffle,
+            seed=seed,
+        )
+
+    bundle = SequenceBundle("word2vec", make, {k: len(v) for k, v in encoded.items()}, tokenizer=tokenizer)
+    return bundle

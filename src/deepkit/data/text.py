@@ -32,6 +32,9 @@ class TextConfig:
     block_size: int = 128  # language modelling: tokens per training window
     bucket: bool = True  # batch sequences of similar length together (less padding, faster)
     vectors: str | None = None  # pretrained word vectors (word2vec/GloVe text format) to initialize embeddings
+    window: int = 5  # word2vec: max distance between centre and context words
+    negatives: int = 5  # word2vec: negative samples per positive pair
+    subsample: float = 1e-3  # word2vec: frequent-word subsampling threshold t (0 = off)
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
