@@ -23,6 +23,12 @@ BENCHES = {
     # name: (recipe, extra overrides, bar description, check)
     "sst2": ("sst2_bilstm", [], "dev accuracy >= 0.80", lambda m: m["accuracy"] >= 0.80),
     "char": ("char_shakespeare", [], "val loss <= 1.60 nats/char", lambda m: m["loss"] <= 1.60),
+    "word_lm": (
+        "multi30k_word_lm",
+        [],
+        "test perplexity clearly below an interpolated Kneser-Ney trigram on the same tokens",
+        lambda m: m["perplexity"] < 0.9 * m["kn3_perplexity"],
+    ),
     "airline": (
         "airline_lstm",
         [],
@@ -41,6 +47,27 @@ BENCHES = {
 }
 
 
+def ngram_baseline(run_dir: Path) -> dict[str, float]:
+    """Kneser-Ney trigram on the run's own token streams (same tokenizer, <eos> after every caption)."""
+    from deepkit.data.sequences import build_sequence_data
+    from deepkit.data.tokenizers import load_tokenizer
+    from deepkit.models.ngram import KneserNeyLM
+    from deepkit.recipe import read_recipe_file, resolve_recipe
+
+    rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"))
+    tok = load_tokenizer(run_dir / "tokenizer.json")
+    bundle = build_sequence_data(rec.data, "language_model", tokenizer=tok)
+    train = bundle.loader("train", shuffle=False).stream.tolist()
+    test = bundle.loader("test").stream.tolist()
+    t0 = time.perf_counter()
+    out = {}
+    for order in (2, 3):
+        lm = KneserNeyLM(order).fit(train, tok.vocab_size)
+        out[f"kn{order}_perplexity"] = lm.perplexity(test)
+    out["kn_fit_eval_s"] = time.perf_counter() - t0
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
@@ -54,6 +81,8 @@ def main() -> None:
         t0 = time.perf_counter()
         res = deepkit.train(recipe, *extra, *args.overrides, out=OUT / "runs" / name, overwrite=True)
         wall = time.perf_counter() - t0
+        if name == "word_lm":
+            res.metrics.update(ngram_baseline(res.run_dir))
         history = res.history
         row = {
             "recipe": recipe,

@@ -32,16 +32,14 @@ TEXT_CLASSIFICATION = {
 LANGUAGE_MODELLING = {
     "tinyshakespeare": "Tiny Shakespeare (input.txt, 1.1M characters) from data.path or DATA_ROOT/tinyshakespeare",
     "text_file": "any UTF-8 text file (data.path); the last val_split / test_split of it are held out",
+    "multi30k": "Multi30k English captions, official train / val / test_2016_flickr splits (DATA_ROOT/multi30k)",
 }
 TIME_SERIES = {
     "airline": "airline passengers, monthly 1949-1960 (DATA_ROOT/timeseries/airline-passengers.csv)",
     "sunspots": "Zurich monthly sunspot numbers 1749-1983 (DATA_ROOT/timeseries/monthly-sunspots.csv)",
     "series_csv": "a CSV time series (data.path), one value column (data.series.column, default the last)",
 }
-WORD_VECTORS = {
-    "multi30k": "Multi30k English captions (train.en.gz, val.en.gz) from data.path or DATA_ROOT/multi30k",
-    "text_file": LANGUAGE_MODELLING["text_file"],
-}
+WORD_VECTORS = {"multi30k": LANGUAGE_MODELLING["multi30k"], "text_file": LANGUAGE_MODELLING["text_file"]}
 SEQUENCE_DATASETS = {**TEXT_CLASSIFICATION, **LANGUAGE_MODELLING, **TIME_SERIES, **WORD_VECTORS}
 SEQUENCE_TASKS = {
     "text_classification": TEXT_CLASSIFICATION,
@@ -236,21 +234,26 @@ def _text_classification(cfg, tokenizer: Tokenizer | None) -> SequenceBundle:
 # --- language modelling --------------------------------------------------------------------------------------------
 def _language_model(cfg, tokenizer: Tokenizer | None) -> SequenceBundle:
     tc = cfg.text
-    path = _default_path(cfg, "tinyshakespeare", "input.txt") if cfg.name == "tinyshakespeare" else None
-    if cfg.name == "text_file":
-        if not cfg.path:
-            raise ConfigError("data.name=text_file needs data.path (a UTF-8 text file)")
-        path = _default_path(cfg, "")
-    text = read_text(path)
-    # contiguous split: train | val | test at the end (nanoGPT holds out the last 10% of Tiny Shakespeare)
-    n = len(text)
-    n_test = int(n * cfg.test_split) if cfg.name == "text_file" else 0
-    n_val = int(n * cfg.val_split)
-    parts = {
-        "train": text[: n - n_val - n_test],
-        "val": text[n - n_val - n_test : n - n_test],
-        "test": text[n - n_test :],
-    }
+    if cfg.name == "multi30k":
+        folder = _default_path(cfg, "multi30k")
+        files = {"train": "train.en.gz", "val": "val.en.gz", "test": "test_2016_flickr.en.gz"}
+        parts = {k: read_text(folder / f) for k, f in files.items()}
+    else:
+        path = _default_path(cfg, "tinyshakespeare", "input.txt") if cfg.name == "tinyshakespeare" else None
+        if cfg.name == "text_file":
+            if not cfg.path:
+                raise ConfigError("data.name=text_file needs data.path (a UTF-8 text file)")
+            path = _default_path(cfg, "")
+        text = read_text(path)
+        # contiguous split: train | val | test at the end (nanoGPT holds out the last 10% of Tiny Shakespeare)
+        n = len(text)
+        n_test = int(n * cfg.test_split) if cfg.name == "text_file" else 0
+        n_val = int(n * cfg.val_split)
+        parts = {
+            "train": text[: n - n_val - n_test],
+            "val": text[n - n_val - n_test : n - n_test],
+            "test": text[n - n_test :],
+        }
     if cfg.limit:
         parts["train"] = parts["train"][: cfg.limit]
     if tokenizer is None:
