@@ -29,6 +29,21 @@ BENCHES = {
         "test perplexity clearly below an interpolated Kneser-Ney trigram on the same tokens",
         lambda m: m["perplexity"] < 0.9 * m["kn3_perplexity"],
     ),
+    "adding_rnn": ("adding_rnn", [], "vanilla RNN stays near chance (accuracy < 0.2)", lambda m: m["accuracy"] < 0.2),
+    "adding_lstm": ("adding_lstm", [], "LSTM accuracy >= 0.95 (|error| < 0.04)", lambda m: m["accuracy"] >= 0.95),
+    "adding_gru": ("adding_gru", [], "GRU accuracy >= 0.95 (|error| < 0.04)", lambda m: m["accuracy"] >= 0.95),
+    "w2v": (
+        "word2vec_multi30k",
+        [],
+        "man : woman :: boy : girl within the top 5 (3CosAdd)",
+        lambda m: m["analogy_man_woman_boy_girl_rank"] <= 5,
+    ),
+    "translation": (
+        "multi30k_translation",
+        [],
+        "test BLEU (greedy and beam 5) clearly above copying the source",
+        lambda m: min(m["bleu_greedy"], m["bleu_beam5"]) > m["bleu_copy_source"] + 10,
+    ),
     "airline": (
         "airline_lstm",
         [],
@@ -68,6 +83,14 @@ def ngram_baseline(run_dir: Path) -> dict[str, float]:
     return out
 
 
+def analogy_rank(run_dir: Path) -> dict[str, float]:
+    from deepkit.embeddings import WordVectors
+
+    vecs = WordVectors.from_run(run_dir)
+    ranked = [w for w, _ in vecs.analogy("man", "woman", "boy", k=50)]
+    return {"analogy_man_woman_boy_girl_rank": ranked.index("girl") + 1 if "girl" in ranked else 99}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
@@ -83,6 +106,8 @@ def main() -> None:
         wall = time.perf_counter() - t0
         if name == "word_lm":
             res.metrics.update(ngram_baseline(res.run_dir))
+        if name == "w2v":
+            res.metrics.update(analogy_rank(res.run_dir))
         history = res.history
         row = {
             "recipe": recipe,
@@ -100,6 +125,25 @@ def main() -> None:
         results[name] = row
         print(json.dumps({name: row}, indent=1), flush=True)
         path.write_text(json.dumps(results, indent=1))
+    plot_adding()
+
+
+def plot_adding() -> None:
+    """One plot of ‖∂L/∂x_t‖ vs t for every adding-problem run present (RNN vs LSTM vs GRU)."""
+    import numpy as np
+
+    from deepkit.viz.sequence_plots import plot_gradient_norms
+
+    curves = {}
+    for cell in ("rnn", "lstm", "gru"):
+        f = OUT / "runs" / f"adding_{cell}" / "gradient_norms.json"
+        if f.is_file():
+            norms = json.loads(f.read_text())
+            curves[f"{cell.upper()} trained"] = np.array(norms["trained"])
+            if "init" in norms:
+                curves[f"{cell.upper()} init"] = np.array(norms["init"])
+    if curves:
+        plot_gradient_norms(curves, OUT / "gradient_norms.png", "adding problem, length 100: ‖∂L/∂x_t‖ vs t")
 
 
 if __name__ == "__main__":

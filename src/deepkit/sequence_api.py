@@ -33,7 +33,7 @@ from deepkit.models.registry import create_model, get_entry, load_state_dict_che
 from deepkit.recipe import Recipe, read_recipe_file, resolve_recipe
 from deepkit.tasks.base import Task
 from deepkit.tasks.regression import RegressionTask
-from deepkit.tasks.sequence import LanguageModelTask, TextClassificationTask
+from deepkit.tasks.sequence import LanguageModelTask, Seq2SeqTask, TextClassificationTask
 from deepkit.tasks.word2vec import Word2VecTask
 from deepkit.train.checkpoint import find_checkpoint
 from deepkit.train.trainer import Trainer, resolve_device, seed_everything
@@ -63,7 +63,7 @@ def bind_sequence_model(model_section: dict[str, Any], bundle: SequenceBundle) -
                 f"model.{key}={overrides[key]} does not fit the data; expected {key}={value} (or leave it out)"
             )
         overrides[key] = value
-    if bundle.task == "forecast" and fields.get("vocab_size") is not None:
+    if bundle.task in ("forecast", "long_range") and fields.get("vocab_size") is not None:
         overrides["vocab_size"] = 0  # real-valued steps
     return create_model(name, **overrides)
 
@@ -73,6 +73,11 @@ def build_sequence_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBun
         return TextClassificationTask(model, len(bundle.class_names), label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "language_model":
         return LanguageModelTask(model, bundle.tokenizer.vocab_size)
+    if rec.task.name == "translation":
+        return Seq2SeqTask(model, bundle.tokenizer.vocab_size)
+    if rec.task.name == "long_range":
+        bundle.raw["tolerance"] = rec.data.long_range.tolerance
+        return RegressionTask(model, 1, loss="mse")
     if rec.task.name == "word2vec":
         bundle.raw["mode"] = getattr(model.cfg, "mode", "skipgram")  # the loader builds skip-gram or CBOW samples
         return Word2VecTask(model)
@@ -109,11 +114,15 @@ def train(
     model = bind_sequence_model(rec.model, bundle)
     note = _load_vectors(rec, model, bundle)
     task = build_sequence_task(rec, model, bundle)
+    if bundle.task == "long_range":  # gradient flow of the untrained model, for the vanishing-gradient plot
+        bundle.raw["grad_init"] = _gradient_norms(model, bundle)
     resolve_device(rec.trainer.device)
     run_dir = api.new_run_dir(out, rec.name, overwrite)
     try:
         if bundle.tokenizer is not None:
             bundle.tokenizer.save(run_dir / "tokenizer.json")
+        if "src_tokenizer" in bundle.raw:
+            bundle.raw["src_tokenizer"].save(run_dir / "src_tokenizer.json")
         api._write_config(run_dir, rec, model, command)
         api._write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
     except BaseException:
@@ -133,7 +142,9 @@ def resume(run_dir: Path, overrides: dict[str, Any], callbacks=()):
         raise CheckpointError(f"cannot resume {run_dir}: no resumable checkpoint in {run_dir / 'checkpoints' / 'last'}")
     rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"), overrides)
     tok = load_tokenizer(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
-    bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=tok)
+    src_file = run_dir / "src_tokenizer.json"
+    src_tok = load_tokenizer(src_file) if src_file.is_file() else None
+    bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=tok, src_tokenizer=src_tok)
     task = build_sequence_task(rec, bind_sequence_model(rec.model, bundle), bundle)
     api._write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, last, [])
@@ -150,6 +161,8 @@ def _meta(rec: Recipe, bundle: SequenceBundle) -> dict[str, Any]:
         seq["block_size"] = rec.data.text.block_size
     if bundle.class_names:
         seq["class_names"] = bundle.class_names
+    if "src_tokenizer" in bundle.raw:
+        seq["src_tokenizer"] = bundle.raw["src_tokenizer"].fingerprint()
     if bundle.series is not None:
         tf = bundle.series.transform
         seq["series"] = {**to_dict(bundle.series.cfg), "mean": tf.mean, "std": tf.std}
@@ -198,6 +211,10 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trai
         text = generate_text(task.model, bundle.tokenizer, prompt, 400, 0.8, 20, trainer.device, g)
         (samples / "sample.txt").write_text(text, encoding="utf-8")
         extra["sample"] = text
+    elif bundle.task == "translation":
+        metrics.update(_translation_report(task.model, bundle, split, trainer, extra))
+    elif bundle.task == "long_range":
+        metrics.update(_long_range_report(run_dir, task.model, bundle, trainer))
     elif bundle.task == "word2vec":
         extra.update(_export_vectors(run_dir, task.model, bundle.tokenizer))
     else:
@@ -205,6 +222,82 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trai
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     atomic_write_text(run_dir / "results.json", json.dumps({"split": split, "metrics": metrics, **extra}, indent=1))
     return metrics
+
+
+def _bleu_text(tokenizer: Tokenizer, text: str) -> str:
+    """The form BLEU compares: word tokenizers' own split (lower-cased, punctuation apart), raw text otherwise."""
+    return " ".join(tokenizer.split(text)) if hasattr(tokenizer, "split") else text
+
+
+def translate_ids(model, src_ids: list[list[int]], device, beam_size: int = 1, max_len: int = 60) -> list[list[int]]:
+    """Greedy (beam_size 1) or beam-search decoding of token-id sentences, in batches for greedy."""
+    from deepkit.data.text import pad_batch
+
+    model.eval()
+    out: list[list[int]] = []
+    step = 128 if beam_size == 1 else 32
+    for i in range(0, len(src_ids), step):
+        src, lengths = pad_batch(src_ids[i : i + step])
+        src = src.to(device)
+        if beam_size == 1:
+            out += model.greedy_decode(src, lengths, max_len)
+        else:
+            out += model.beam_search(src, lengths, beam_size, max_len)
+    return out
+
+
+def _translation_report(model, bundle: SequenceBundle, split: str, trainer: Trainer, extra) -> dict[str, float]:
+    """Corpus BLEU (sacrebleu) of greedy and beam-5 decoding on the split, and of copying the source."""
+    import sacrebleu
+
+    tok, src_tok = bundle.tokenizer, bundle.raw["src_tokenizer"]
+    src_text, ref_text = bundle.raw["parts"][split]
+    src_ids = bundle.raw["encoded"][split][0]
+    refs = [_bleu_text(tok, r) for r in ref_text]
+    out: dict[str, float] = {}
+    examples = {}
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        hyps = [tok.decode(ids) for ids in translate_ids(model, src_ids, trainer.device, beam)]
+        out[f"bleu_{name}"] = sacrebleu.corpus_bleu(hyps, [refs], force=True).score
+        examples[name] = hyps[:5]
+    copy = [_bleu_text(src_tok, s) for s in src_text]
+    out["bleu_copy_source"] = sacrebleu.corpus_bleu(copy, [refs], force=True).score
+    extra["examples"] = {"source": src_text[:5], "reference": ref_text[:5], **examples}
+    return out
+
+
+def _gradient_norms(model: torch.nn.Module, bundle: SequenceBundle) -> list[float]:
+    from deepkit.data.long_range import input_gradient_norms
+
+    x, y = bundle.raw["splits"]["val"]
+    device = next(model.parameters()).device
+    return input_gradient_norms(model, x[:256].to(device), y[:256].to(device)).cpu().tolist()
+
+
+def _long_range_report(run_dir: Path, model, bundle: SequenceBundle, trainer: Trainer) -> dict[str, float]:
+    """Test accuracy within tolerance, MSE vs the predict-the-mean baseline, gradient norm per time step."""
+    from deepkit.data.long_range import ADDING_BASELINE_MSE
+    from deepkit.viz.sequence_plots import plot_gradient_norms
+
+    x, y = bundle.raw["splits"]["test"]
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i : i + 1024].to(trainer.device)).float().cpu() for i in range(0, len(x), 1024)])
+    err = (pred - y).abs()
+    tol = bundle.raw.get("tolerance", 0.04)
+    trained = _gradient_norms(model, bundle)
+    init = bundle.raw.get("grad_init")
+    norms = {"length": len(trained), "trained": trained, **({"init": init} if init else {})}
+    atomic_write_text(run_dir / "gradient_norms.json", json.dumps(norms))
+    name = getattr(model, "model_name", "model")
+    curves = {f"{name} (trained)": np.array(trained), **({f"{name} (init)": np.array(init)} if init else {})}
+    plot_gradient_norms(curves, run_dir / "plots" / "gradient_norms.png", "‖∂L/∂x_t‖ on the adding problem")
+    return {
+        "accuracy": float((err < tol).float().mean()),
+        "mse": float(err.pow(2).mean()),
+        "baseline_mse": ADDING_BASELINE_MSE,
+        "grad_ratio_first_last": trained[0] / max(trained[-1], 1e-30),
+    }
 
 
 def _export_vectors(run_dir: Path, model, tokenizer: Tokenizer) -> dict[str, Any]:
@@ -351,6 +444,15 @@ class SequencePredictor:
         g = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
         return generate_text(self.model, self.tokenizer, prompt, max_new_tokens, temperature, top_k, self.device, g)
 
+    def translate(self, texts: list[str], beam_size: int = 5, max_len: int = 60) -> list[str]:
+        """Translate source sentences (a translation run): beam search, or greedy with ``beam_size=1``."""
+        if self.task_name != "translation":
+            raise ConfigError(f"translate needs a translation run, this one is '{self.task_name}'")
+        ids = [
+            self.src_tokenizer.encode(t)[: self.meta.get("max_len", 256)] or [self.src_tokenizer.unk_id] for t in texts
+        ]
+        return [self.tokenizer.decode(h) for h in translate_ids(self.model, ids, self.device, beam_size, max_len)]
+
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
         """Text files: every non-empty line is one input (text classification)."""
         records = []
@@ -392,7 +494,16 @@ def load(path: Path, state: dict, meta: dict) -> SequencePredictor:
             )
     model = create_model(meta["model"], **meta.get("model_config", {}))
     load_state_dict_checked(model, state, str(path))
-    return SequencePredictor(model, seq["task"], seq, tokenizer, run_dir)
+    predictor = SequencePredictor(model, seq["task"], seq, tokenizer, run_dir)
+    if "src_tokenizer" in seq:
+        src_tok = load_tokenizer(tok_file.with_name("src_tokenizer.json"))
+        if src_tok.fingerprint() != seq["src_tokenizer"]:
+            raise CheckpointError(
+                f"vocabulary mismatch: {tok_file.with_name('src_tokenizer.json')} is not the "
+                "source tokenizer this model was trained with"
+            )
+        predictor.src_tokenizer = src_tok
+    return predictor
 
 
 def evaluate(run_dir: Path, rec: Recipe, split: str = "test", checkpoint: str = "best") -> dict[str, float]:
@@ -401,7 +512,9 @@ def evaluate(run_dir: Path, rec: Recipe, split: str = "test", checkpoint: str = 
         raise CheckpointError(f"{run_dir} has no '{checkpoint}' checkpoint")
     state, meta = load_weights(found)
     predictor = load(run_dir, state, meta)
-    bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=predictor.tokenizer)
+    bundle = build_sequence_data(
+        rec.data, rec.task.name, tokenizer=predictor.tokenizer, src_tokenizer=getattr(predictor, "src_tokenizer", None)
+    )
     if not bundle.split(split):
         raise DataError(f"the data has no '{split}' split")
     task = build_sequence_task(rec, predictor.model, bundle)

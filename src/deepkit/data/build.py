@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from deepkit.data.loader import TensorLoader
+from deepkit.data.long_range import LongRangeConfig
 from deepkit.data.preprocess import Preprocessing
 from deepkit.data.series import SeriesConfig
 from deepkit.data.sources import RawData, load_csv, load_diabetes, load_digits, load_mnist
@@ -40,6 +41,7 @@ class DataConfig:
     download: bool = False  # fetch public datasets that are missing (needs network)
     text: TextConfig = field(default_factory=TextConfig)  # text datasets: tokenizer, max_len, ... (issue 4)
     series: SeriesConfig = field(default_factory=SeriesConfig)  # time series: window, horizon, ... (issue 4)
+    long_range: LongRangeConfig = field(default_factory=LongRangeConfig)  # adding problem (issue 4)
 
 
 @dataclass

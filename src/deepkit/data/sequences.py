@@ -39,13 +39,19 @@ TIME_SERIES = {
     "sunspots": "Zurich monthly sunspot numbers 1749-1983 (DATA_ROOT/timeseries/monthly-sunspots.csv)",
     "series_csv": "a CSV time series (data.path), one value column (data.series.column, default the last)",
 }
+TRANSLATION = {
+    "multi30k": "Multi30k German->English (train / val / test_2016_flickr), from data.path or DATA_ROOT/multi30k",
+}
+LONG_RANGE = {"adding": "the adding problem (synthetic): sum of two marked values in a long sequence"}
 WORD_VECTORS = {"multi30k": LANGUAGE_MODELLING["multi30k"], "text_file": LANGUAGE_MODELLING["text_file"]}
-SEQUENCE_DATASETS = {**TEXT_CLASSIFICATION, **LANGUAGE_MODELLING, **TIME_SERIES, **WORD_VECTORS}
+SEQUENCE_DATASETS = {**TEXT_CLASSIFICATION, **LANGUAGE_MODELLING, **TIME_SERIES, **WORD_VECTORS, **LONG_RANGE}
 SEQUENCE_TASKS = {
     "text_classification": TEXT_CLASSIFICATION,
     "language_model": LANGUAGE_MODELLING,
     "forecast": TIME_SERIES,
     "word2vec": WORD_VECTORS,
+    "long_range": LONG_RANGE,
+    "translation": TRANSLATION,
 }
 
 
@@ -86,6 +92,10 @@ class SequenceBundle:
             return {"vocab_size": self.tokenizer.vocab_size, "num_classes": len(self.class_names)}
         if self.task in ("language_model", "word2vec"):
             return {"vocab_size": self.tokenizer.vocab_size}
+        if self.task == "long_range":
+            return {"in_features": 2, "num_classes": 1}
+        if self.task == "translation":
+            return {"src_vocab_size": self.raw["src_tokenizer"].vocab_size, "tgt_vocab_size": self.tokenizer.vocab_size}
         return {"in_features": 1, "num_classes": self.series.cfg.horizon}
 
 
@@ -101,11 +111,14 @@ def _default_path(cfg, folder: str, filename: str | None = None) -> Path:
     return base
 
 
-def build_sequence_data(cfg, task: str, tokenizer: Tokenizer | None = None) -> SequenceBundle:
+def build_sequence_data(
+    cfg, task: str, tokenizer: Tokenizer | None = None, src_tokenizer: Tokenizer | None = None
+) -> SequenceBundle:
     """Build the bundle for ``cfg.name`` (a :class:`~deepkit.data.DataConfig`) and ``task``.
 
     Args:
         tokenizer: reuse a saved tokenizer (evaluating or resuming a run) instead of training one.
+        src_tokenizer: translation: the saved source-language tokenizer.
     """
     if task not in SEQUENCE_TASKS:
         raise ConfigError(f"unknown sequence task '{task}'{suggest(task, SEQUENCE_TASKS)}")
@@ -119,6 +132,10 @@ def build_sequence_data(cfg, task: str, tokenizer: Tokenizer | None = None) -> S
         return _language_model(cfg, tokenizer)
     if task == "word2vec":
         return _word2vec(cfg, tokenizer)
+    if task == "long_range":
+        return _long_range(cfg)
+    if task == "translation":
+        return _translation(cfg, tokenizer, src_tokenizer)
     return _forecast(cfg)
 
 
@@ -351,3 +368,75 @@ def _word2vec(cfg, tokenizer: Tokenizer | None) -> SequenceBundle:
 
     bundle = SequenceBundle("word2vec", make, {k: len(v) for k, v in encoded.items()}, tokenizer=tokenizer)
     return bundle
+
+
+# --- long-range synthetic tasks ------------------------------------------------------------------------------------
+def _long_range(cfg) -> SequenceBundle:
+    from deepkit.data.long_range import adding_problem
+
+    lr = cfg.long_range
+    sizes = {"train": lr.num_train, "val": lr.num_val, "test": lr.num_test}
+    # fixed seeds per split (independent of the training seed), so every model sees the same sequences
+    splits = {k: adding_problem(n, lr.length, seed=cfg.split_seed * 10 + i) for i, (k, n) in enumerate(sizes.items())}
+
+    def make(split: str, shuffle: bool, seed: int) -> TensorLoader:
+        x, y = splits[split]
+        bs = cfg.batch_size if split == "train" else cfg.eval_batch_size
+        return TensorLoader(x, y, bs, shuffle=shuffle, seed=seed)
+
+    return SequenceBundle("long_range", make, {k: len(v[0]) for k, v in splits.items()}, raw={"splits": splits})
+
+
+# --- translation ---------------------------------------------------------------------------------------------------
+def _translation(cfg, tokenizer: Tokenizer | None, src_tokenizer: Tokenizer | None) -> SequenceBundle:
+    from deepkit.data.text import read_lines
+    from deepkit.data.translation import PairLoader
+
+    tc = cfg.text
+    folder = _default_path(cfg, "multi30k")
+    files = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+    parts = {}
+    for split, stem in files.items():
+        src, tgt = read_lines(folder / f"{stem}.de.gz"), read_lines(folder / f"{stem}.en.gz")
+        if len(src) != len(tgt):
+            raise DataError(
+                f"{stem}.de.gz has {len(src)} lines but {stem}.en.gz has {len(tgt)}; expected aligned files"
+            )
+        keep = [i for i in range(len(src)) if src[i].strip() and tgt[i].strip()]
+        parts[split] = ([src[i] for i in keep], [tgt[i] for i in keep])
+    if cfg.limit:
+        parts["train"] = (parts["train"][0][: cfg.limit], parts["train"][1][: cfg.limit])
+    opts = {"vocab_size": tc.vocab_size, "min_freq": tc.min_freq, "lowercase": tc.lowercase}
+    if src_tokenizer is None:
+        src_tokenizer = build_tokenizer(tc.tokenizer, parts["train"][0], **opts)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(tc.tokenizer, parts["train"][1], **opts)
+    encoded = {
+        k: (
+            [s[: tc.max_len] or [src_tokenizer.unk_id] for s in src_tokenizer.encode_batch(src)],
+            [t[: tc.max_len] for t in tokenizer.encode_batch(tgt)],
+        )
+        for k, (src, tgt) in parts.items()
+    }
+
+    def make(split: str, shuffle: bool, seed: int) -> PairLoader:
+        bs = cfg.batch_size if split == "train" else cfg.eval_batch_size
+        src, tgt = encoded[split]
+        return PairLoader(
+            src,
+            tgt,
+            bs,
+            shuffle=shuffle,
+            seed=seed,
+            pad_id=tokenizer.pad_id,
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+        )
+
+    return SequenceBundle(
+        "translation",
+        make,
+        {k: len(v[0]) for k, v in parts.items()},
+        tokenizer=tokenizer,
+        raw={"src_tokenizer": src_tokenizer, "parts": parts, "encoded": encoded},
+    )

@@ -85,3 +85,24 @@ class LanguageModelTask(Task):
 
     def describe(self):
         return {"name": self.name, "vocab_size": self.vocab_size}
+
+
+class Seq2SeqTask(LanguageModelTask):
+    """Teacher-forced encoder–decoder training: ``model(src, src_lengths, tgt_in)`` -> logits (B, T, V) against
+    ``target`` (-100 on padding). Reports target-side perplexity; BLEU is computed after training by decoding."""
+
+    name = "translation"
+
+    def _forward(self, batch):
+        return self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+
+    def training_step(self, batch):
+        out = self._forward(batch)
+        y = batch["target"]
+        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+
+    @torch.no_grad()
+    def validation_step(self, batch):
+        out = self._forward(batch).float()
+        self.metrics.update(out, batch["target"])
+        return {"loss": self.loss(out, batch["target"])}
