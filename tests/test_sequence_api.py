@@ -240,3 +240,29 @@ def test_forecast_beats_naive_baselines_on_a_seasonal_series(tmp_path):
     csv.write_text("Month,Value\n1950-01,1\n1950-02,x\n")
     with pytest.raises(DataError, match="'x' in 'Value' is not a number"):
         deepkit.train(recipe, out=tmp_path / "fc2")
+
+
+def test_pretrained_word_vectors_initialize_the_embedding(sentiment_tsv, tmp_path):
+    from deepkit import sequence_api
+    from deepkit.data.sequences import build_sequence_data
+    from deepkit.recipe import resolve_recipe
+
+    (tmp_path / "vec.txt").write_text(
+        "2 16\n" + "superb " + " ".join(["0.5"] * 16) + "\nawful " + " ".join(["-1"] * 16)
+    )
+    rec = resolve_recipe(_text_recipe(sentiment_tsv, text={"vectors": str(tmp_path / "vec.txt")}))
+    bundle = build_sequence_data(rec.data, rec.task.name)
+    model = sequence_api.bind_sequence_model(rec.model, bundle)
+    note = sequence_api._load_vectors(rec, model, bundle)
+    weight = model.inputs.embedding.weight
+    assert torch.equal(weight[bundle.tokenizer.token_to_id("superb")], torch.full((16,), 0.5))
+    assert torch.equal(weight[bundle.tokenizer.token_to_id("awful")], torch.full((16,), -1.0))
+    assert "of the vocabulary initialized from" in note
+    rec = resolve_recipe(
+        {
+            **_text_recipe(sentiment_tsv, text={"vectors": str(tmp_path / "vec.txt")}),
+            "model": {"name": "lstm_classifier", "embed_dim": 8},
+        }
+    )
+    with pytest.raises(ConfigError, match="embed_dim=8 but the word vectors have 16"):
+        sequence_api._load_vectors(rec, sequence_api.bind_sequence_model(rec.model, bundle), bundle)
