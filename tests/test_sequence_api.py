@@ -237,6 +237,12 @@ def test_forecast_beats_naive_baselines_on_a_seasonal_series(tmp_path):
     results = json.loads((res.run_dir / "results.json").read_text())
     assert len(results["forecast"]["model_multi_step"]) == 12 and results["forecast"]["time"][0] == "1961-01"
     assert (res.run_dir / "plots" / "forecast.png").stat().st_size > 5000
+    p = deepkit.load(res.run_dir)
+    np.testing.assert_allclose(p.forecast(values[:132], 12), results["forecast"]["model_multi_step"], rtol=1e-5)
+    records = p.predict_files([csv], top_k=3)
+    assert len(records[0]["value"]) == 3 and abs(records[0]["value"][0] - (200 + 2 * 144)) < 40
+    with pytest.raises(DataError, match="at least 13 finite past values"):
+        p.forecast(values[:5])
     csv.write_text("Month,Value\n1950-01,1\n1950-02,x\n")
     with pytest.raises(DataError, match="'x' in 'Value' is not a number"):
         deepkit.train(recipe, out=tmp_path / "fc2")

@@ -381,7 +381,6 @@ def generate_text(
         max_new_tokens,
         temperature=temperature,
         top_k=top_k,
-        stop_id=None if tokenizer.kind == "char" else None,
         generator=generator,
     )
     return tokenizer.decode(out[0].tolist())
@@ -453,8 +452,42 @@ class SequencePredictor:
         ]
         return [self.tokenizer.decode(h) for h in translate_ids(self.model, ids, self.device, beam_size, max_len)]
 
+    def forecast(self, values, steps: int | None = None) -> np.ndarray:
+        """The next ``steps`` values (default: the trained horizon) after a history of raw ``values`` (forecast run);
+        outputs are fed back as inputs when ``steps`` exceeds the model's horizon."""
+        from deepkit.data.series import SeriesTransform
+
+        if self.task_name != "forecast":
+            raise ConfigError(f"forecast needs a forecasting run, this one is '{self.task_name}'")
+        cfg = self.meta["series"]
+        tf = SeriesTransform(cfg["log"], cfg["difference"], cfg["mean"], cfg["std"])
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        need = cfg["window"] + (1 if cfg["difference"] else 0)
+        if len(v) < need or not np.isfinite(v).all():
+            raise DataError(f"forecast needs at least {need} finite past values (the model's window), got {len(v)}")
+        z = list(tf.forward(v))
+        out: list[float] = []
+        steps = steps or cfg["horizon"]
+        while len(out) < steps:
+            x = torch.tensor(z[-cfg["window"] :], dtype=torch.float32, device=self.device).view(1, -1, 1)
+            with torch.no_grad():
+                pred = self.model(x)[0].float().cpu().double().tolist()
+            out += pred
+            z += pred
+        return tf.invert(np.asarray(out[:steps]), v[-1])
+
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
-        """Text files: every non-empty line is one input (text classification)."""
+        """Text files: every non-empty line is one input (text classification). CSV files of a forecasting run:
+        the series' next values (``--top-k`` of them, at least the trained horizon)."""
+        if self.task_name == "forecast":
+            from deepkit.data.series import read_series_csv
+
+            records = []
+            for path in paths:
+                _, values, _ = read_series_csv(path, self.meta["series"].get("column"))
+                pred = self.forecast(values, max(top_k, self.meta["series"]["horizon"]))
+                records.append({"input": str(path), "value": [round(float(p), 6) for p in pred]})
+            return records
         records = []
         for path in paths:
             path = Path(path)
