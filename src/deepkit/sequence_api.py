@@ -425,7 +425,11 @@ class SequencePredictor:
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, K) for a list of texts."""
         if self.task_name != "text_classification":
-            raise ConfigError(f"predict_proba needs a text classification run, this one is '{self.task_name}'")
+            hint = {"language_model": " (use `deepkit generate`)", "word2vec": " (use `deepkit embeddings`)"}
+            raise ConfigError(
+                f"predicting classes needs a text classification run, this one is '{self.task_name}'"
+                + hint.get(self.task_name, "")
+            )
         if not texts:
             return np.zeros((0, len(self.class_names)))
         tokens, lengths = self._encode(list(texts))
@@ -548,6 +552,8 @@ def evaluate(run_dir: Path, rec: Recipe, split: str = "test", checkpoint: str = 
     bundle = build_sequence_data(
         rec.data, rec.task.name, tokenizer=predictor.tokenizer, src_tokenizer=getattr(predictor, "src_tokenizer", None)
     )
+    if split == "test" and not bundle.test and bundle.val:
+        split = "val"  # corpora without a test part (Tiny Shakespeare, word2vec): report the held-out validation
     if not bundle.split(split):
         raise DataError(f"the data has no '{split}' split")
     task = build_sequence_task(rec, predictor.model, bundle)
