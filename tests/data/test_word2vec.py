@@ -97,6 +97,7 @@ def test_word2vec_learns_a_toy_analogy_and_the_cli_queries_it(name, tmp_path, ca
     }
     res = deepkit.train(recipe, out=tmp_path / "w2v")
     vecs = WordVectors.from_run(res.run_dir)
+    assert deepkit.evaluate(res.run_dir)["loss"] == pytest.approx(res.metrics["loss"], rel=1e-5)  # no test: val
     assert vecs.analogy("man", "woman", "boy", k=1)[0][0] == "girl"
     assert (res.run_dir / "vectors.txt").read_text().splitlines()[0] == f"{len(vecs.words)} 16"
     from deepkit.cli import main
