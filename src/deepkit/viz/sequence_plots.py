@@ -41,7 +41,7 @@ def plot_gradient_norms(norms: dict[str, np.ndarray], path: str | Path, title: s
     for name, g in norms.items():
         ax.semilogy(np.arange(len(g)), np.maximum(g, 1e-30), label=name)
     ax.set_xlabel("time step t")
-    ax.set_ylabel("gradient norm ‖∂L/∂h_t‖")
+    ax.set_ylabel("gradient norm ‖∂L/∂x_t‖ (log)")
     ax.set_title(title or "gradient norm vs time step")
     ax.legend()
     fig.tight_layout()
