@@ -33,7 +33,7 @@ def plot_forecast(
 
 
 def plot_gradient_norms(norms: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
-    """‖∂loss/∂h_t‖ against the time step t, one line per model, log scale (vanishing gradients decay to 0)."""
+    """‖∂L/∂x_t‖ against the time step t, one line per model, log scale (vanishing gradients decay to 0)."""
     plt = _plt()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
