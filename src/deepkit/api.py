@@ -178,6 +178,10 @@ def train(
     if resume is not None:
         return _resume(Path(resume), ov, data, callbacks)
     rec = resolve_recipe(recipe, ov)
+    if _is_sequence_task(rec.task.name):  # text classification, language models, forecasting (sequence_api.py)
+        from deepkit import sequence_api
+
+        return sequence_api.train(rec, out=out, overwrite=overwrite, callbacks=callbacks, command=command)
     seed_everything(rec.trainer.seed)
     bundle = data if data is not None else build_data(rec.data, rec.task.name)
     if data is not None:  # record what was really trained on, not the recipe's default data section
@@ -204,6 +208,10 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
     if last is None or not (last / "state.json").is_file():
         raise CheckpointError(f"cannot resume {run_dir}: no resumable checkpoint in {run_dir / 'checkpoints' / 'last'}")
     rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"), ov)
+    if _is_sequence_task(rec.task.name):
+        from deepkit import sequence_api
+
+        return sequence_api.resume(run_dir, ov, callbacks)
     _, meta = load_weights(last / "model.safetensors")
     prep = Preprocessing.from_dict(meta["preprocessing"])
     bundle = data if data is not None else build_data(rec.data, rec.task.name, preprocessing=prep)
@@ -311,6 +319,12 @@ def _write_samples(run_dir: Path, bundle: DataBundle, x: torch.Tensor, y: torch.
         (out / "test_rows.csv").write_text("\n".join(lines) + "\n")
 
 
+def _is_sequence_task(name: str) -> bool:
+    from deepkit.data.sequences import SEQUENCE_TASKS
+
+    return name in SEQUENCE_TASKS
+
+
 def _split(text: str) -> tuple[str, Any]:
     from deepkit.recipe import _split_override
 
@@ -409,6 +423,10 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
             raise CheckpointError(f"{run_dir} has no '{checkpoint}' checkpoint (did the run finish an epoch?)")
         path = found
     state, meta = load_weights(path)
+    if "sequence" in meta:  # a text / language-model / forecasting run
+        from deepkit import sequence_api
+
+        return sequence_api.load(path, state, meta)
     if not meta.get("model") or "preprocessing" not in meta:
         raise CheckpointError(
             f"{path} has no deepkit metadata (model name, preprocessing); "
@@ -438,6 +456,10 @@ def evaluate(
         items = dict(_split(o) for o in data_overrides)
     items = {(k if k.startswith("data.") else f"data.{k}"): v for k, v in items.items()}
     rec = validate(apply_overrides(read_recipe_file(run_dir / "config.yaml"), items))
+    if _is_sequence_task(rec.task.name):
+        from deepkit import sequence_api
+
+        return sequence_api.evaluate(run_dir, rec, split, checkpoint)
     predictor = load(run_dir, checkpoint)
     bundle = build_data(rec.data, rec.task.name, preprocessing=predictor.preprocessing)
     if bundle.split(split) is None:

@@ -161,6 +161,50 @@ def recipes() -> None:
         typer.echo(f"{name:<22} {desc}")
 
 
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A language-model run directory (e.g. from char_shakespeare).")],
+    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue.")] = "\n",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate.")] = 300,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible samples.")] = None,
+) -> None:
+    """Generate text with a trained language model: prints the prompt and its continuation."""
+    from deepkit import api
+
+    predictor = api.load(run_dir)
+    if not hasattr(predictor, "generate"):
+        raise _usage(f"{run_dir} is not a language-model run; `deepkit generate` needs one (e.g. char_shakespeare)")
+    typer.echo(predictor.generate(prompt, max_new_tokens, temperature, top_k, seed))
+
+
+@app.command()
+def embeddings(
+    run_dir: Annotated[Path, typer.Argument(help="A word2vec run directory (or a word2vec/GloVe .txt file).")],
+    neighbours: Annotated[str | None, typer.Option("--neighbours", help="Show the words nearest to WORD.")] = None,
+    analogy: Annotated[
+        tuple[str, str, str] | None, typer.Option("--analogy", help="A B C: words D with A : B :: C : D.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="How many words to show.")] = 10,
+    export: Annotated[Path | None, typer.Option("--export", help="Write the vectors in word2vec text format.")] = None,
+) -> None:
+    """Query word vectors: nearest neighbours, analogies, export to the word2vec text format."""
+    from deepkit.embeddings import WordVectors
+
+    vecs = WordVectors.load(run_dir) if run_dir.is_file() else WordVectors.from_run(run_dir)
+    if not (neighbours or analogy or export):
+        raise _usage("embeddings needs --neighbours WORD, --analogy A B C or --export PATH")
+    if neighbours:
+        for word, sim in vecs.neighbours(neighbours, k):
+            typer.echo(f"{word:<20} {sim:.3f}")
+    if analogy:
+        for word, sim in vecs.analogy(*analogy, k=k):
+            typer.echo(f"{word:<20} {sim:.3f}")
+    if export:
+        typer.echo(f"wrote {vecs.save(export)} ({len(vecs.words)} words, {vecs.vectors.shape[1]} dimensions)")
+
+
 def _usage(message: str):
     from deepkit.errors import ConfigError
 

@@ -33,13 +33,19 @@ INPUTS = {
     "resnet20": ((4, 3, 32, 32), {}),
     "resnet32": ((4, 3, 28, 28), {}),
     "resnet56": ((4, 3, 32, 32), {}),
+    # recurrent models (issue 4): token ids or real-valued steps, reduced sizes to keep the smoke test fast
+    **{
+        name: (lambda: torch.randint(1, 50, (4, 9)), {"vocab_size": 50, "hidden_size": 16, "embed_dim": 8})
+        for name in ("rnn_classifier", "lstm_classifier", "gru_classifier", "bilstm_classifier")
+    },
+    "lstm_forecaster": ((4, 12, 1), {"hidden_size": 16}),
+    "gru_forecaster": ((4, 12, 1), {"hidden_size": 16}),
 }
 
 
 # Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
 # of a family to a tiny width/depth (the reference sizes are checked in tests/models/test_<family>.py)
 TOKEN_MODELS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, TokenModel)]
-CLASSIFIERS = [n for n in list_models() if n not in TOKEN_MODELS]
 TINY = {
     "GPT2Config": dict(n_layer=2, n_embd=32, n_head=2, vocab_size=101, n_positions=32),
     "BertConfig": dict(
@@ -54,19 +60,73 @@ TINY = {
     "T5Config": dict(num_layers=2, d_model=32, d_kv=8, d_ff=48, num_heads=2, vocab_size=101),
 }
 
+# models whose output is not one row of num_classes values per sample: (inputs factory, config overrides,
+# expected output shape); they get the forward/backward smoke test, not the classifier-interface tests
+OTHER_INPUTS = {
+    **{
+        name: (
+            lambda: (torch.randint(1, 30, (3, 7)),),
+            {"vocab_size": 30, "hidden_size": 16, "embed_dim": 8},
+            (3, 7, 30),
+        )
+        for name in ("lstm_lm", "gru_lm", "rnn_lm", "char_lstm_lm")
+    },
+    "bilstm_tagger": (lambda: (torch.randint(1, 30, (3, 7)),), {"vocab_size": 30, "hidden_size": 16}, (3, 7, 17)),
+    **{
+        name: (
+            lambda: (torch.randint(4, 30, (3, 6)), torch.tensor([6, 4, 2]), torch.randint(4, 20, (3, 5))),
+            {"src_vocab_size": 30, "tgt_vocab_size": 20, "hidden_size": 16, "embed_dim": 8},
+            (3, 5, 20),
+        )
+        for name in ("seq2seq_bahdanau", "seq2seq_luong")
+    },
+    # word2vec returns (positive (B,), negative (B, K)) scores
+    "word2vec_skipgram": (
+        lambda: (torch.randint(4, 30, (5,)), torch.randint(4, 30, (5,)), torch.randint(4, 30, (5, 3))),
+        {"vocab_size": 30, "embed_dim": 8},
+        ((5,), (5, 3)),
+    ),
+    "word2vec_cbow": (
+        lambda: (torch.randint(4, 30, (5,)), torch.randint(0, 30, (5, 4)), torch.randint(4, 30, (5, 3))),
+        {"vocab_size": 30, "embed_dim": 8},
+        ((5,), (5, 3)),
+    ),
+}
+CLASSIFIERS = [n for n in list_models() if n not in OTHER_INPUTS and n not in TOKEN_MODELS]
+
 
 def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
     if name not in INPUTS:
         pytest.fail(f"model '{name}' was registered but tests/models/test_registry.py has no input shape for it")
     shape, kw = INPUTS[name]
     torch.manual_seed(0)
-    return create_model(name, **{**kw, **overrides}), torch.randn(shape)
+    x = shape() if callable(shape) else torch.randn(shape)
+    return create_model(name, **{**kw, **overrides}), x
 
 
 def test_list_models_has_the_builtin_families():
     names = list_models()
     assert {"mlp", "lenet5", "simple_cnn"} <= set(names)
     assert names == sorted(names)
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_INPUTS))
+def test_non_classifier_forward_backward(name):
+    make, kw, expected = OTHER_INPUTS[name]
+    torch.manual_seed(0)
+    model = create_model(name, **kw)
+    assert model.model_name == name
+    torch.manual_seed(1)
+    for p in model.parameters():  # word2vec starts its output vectors at zero: perturb so every gradient is nonzero
+        p.data.add_(0.01 * torch.randn_like(p))
+    out = model(*make())
+    outs, shapes = (out, expected) if isinstance(out, tuple) else ((out,), (expected,))
+    assert [tuple(o.shape) for o in outs] == [tuple(s) for s in shapes]
+    assert all(torch.isfinite(o).all() for o in outs)
+    sum(o.float().logsumexp(-1).mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -10,8 +10,11 @@ import torch
 
 from deepkit.data.augment import AugmentConfig
 from deepkit.data.loader import TensorLoader
+from deepkit.data.long_range import LongRangeConfig
 from deepkit.data.preprocess import Preprocessing
+from deepkit.data.series import SeriesConfig
 from deepkit.data.sources import RawData, load_csv, load_diabetes, load_digits, load_mnist
+from deepkit.data.text import TextConfig
 from deepkit.errors import ConfigError, DataError, suggest
 
 DATASETS = {
@@ -50,6 +53,9 @@ class DataConfig:
     label_mode: Literal["fine", "coarse"] = "fine"  # CIFAR-100: 100 fine or 20 coarse classes
     augment: AugmentConfig | None = None  # training-batch augmentation (images)
     channels_last: bool = False  # conv nets: NHWC memory layout (faster with tensor cores / bf16 on GPUs)
+    text: TextConfig = field(default_factory=TextConfig)  # text datasets: tokenizer, max_len, ... (issue 4)
+    series: SeriesConfig = field(default_factory=SeriesConfig)  # time series: window, horizon, ... (issue 4)
+    long_range: LongRangeConfig = field(default_factory=LongRangeConfig)  # adding problem (issue 4)
 
 
 @dataclass

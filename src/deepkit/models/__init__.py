@@ -8,9 +8,12 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     gpt2,
     mlp,
     resnet,
+    rnn,
     roberta,
+    seq2seq,
     t5,
     vgg,
+    word2vec,
 )
 from deepkit.models.base import Classifier
 from deepkit.models.registry import create_model, get_entry, list_models, model_config, register_model

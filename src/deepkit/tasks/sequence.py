@@ -1,0 +1,108 @@
+"""Sequence tasks: text classification over padded batches, next-token language modelling, forecasting.
+
+Batches are dicts from :mod:`deepkit.data.text` loaders: ``{"tokens", "lengths", "target"}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+from torchmetrics.text import Perplexity
+
+from deepkit.data.preprocess import Preprocessing
+from deepkit.tasks.base import Task
+from deepkit.tasks.classification import ClassificationTask
+
+IGNORE = -100  # target id that the LM loss skips (padding after the end of a sentence)
+
+
+class TextClassificationTask(ClassificationTask):
+    """Classification of variable-length token sequences: ``model(tokens, lengths)`` -> logits (B, K)."""
+
+    name = "text_classification"
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(batch["tokens"], batch.get("lengths"))
+
+    def training_step(self, batch):
+        out = self._forward(batch)
+        y = batch["target"]
+        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+
+    @torch.no_grad()
+    def validation_step(self, batch):
+        out = self._forward(batch).float()
+        self.update_metrics(out, batch["target"])
+        return {"loss": self.loss(out, batch["target"])}
+
+    @torch.no_grad()
+    def predict_step(self, batch):
+        return self.postprocess(self._forward(batch).float())
+
+
+class LanguageModelTask(Task):
+    """Next-token prediction: logits (B, T, V) against targets (B, T); positions with target -100 are skipped.
+
+    Reports perplexity (torchmetrics) and next-token accuracy; the loss is nats per token.
+    """
+
+    name = "language_model"
+    monitor = "val_loss"
+    monitor_mode = "min"
+
+    def __init__(self, model: nn.Module, vocab_size: int, preprocessing: Preprocessing | None = None):
+        self.vocab_size = vocab_size
+        super().__init__(model, preprocessing)
+
+    def make_metrics(self):
+        return torchmetrics.MetricCollection({"perplexity": Perplexity(ignore_index=IGNORE)})
+
+    def loss(self, outputs, target):
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), target.reshape(-1), ignore_index=IGNORE)
+
+    def step_logs(self, outputs, target):
+        valid = target != IGNORE
+        return {"accuracy": ((outputs.argmax(-1) == target) & valid).sum() / valid.sum().clamp_min(1)}
+
+    def training_step(self, batch):
+        out = self.model(batch["tokens"], batch.get("lengths"))
+        y = batch["target"]
+        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+
+    @torch.no_grad()
+    def validation_step(self, batch):
+        out = self.model(batch["tokens"], batch.get("lengths")).float()
+        self.metrics.update(out, batch["target"])
+        return {"loss": self.loss(out, batch["target"])}
+
+    def compute_metrics(self) -> dict[str, float]:
+        ppl = float(self.metrics.compute()["perplexity"])
+        return {"perplexity": ppl, "bits_per_token": math.log2(ppl) if ppl > 0 else float("nan")}
+
+    def describe(self):
+        return {"name": self.name, "vocab_size": self.vocab_size}
+
+
+class Seq2SeqTask(LanguageModelTask):
+    """Teacher-forced encoder–decoder training: ``model(src, src_lengths, tgt_in)`` -> logits (B, T, V) against
+    ``target`` (-100 on padding). Reports target-side perplexity; BLEU is computed after training by decoding."""
+
+    name = "translation"
+
+    def _forward(self, batch):
+        return self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+
+    def training_step(self, batch):
+        out = self._forward(batch)
+        y = batch["target"]
+        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+
+    @torch.no_grad()
+    def validation_step(self, batch):
+        out = self._forward(batch).float()
+        self.metrics.update(out, batch["target"])
+        return {"loss": self.loss(out, batch["target"])}
