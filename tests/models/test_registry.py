@@ -9,7 +9,7 @@ from torch import nn
 
 from deepkit import create_model, list_models, register_model
 from deepkit.errors import ConfigError, ShapeError
-from deepkit.models import registry
+from deepkit.models import Classifier, registry
 from deepkit.models.mlp import MLP, MLPConfig
 from deepkit.nn import get_act, get_norm
 
@@ -18,7 +18,16 @@ INPUTS = {
     "mlp": ((4, 1, 8, 8), {"in_features": 64}),
     "lenet5": ((4, 1, 28, 28), {}),
     "simple_cnn": ((4, 1, 16, 16), {}),
+    # generative models (not classifiers): images in for autoencoders, noise z in for GANs
+    "autoencoder": ((4, 1, 28, 28), {}),
+    "conv_autoencoder": ((4, 1, 28, 28), {}),
+    "vae": ((4, 1, 28, 28), {}),
+    "conv_vae": ((4, 1, 28, 28), {}),
+    "dcgan": ((4, 100), {}),
+    "cdcgan": ((4, 100), {}),
 }
+CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
+OTHERS = [n for n in list_models() if n not in CLASSIFIERS]
 
 
 def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
@@ -35,7 +44,7 @@ def test_list_models_has_the_builtin_families():
     assert names == sorted(names)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_backward_shapes_and_finiteness(name):
     model, x = build(name, num_classes=7)
     assert model.model_name == name
@@ -51,7 +60,7 @@ def test_forward_backward_shapes_and_finiteness(name):
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_is_head_of_features(name):
     model, x = build(name)
     model.eval()
@@ -61,7 +70,7 @@ def test_forward_is_head_of_features(name):
         torch.testing.assert_close(model(x), model.forward_head(feats), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_reset_classifier_changes_output_width(name):
     model, x = build(name, num_classes=10)
     model.eval()
@@ -73,6 +82,20 @@ def test_reset_classifier_changes_output_width(name):
     assert out.shape == (x.shape[0], 5)
     assert model.model_config.num_classes == 5
     torch.testing.assert_close(feats_before, feats_after, rtol=0, atol=0)  # only the head changed
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_non_classifier_forward_backward_finite(name):
+    """Models without the classifier interface: forward, backward, every trainable parameter gets a gradient."""
+    model, x = build(name)
+    assert model.model_name == name
+    out = model(x)
+    outs = out if isinstance(out, tuple) else (out,)
+    assert outs[0].shape[0] == x.shape[0] and all(torch.isfinite(o).all() for o in outs)
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
 
 
 def test_unknown_model_suggests_nearest():

@@ -82,7 +82,9 @@ def _check(cfg: AutoencoderConfig, shape: tuple[int, ...]) -> None:
     if cfg.arch == "conv":
         f = 2 ** len(cfg.hidden)
         if shape[1] % f or shape[2] % f:
-            raise ShapeError(f"conv autoencoder with {len(cfg.hidden)} stages needs H and W divisible by {f}, got {shape}")
+            raise ShapeError(
+                f"conv autoencoder with {len(cfg.hidden)} stages needs H and W divisible by {f}, got {shape}"
+            )
 
 
 @register_model("autoencoder", AutoencoderConfig)
@@ -151,5 +153,3 @@ class VAE(nn.Module):
 @register_model("conv_vae", AutoencoderConfig, arch="conv", hidden=[32, 64])
 class ConvVAE(VAE):
     """Convolutional VAE: two stride-2 conv stages (32, 64 channels), 32-d Gaussian latent."""
-
-

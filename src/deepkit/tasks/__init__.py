@@ -23,7 +23,11 @@ TASKS = {
     "vae": "variational autoencoder (vae/conv_vae): ELBO = reconstruction + KL, KL warm-up, IW log-likelihood",
     "autoencoder": "autoencoder (autoencoder/conv_autoencoder): reconstruction, denoising, anomaly detection",
 }
-GENERATIVE_MODELS = {"gan": ("dcgan", "cdcgan"), "vae": ("vae", "conv_vae"), "autoencoder": ("autoencoder", "conv_autoencoder")}
+GENERATIVE_MODELS = {
+    "gan": ("dcgan", "cdcgan"),
+    "vae": ("vae", "conv_vae"),
+    "autoencoder": ("autoencoder", "conv_autoencoder"),
+}
 
 
 @dataclass

@@ -76,7 +76,9 @@ class VAETask(Task):
     def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction NLL, KL) per image (B,) for one reparameterized sample."""
         logits, mu, logvar = self.model(x)
-        return -log_likelihood(logits.float(), x, self.cfg.likelihood), kl_to_standard_normal(mu.float(), logvar.float())
+        return -log_likelihood(logits.float(), x, self.cfg.likelihood), kl_to_standard_normal(
+            mu.float(), logvar.float()
+        )
 
     def kl_weight(self, step: int) -> float:
         w = self.cfg.kl_warmup_steps

@@ -329,15 +329,15 @@ class Trainer:
     def _check_finite(self) -> None:
         """Raise if any per-step log (loss, or a term of it such as a VAE's KL) went NaN/Inf; then the task's check."""
         s = self.state
-        for key in ["loss", *(k for k in s.sums if k != "loss")]:
-            value = self.running(key)
-            if not math.isfinite(value):
-                where = f"epoch {s.epoch + 1}, step {s.step}"
-                hint = "last good checkpoint: " + str(self.run_dir / "checkpoints" / "last") if self.run_dir else ""
-                raise TrainingDiverged(
-                    f"training {key} became {value} at {where}; lower trainer.optimizer.lr, set "
-                    f"trainer.grad_clip, or check the inputs for extreme values. {hint}".strip()
-                )
+        bad = {k: self.running(k) for k in ["loss", *(k for k in s.sums if k != "loss")]}
+        bad = {k: v for k, v in bad.items() if not math.isfinite(v)}
+        if bad:
+            where = f"epoch {s.epoch + 1}, step {s.step}"
+            hint = "last good checkpoint: " + str(self.run_dir / "checkpoints" / "last") if self.run_dir else ""
+            raise TrainingDiverged(
+                f"training {' and '.join(bad)} became {next(iter(bad.values()))} at {where}; lower "
+                f"trainer.optimizer.lr, set trainer.grad_clip, or check the inputs for extreme values. {hint}".strip()
+            )
         if self.task is not None and self.task.manual_optimization:
             self.task.check_training(s.step)  # e.g. GAN collapse (discriminator loss -> 0), with the starting step
 
