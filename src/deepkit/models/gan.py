@@ -115,7 +115,7 @@ class DCGAN(nn.Module):
             raise ShapeError(f"dcgan was built for images of shape {want}, the data has {tuple(shape)}")
 
     def default_labels(self, n: int, device) -> torch.Tensor | None:
-        """Labels 0, 1, ..., K-1, 0, 1, ... (one grid row per class when n is a multiple of K); None if unconditional."""
+        """Labels 0, 1, ..., K-1, 0, 1, ... (a grid row per class if n % K == 0); None if unconditional."""
         return torch.arange(n, device=device) % self.cfg.num_classes if self.conditional else None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

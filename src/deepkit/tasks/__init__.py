@@ -8,9 +8,9 @@ from torch import nn
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import ConfigError, suggest
+from deepkit.tasks.autoencoder import AutoencoderTask, AutoencoderTaskConfig
 from deepkit.tasks.base import Task
 from deepkit.tasks.classification import BinaryClassificationTask, ClassificationTask
-from deepkit.tasks.autoencoder import AutoencoderTask, AutoencoderTaskConfig
 from deepkit.tasks.gan import GANTask, GANTaskConfig
 from deepkit.tasks.regression import RegressionTask
 from deepkit.tasks.vae import VAETask, VAETaskConfig

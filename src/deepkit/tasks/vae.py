@@ -51,7 +51,7 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 
 class VAETask(Task):
-    """Trains a ``vae``/``conv_vae`` model. Logs ``loss`` (= -ELBO, nats per image), ``recon``, ``kl``, ``kl_weight``."""
+    """Trains a ``vae``/``conv_vae`` model. Logs ``loss`` (= -ELBO, nats per image), ``recon`` and ``kl``."""
 
     name = "vae"
     monitor = "val_loss"
