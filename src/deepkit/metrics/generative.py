@@ -33,8 +33,7 @@ def classifier_fid(
     real: torch.Tensor, fake: torch.Tensor, features: ClassifierFeatures, batch_size: int = 1000
 ) -> float:
     """Fréchet distance between ``real`` and ``fake`` images (N, C, H, W) in [0, 1], in classifier-feature space."""
-    fid = FrechetInceptionDistance(feature=features, normalize=True)
-    fid.set_dtype(torch.float64)
+    fid = FrechetInceptionDistance(feature=features, normalize=True)  # feature sums and covariances kept in float64
     for imgs, is_real in ((real, True), (fake, False)):
         for xb in imgs.split(batch_size):
             fid.update(xb.float(), real=is_real)
