@@ -109,6 +109,14 @@ def test_autoencoder_anomaly_report_latent_plot_and_embed(ae_run, tmp_path, caps
     assert code == 0 and np.load(tmp_path / "codes.npz")["codes"].shape == (len(bundle.val[1]), 8)
 
 
+def test_eval_of_a_generative_run_matches_its_results(vae_run, capsys):
+    code, out, _ = cli(capsys, "eval", vae_run, "--json")
+    assert code == 0
+    got, want = json.loads(out), json.loads((vae_run / "results.json").read_text())["metrics"]
+    for key in ("loss", "recon", "kl"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5), key
+
+
 @pytest.mark.parametrize(
     "args,fragment",
     [
@@ -118,6 +126,7 @@ def test_autoencoder_anomaly_report_latent_plot_and_embed(ae_run, tmp_path, caps
         (["embed", "{gan}"], "has no encoder"),
         (["embed", "{ae}", "--out", "codes.txt"], "expected a .csv or .npz"),
         (["sample", "{tmp}"], "is not a run directory"),
+        (["predict", "{gan}", "x.png"], "use `deepkit sample`"),
     ],
 )
 def test_generative_command_errors_are_one_line(args, fragment, vae_run, gan_run, ae_run, tmp_path, capsys):

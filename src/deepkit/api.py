@@ -393,6 +393,11 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
             raise CheckpointError(f"{run_dir} has no '{checkpoint}' checkpoint (did the run finish an epoch?)")
         path = found
     state, meta = load_weights(path)
+    if (meta.get("task") or {}).get("name") in GENERATIVE_TASKS:
+        raise ConfigError(
+            f"{path} holds a {meta['task']['name']} model; use `deepkit sample` / `deepkit embed` / `deepkit eval` "
+            "(predict is for classifiers and regressors)"
+        )
     if not meta.get("model") or "preprocessing" not in meta:
         raise CheckpointError(
             f"{path} has no deepkit metadata (model name, preprocessing); "
@@ -422,6 +427,10 @@ def evaluate(
         items = dict(_split(o) for o in data_overrides)
     items = {(k if k.startswith("data.") else f"data.{k}"): v for k, v in items.items()}
     rec = validate(apply_overrides(read_recipe_file(run_dir / "config.yaml"), items))
+    if rec.task.name in GENERATIVE_TASKS:
+        from deepkit import generative
+
+        return generative.evaluate(run_dir, items, split, checkpoint)
     predictor = load(run_dir, checkpoint)
     bundle = build_data(rec.data, rec.task.name, preprocessing=predictor.preprocessing)
     if bundle.split(split) is None:

@@ -194,8 +194,8 @@ def latent_report(task, x, y, path: Path, prep: Preprocessing, limit: int = 5000
 
 
 # --- using a trained run -------------------------------------------------------------------------------------------
-def load_run(run_dir: str | Path, checkpoint: str = "best", with_data: bool = False):
-    """(task, recipe, bundle or None) of a generative run directory."""
+def load_run(run_dir: str | Path, checkpoint: str = "best", with_data: bool = False, data_overrides=None):
+    """(task, recipe, bundle or None) of a generative run directory (``data_overrides``: ``{"data.path": ...}``)."""
     from deepkit.recipe import read_recipe_file, resolve_recipe
     from deepkit.tasks import build_task
     from deepkit.train.checkpoint import find_checkpoint
@@ -203,7 +203,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", with_data: bool = Fa
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); expected the --out of deepkit train")
-    rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"))
+    rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"), dict(data_overrides or {}))
     if rec.task.name not in GENERATIVE_TASKS:
         raise ConfigError(
             f"{run_dir} holds a '{rec.task.name}' run; expected a generative run ({', '.join(GENERATIVE_TASKS)})"
@@ -220,6 +220,17 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", with_data: bool = Fa
     if with_data:
         bundle = prepare_data(build_data(rec.data, rec.task.name, preprocessing=prep), rec.task)
     return task, rec, bundle
+
+
+def evaluate(run_dir: str | Path, data_overrides=None, split: str = "test", checkpoint: str = "best") -> dict:
+    """``deepkit eval`` for a generative run: the task's loss and metrics on a split (e.g. -ELBO, recon, KL)."""
+    from deepkit.train.trainer import Trainer
+
+    task, _, bundle = load_run(run_dir, checkpoint, with_data=True, data_overrides=data_overrides)
+    if bundle.split(split) is None:
+        raise DataError(f"the data of {run_dir} has no '{split}' split")
+    metrics = Trainer(progress="none").evaluate(task, bundle, split)
+    return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
 def sample(

@@ -61,6 +61,7 @@ class VAETask(Task):
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None, cfg: VAETaskConfig | None = None):
         self.cfg = cfg or VAETaskConfig()
         self.preview: torch.Tensor | None = None  # a few validation images for the reconstruction grid
+        self.val_gen: torch.Generator | None = None
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
@@ -73,12 +74,16 @@ class VAETask(Task):
         """Training inputs: binarized afresh (dynamic) or thresholded for the Bernoulli likelihood."""
         return binarize(x, self.cfg.binarize) if self.cfg.likelihood == "bernoulli" else x
 
-    def terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction NLL, KL) per image (B,) for one reparameterized sample."""
-        logits, mu, logvar = self.model(x)
-        return -log_likelihood(logits.float(), x, self.cfg.likelihood), kl_to_standard_normal(
-            mu.float(), logvar.float()
-        )
+    def terms(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction NLL, KL) per image (B,) for one reparameterized sample z = mu + sigma * eps."""
+        mu, logvar = self.model.encode(x)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        logits = self.model.decode(mu + eps * (0.5 * logvar).exp()).float()
+        return -log_likelihood(logits, x, self.cfg.likelihood), kl_to_standard_normal(mu.float(), logvar.float())
+
+    def reset_metrics(self) -> None:
+        super().reset_metrics()
+        self.val_gen = None
 
     def kl_weight(self, step: int) -> float:
         w = self.cfg.kl_warmup_steps
@@ -95,7 +100,9 @@ class VAETask(Task):
     @torch.no_grad()
     def validation_step(self, batch):
         x = batch[0]  # val/test splits were binarized once by the data preparation
-        recon, kl = self.terms(x)
+        if self.val_gen is None or self.val_gen.device != x.device:  # the same eps at every evaluation
+            self.val_gen = torch.Generator(device=x.device).manual_seed(0)
+        recon, kl = self.terms(x, self.val_gen)
         self.metrics["recon"].update(recon)
         self.metrics["kl"].update(kl)
         return {"loss": (recon + kl).mean()}
