@@ -185,6 +185,7 @@ class Trainer:
             ctx = ManualStep(self.optimizers, schedule, cfg.grad_clip)
             opt = next(iter(self.optimizers.values()))
         else:
+            self.optimizers = {}
             self.optimizer = opt = build_optimizer(task.model, cfg.optimizer)
         self.callbacks = self._default_callbacks() + self.extra_callbacks
         self.state = s = LoopState()
