@@ -77,13 +77,13 @@ def main() -> None:
     if "autoencoder" in runs:
         m = results(runs["autoencoder"])
         task, rec, _ = load_run(runs["autoencoder"])
-        k = rec.task.autoencoder.anomaly_class
+        k = task.cfg.anomaly_class
         rows.append(
             (f"autoencoder anomaly ROC-AUC (digit {k} held out, test set)", f"{m['anomaly_auroc']:.4f}", "≥ 0.90")
         )
         rows.append(
             (
-                f"  at the val-chosen threshold (q={rec.task.autoencoder.threshold_quantile}): precision / recall / F1",
+                f"  at the val-chosen threshold (q={task.cfg.threshold_quantile}): precision / recall / F1",
                 f"{m['anomaly_precision']:.3f} / {m['anomaly_recall']:.3f} / {m['anomaly_f1']:.3f}",
                 "-",
             )

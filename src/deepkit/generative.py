@@ -23,6 +23,7 @@ from deepkit.data.build import DataBundle, build_data
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
 from deepkit.models.registry import create_model, get_entry, load_state_dict_checked
+from deepkit.tasks import task_options
 from deepkit.tasks.vae import binarize
 from deepkit.weights import atomic_write_text, load_weights
 
@@ -45,8 +46,8 @@ def prepare_data(bundle: DataBundle, task_cfg) -> DataBundle:
         if split is None:
             return None
         x, y = prep.inverse_transform(split[0].float()).clamp(0, 1), split[1]
-        if task_cfg.name == "vae" and task_cfg.vae.likelihood == "bernoulli":
-            if task_cfg.vae.binarize == "threshold":
+        if task_cfg.name == "vae" and task_options(task_cfg).likelihood == "bernoulli":
+            if task_options(task_cfg).binarize == "threshold":
                 x = binarize(x, "threshold")
             elif held_out:  # dynamic: training batches are re-drawn each step, held-out splits are drawn once
                 x = binarize(x.cpu(), "dynamic", g).to(x.device)
@@ -54,7 +55,7 @@ def prepare_data(bundle: DataBundle, task_cfg) -> DataBundle:
 
     train, val, test = pixels(bundle.train, False), pixels(bundle.val, True), pixels(bundle.test, True)
     extras = dict(bundle.extras)
-    k = task_cfg.autoencoder.anomaly_class if task_cfg.name == "autoencoder" else None
+    k = task_options(task_cfg).anomaly_class if task_cfg.name == "autoencoder" else None
     if k is not None:
         names = prep.class_names or []
         if not 0 <= k < len(names):

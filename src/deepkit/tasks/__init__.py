@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -37,9 +37,15 @@ class TaskConfig:
     huber_delta: float = 1.0
     label_smoothing: float = 0.0  # classification
     pos_weight: float | None = None  # binary: weight of the positive class in the loss
-    gan: GANTaskConfig = field(default_factory=GANTaskConfig)  # gan: loss, learning rates, stabilizers
-    vae: VAETaskConfig = field(default_factory=VAETaskConfig)  # vae: likelihood, binarization, KL warm-up
-    autoencoder: AutoencoderTaskConfig = field(default_factory=AutoencoderTaskConfig)  # autoencoder: loss, noise
+    gan: GANTaskConfig | None = None  # gan: loss, learning rates, stabilizers (None: defaults)
+    vae: VAETaskConfig | None = None  # vae: likelihood, binarization, KL warm-up
+    autoencoder: AutoencoderTaskConfig | None = None  # autoencoder: loss, denoising noise, anomaly class
+
+
+def task_options(cfg: TaskConfig):
+    """The options section of a generative task (``cfg.gan``/``cfg.vae``/``cfg.autoencoder``), defaults if unset."""
+    defaults = {"gan": GANTaskConfig, "vae": VAETaskConfig, "autoencoder": AutoencoderTaskConfig}[cfg.name]
+    return getattr(cfg, cfg.name) or defaults()
 
 
 def build_task(cfg: TaskConfig, model: nn.Module, preprocessing: Preprocessing) -> Task:
@@ -58,7 +64,7 @@ def build_task(cfg: TaskConfig, model: nn.Module, preprocessing: Preprocessing) 
                 f"task '{cfg.name}' needs model {' or '.join(GENERATIVE_MODELS[cfg.name])}, got model.name={name}"
             )
         cls = {"gan": GANTask, "vae": VAETask, "autoencoder": AutoencoderTask}[cfg.name]
-        return cls(model, preprocessing, getattr(cfg, cfg.name))
+        return cls(model, preprocessing, task_options(cfg))
     raise ConfigError(f"unknown task '{cfg.name}'{suggest(cfg.name, TASKS)}")
 
 
