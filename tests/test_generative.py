@@ -136,6 +136,18 @@ def test_generative_command_errors_are_one_line(args, fragment, vae_run, gan_run
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and fragment in err, err
 
 
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("task.gan.los=hinge", "unknown key 'task.gan.los' (did you mean 'loss'?)"),
+        ("task.gan.loss=wgan", "task.gan.loss: expected one of 'nonsaturating', 'hinge', 'wgan-gp', got 'wgan'"),
+    ],
+)
+def test_bad_gan_options_are_named(override, fragment, tmp_path, capsys):
+    code, _, err = cli(capsys, "train", "mnist_cdcgan", override, "--out", tmp_path / "r")
+    assert code == 2 and fragment in err, err
+
+
 def test_task_and_model_must_match(tmp_path, capsys):
     code, _, err = cli(capsys, "train", "mnist_vae", *FAST, "model.name=dcgan", "--out", tmp_path / "r")
     assert code == 2 and "task 'vae' needs model vae or conv_vae, got model.name=dcgan" in err

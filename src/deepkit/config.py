@@ -47,6 +47,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        present = [a for a in args if a is not type(None)]
+        if len(present) == 1:  # X | None: X's own error (e.g. an unknown nested key) is the useful one
+            return coerce(value, present[0], where)
         for arg in args:
             if arg is type(None):
                 continue
