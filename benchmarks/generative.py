@@ -120,7 +120,7 @@ def main() -> None:
         rows.append((f"MNIST-FID vs {args.n} test images: {name}", f"{value:.2f}", "lower is better"))
     for name, t in times.items():
         if t is not None:
-            rows.append((f"train wall time: {RECIPES[name]}", f"{t:.0f} s", "-"))
+            rows.append((f"train wall time: {runs[name].name}", f"{t:.0f} s", "-"))
     table = "| measure | result | bar |\n|---|---|---|\n" + "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     print(table)
     (OUT / "generative.md").write_text(table + "\n")
