@@ -154,3 +154,32 @@ def test_task_and_model_must_match(tmp_path, capsys):
     code, _, err = cli(capsys, "train", "mnist_cdcgan", "data.name=diabetes", "--out", tmp_path / "r2")
     assert code == 2 and "expected images (channels, height, width)" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+
+
+def test_a_collapsing_gan_stops_with_the_step_where_it_started(tmp_path, capsys):
+    """D far faster than G (d_lr 0.01 vs g_lr 1e-6, no smoothing): D's loss falls to ~0 and stays there."""
+    out = tmp_path / "div"
+    code, _, err = cli(
+        capsys,
+        "train",
+        "mnist_dcgan",
+        *FAST,
+        "trainer.epochs=5",
+        "model.spectral_norm=false",
+        "model.g_width=8",
+        "model.d_width=8",
+        "model.latent_dim=8",
+        "task.gan.loss=nonsaturating",
+        "task.gan.d_lr=0.01",
+        "task.gan.g_lr=0.000001",
+        "task.gan.divergence_window=20",
+        "trainer.log_every=10",
+        "--out",
+        out,
+    )
+    assert code == 2 and "GAN training diverged: discriminator loss stayed below 0.01" in err, err
+    start = int(err.split("starting at step ")[1].split(".")[0])
+    status = json.loads((out / "run.json").read_text())
+    assert status["status"] == "failed" and f"starting at step {start}" in status["error"]
+    last = json.loads((out / "checkpoints" / "last" / "state.json").read_text())["loop"]
+    assert last["step"] < start + 20  # the checkpoint predates the detected collapse
