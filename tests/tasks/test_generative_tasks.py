@@ -3,6 +3,7 @@ KL warm-up, gradient penalty, divergence detection."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -155,6 +156,15 @@ def test_collapse_streak_spans_check_intervals_and_resets():
     feed(task, [(s, 1e-4, 1.0) for s in range(45, 90)])  # 45 bad steps: not yet
     with pytest.raises(GANDiverged, match="starting at step 45"):
         feed(task, [(s, 1e-4, 1.0) for s in range(90, 100)])
+
+
+def test_collapse_streak_survives_a_checkpoint_round_trip():
+    task = make_gan(divergence_window=50)
+    feed(task, [(s, 1e-4, 1.0) for s in range(0, 40)])
+    resumed = make_gan(divergence_window=50)
+    resumed.load_state_dict(json.loads(json.dumps(task.state_dict())))
+    with pytest.raises(GANDiverged, match="starting at step 0"):
+        feed(resumed, [(s, 1e-4, 1.0) for s in range(40, 60)])
 
 
 def test_generator_explosion_and_nan_are_reported():

@@ -55,6 +55,12 @@ class Task:
     def check_training(self, step: int) -> None:
         """Manual optimization: called at every log interval and checkpoint; raise a DeepkitError to stop a run."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe task state beyond the weights (saved in resumable checkpoints), e.g. a GAN's collapse streaks."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
     # --- used by the Trainer -------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch

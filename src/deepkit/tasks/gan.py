@@ -163,6 +163,13 @@ class GANTask(Task):
         return {"samples": (self.model.sample(n, generator=g), nrow)}
 
     # --- divergence ------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"streaks": dict(self.streaks), "warned": self.warned}  # the trace was flushed by check_training
+
+    def load_state_dict(self, state: dict) -> None:
+        self.streaks = dict(state.get("streaks", {"d": None, "g": None}))
+        self.warned = bool(state.get("warned", False))
+
     def check_training(self, step: int) -> None:
         if not self.trace:
             return

@@ -384,9 +384,8 @@ class Trainer:
         }
         cbs = {k: cb.state_dict() for k, cb in zip(self._cb_keys(), self.callbacks, strict=True)}
         tensors = {f"loop.sum.{k}": v for k, v in s.sums.items()}
-        return ckpt.save_checkpoint(
-            directory, task.model, meta, self.optimizers or self.optimizer, {"loop": loop, "callbacks": cbs}, tensors
-        )
+        state = {"loop": loop, "callbacks": cbs, "task": task.state_dict()}
+        return ckpt.save_checkpoint(directory, task.model, meta, self.optimizers or self.optimizer, state, tensors)
 
     def _cb_keys(self):
         seen = {}
@@ -421,6 +420,7 @@ class Trainer:
         for key, cb in zip(self._cb_keys(), self.callbacks, strict=True):
             if key in saved:
                 cb.load_state_dict(saved[key])
+        self.task.load_state_dict(state.get("task") or {})
         ckpt.restore_rng(tensors, state["rng"])
         if os.environ.get("DEEPKIT_DEBUG"):
             print(f"resumed at epoch {self.state.epoch + 1}, batch {self.state.batch}, step {self.state.step}")
