@@ -91,3 +91,20 @@ def test_ema_update_is_the_exponential_average():
     new, gen = model.generator_ema.state_dict(), model.generator.state_dict()
     torch.testing.assert_close(new["project.0.weight"], 0.9 * ema0["project.0.weight"] + 0.1 * gen["project.0.weight"])
     assert torch.equal(new["project.2.running_mean"], gen["project.2.running_mean"])  # buffers are copied
+
+
+def test_standing_stats_are_the_ema_generators_own_and_leave_the_rng_alone():
+    model = create_model("cdcgan", latent_dim=8, g_width=4, d_width=4)
+    with torch.no_grad():
+        for p in model.generator_ema.parameters():
+            p.mul_(2.0)  # EMA weights that differ from the raw generator's
+    state = torch.get_rng_state()
+    model.refresh_ema_stats(batches=4, batch_size=64)
+    assert torch.equal(state, torch.get_rng_state())
+    g, rng, feats = model.generator_ema, torch.Generator().manual_seed(0), []
+    with torch.no_grad():
+        for _ in range(4):  # the same draws: mean of the pre-norm activations of the EMA generator itself
+            z, labels = torch.randn(64, 8, generator=rng), torch.randint(0, 10, (64,), generator=rng)
+            feats.append(g.project[:2](torch.cat([z, g.embed(labels)], 1)))
+    torch.testing.assert_close(g.project[2].running_mean, torch.cat(feats).mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
+    assert g.project[2].momentum == 0.1  # restored

@@ -133,6 +133,35 @@ class DCGAN(nn.Module):
             e.copy_(b)
 
     @torch.no_grad()
+    def refresh_ema_stats(self, batches: int = 40, batch_size: int = 256, seed: int = 0) -> None:
+        """Standing statistics (Brock et al., 2019): recompute the EMA generator's batch-norm running statistics
+        from its own outputs. Averaged weights with the raw generator's statistics give noisy, off-class samples.
+        Uses its own seeded RNG, so the global random state (and an exact resume) is untouched."""
+        g = self.generator_ema
+        norms = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        device = next(g.parameters()).device
+        rng = torch.Generator().manual_seed(seed)
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        was = g.training
+        g.train()
+        for _ in range(batches):
+            z = torch.randn(batch_size, self.cfg.latent_dim, generator=rng).to(device)
+            labels = (
+                torch.randint(0, self.cfg.num_classes, (batch_size,), generator=rng).to(device)
+                if self.conditional
+                else None
+            )
+            g(z, labels)
+        g.train(was)
+        for m, mom in zip(norms, momenta, strict=True):
+            m.momentum = mom
+
+    @torch.no_grad()
     def sample(
         self,
         n: int,
@@ -142,6 +171,8 @@ class DCGAN(nn.Module):
     ) -> torch.Tensor:
         """``n`` images in [0, 1] (B, C, s, s) from the EMA generator (or the raw one), labels as given or cycling."""
         g = self.generator_ema if ema else self.generator
+        if ema:
+            self.refresh_ema_stats()
         device = next(g.parameters()).device
         z = torch.randn(n, self.cfg.latent_dim, generator=generator, device="cpu").to(device)
         if labels is None:

@@ -131,9 +131,10 @@ class GANTask(Task):
             "d_fake": fake_logits.detach().sigmoid().mean(),
         }
 
-    def reset_metrics(self) -> None:
+    def reset_metrics(self) -> None:  # start of an evaluation: the EMA generator gets its own BN statistics
         super().reset_metrics()
         self.val_gen = None
+        self.model.refresh_ema_stats()
 
     @torch.no_grad()
     def validation_step(self, batch):
