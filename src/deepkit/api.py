@@ -25,6 +25,7 @@ from deepkit.data.build import DataBundle, DataConfig, build_data
 from deepkit.data.inputs import read_inputs
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import CheckpointError, ConfigError, DeepkitError, ShapeError
+from deepkit.generative import GENERATIVE_TASKS, bind_generative_model, prepare_data
 from deepkit.models.registry import create_model, get_entry
 from deepkit.recipe import Recipe, apply_overrides, read_recipe_file, resolve_recipe, validate
 from deepkit.tasks import Task, TaskConfig, build_task
@@ -44,6 +45,8 @@ class RunResult:
 def bind_model(model_section: dict[str, Any], data: DataBundle, weights: str | None = None) -> torch.nn.Module:
     """Create the model, filling ``in_features``/``in_channels``/``num_classes`` from the data and checking them."""
     name = model_section["name"]
+    if data.task in GENERATIVE_TASKS:  # images in, images out: sized from the data, no output-width check
+        return bind_generative_model(model_section, data, weights)
     overrides = {k: v for k, v in model_section.items() if k != "name"}
     fields = field_types(get_entry(name).config_cls)
     shape = list(data.preprocessing.input_shape)
@@ -186,6 +189,8 @@ def train(
     bundle = data if data is not None else build_data(rec.data, rec.task.name)
     if data is not None:  # record what was really trained on, not the recipe's default data section
         rec.data = bundle.config or DataConfig(name="arrays", batch_size=bundle.batch_size)
+    if rec.task.name in GENERATIVE_TASKS:
+        bundle = prepare_data(bundle, rec.task)
     model = bind_model(rec.model, bundle)
     callbacks = [*callbacks, *_setup_finetune(rec, model, load=True)]
     task = build_task(rec.task, model, bundle.preprocessing)
@@ -215,6 +220,8 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
     _, meta = load_weights(last / "model.safetensors")
     prep = Preprocessing.from_dict(meta["preprocessing"])
     bundle = data if data is not None else build_data(rec.data, rec.task.name, preprocessing=prep)
+    if rec.task.name in GENERATIVE_TASKS:
+        bundle = prepare_data(bundle, rec.task)
     model = bind_model(rec.model, bundle)
     callbacks = [*callbacks, *_setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
     task = build_task(rec.task, model, prep)
@@ -250,6 +257,11 @@ def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:
 
 
 def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, callbacks, resume_from) -> RunResult:
+    if rec.task.name in GENERATIVE_TASKS:
+        from deepkit.generative import generative_callbacks
+
+        callbacks = [*generative_callbacks(run_dir), *callbacks]
+        task.preview = bundle.val[0][:16] if bundle.val is not None else bundle.train[0][:16]
     trainer = Trainer(rec.trainer, run_dir=run_dir, callbacks=callbacks)
     trainer.checkpoint_meta = {
         "preprocessing": bundle.preprocessing.to_dict(),
@@ -271,6 +283,10 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, 
 
 def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, trainer: Trainer) -> dict[str, float]:
     """Evaluate the best checkpoint on the test split, write plots, sample inputs and results.json."""
+    if rec.task.name in GENERATIVE_TASKS:
+        from deepkit import generative
+
+        return generative.finish(run_dir, rec, task, bundle, trainer)
     from deepkit.models.registry import load_state_dict_checked
     from deepkit.viz.plots import plot_confusion_matrix, plot_pred_vs_true
 
@@ -427,6 +443,11 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
         from deepkit import sequence_api
 
         return sequence_api.load(path, state, meta)
+    if (meta.get("task") or {}).get("name") in GENERATIVE_TASKS:
+        raise ConfigError(
+            f"{path} holds a {meta['task']['name']} model; use `deepkit sample` / `deepkit embed` / `deepkit eval` "
+            "(predict is for classifiers and regressors)"
+        )
     if not meta.get("model") or "preprocessing" not in meta:
         raise CheckpointError(
             f"{path} has no deepkit metadata (model name, preprocessing); "
@@ -460,6 +481,10 @@ def evaluate(
         from deepkit import sequence_api
 
         return sequence_api.evaluate(run_dir, rec, split, checkpoint)
+    if rec.task.name in GENERATIVE_TASKS:
+        from deepkit import generative
+
+        return generative.evaluate(run_dir, items, split, checkpoint)
     predictor = load(run_dir, checkpoint)
     bundle = build_data(rec.data, rec.task.name, preprocessing=predictor.preprocessing)
     if bundle.split(split) is None:

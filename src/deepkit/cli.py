@@ -205,6 +205,35 @@ def embeddings(
         typer.echo(f"wrote {vecs.save(export)} ({len(vecs.words)} words, {vecs.vectors.shape[1]} dimensions)")
 
 
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A GAN or VAE run directory written by `deepkit train`.")],
+    n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
+    label: Annotated[int | None, typer.Option("--label", help="Class to generate (conditional GAN).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="PNG grid to write (default RUN_DIR/samples.png).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
+) -> None:
+    """Generate images with a trained GAN or VAE and write them as a PNG grid."""
+    from deepkit import generative
+
+    path = generative.sample(run_dir, n=n, label=label, out=out, seed=seed)
+    typer.echo(f"wrote {n} samples to {path}")
+
+
+@app.command()
+def embed(
+    run_dir: Annotated[Path, typer.Argument(help="An autoencoder or VAE run directory written by `deepkit train`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help=".csv or .npz (default RUN_DIR/embeddings_SPLIT.csv).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+) -> None:
+    """Write the latent codes (with labels) of a data split, encoded by a trained autoencoder or VAE."""
+    from deepkit import generative
+
+    path, rows, dims = generative.embed(run_dir, out=out, split=split)
+    typer.echo(f"wrote {rows} codes of dimension {dims} to {path}")
+
+
 def _usage(message: str):
     from deepkit.errors import ConfigError
 

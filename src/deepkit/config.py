@@ -47,9 +47,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        nested = [a for a in args if dataclasses.is_dataclass(a)]
-        if len(nested) == 1 and isinstance(value, Mapping):  # an optional section: report its own bad key
-            return from_dict(nested[0], value, where)
+        present = [a for a in args if a is not type(None)]
+        if len(present) == 1:  # X | None: X's own error (e.g. an unknown nested key) is the useful one
+            return coerce(value, present[0], where)
         for arg in args:
             if arg is type(None):
                 continue

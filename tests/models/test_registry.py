@@ -9,7 +9,7 @@ from torch import nn
 
 from deepkit import create_model, list_models, register_model
 from deepkit.errors import ConfigError, ShapeError
-from deepkit.models import registry
+from deepkit.models import Classifier, registry
 from deepkit.models.mlp import MLP, MLPConfig
 from deepkit.models.token_model import TokenModel
 from deepkit.nn import get_act, get_norm
@@ -40,6 +40,13 @@ INPUTS = {
     },
     "lstm_forecaster": ((4, 12, 1), {"hidden_size": 16}),
     "gru_forecaster": ((4, 12, 1), {"hidden_size": 16}),
+    # generative models (not classifiers): images in for autoencoders, noise z in for GANs
+    "autoencoder": ((4, 1, 28, 28), {}),
+    "conv_autoencoder": ((4, 1, 28, 28), {}),
+    "vae": ((4, 1, 28, 28), {}),
+    "conv_vae": ((4, 1, 28, 28), {}),
+    "dcgan": ((4, 100), {}),
+    "cdcgan": ((4, 100), {}),
 }
 
 
@@ -92,7 +99,13 @@ OTHER_INPUTS = {
         ((5,), (5, 3)),
     ),
 }
-CLASSIFIERS = [n for n in list_models() if n not in OTHER_INPUTS and n not in TOKEN_MODELS]
+# generative models (autoencoders, VAEs, GANs) take INPUTS but have no classifier head
+OTHERS = [
+    n
+    for n in list_models()
+    if n in INPUTS and n not in OTHER_INPUTS and not issubclass(registry.get_entry(n).cls, Classifier)
+]
+CLASSIFIERS = [n for n in list_models() if n not in OTHER_INPUTS and n not in TOKEN_MODELS and n not in OTHERS]
 
 
 def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
@@ -184,6 +197,20 @@ def test_token_model_forward_backward(name):
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_non_classifier_forward_backward_finite(name):
+    """Models without the classifier interface: forward, backward, every trainable parameter gets a gradient."""
+    model, x = build(name)
+    assert model.model_name == name
+    out = model(x)
+    outs = out if isinstance(out, tuple) else (out,)
+    assert outs[0].shape[0] == x.shape[0] and all(torch.isfinite(o).all() for o in outs)
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
+    assert all(torch.isfinite(g).all() for g in grads)
 
 
 def test_unknown_model_suggests_nearest():

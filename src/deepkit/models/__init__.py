@@ -2,9 +2,11 @@
 
 from deepkit.models import (  # noqa: F401  (registers the models)
     alexnet,
+    autoencoder,
     bert,
     cnn,
     deberta,
+    gan,
     gpt2,
     mlp,
     resnet,

@@ -21,6 +21,9 @@ class Task:
     name = "task"
     monitor = "val_loss"  # default metric for the best checkpoint
     monitor_mode = "min"
+    # True: training_step(batch, ctx) does its own backward/step with the optimizers named by optimizer_targets()
+    # (ctx is a deepkit.train.manual.ManualStep); the Trainer only iterates, logs, checks and checkpoints.
+    manual_optimization = False
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None):
         self.model = model
@@ -45,6 +48,19 @@ class Task:
 
     def update_metrics(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         self.metrics.update(outputs, target)
+
+    def optimizer_targets(self) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
+        """Manual optimization: ``{name: (module, optimizer-config overrides)}``, one optimizer per name."""
+        return {}
+
+    def check_training(self, step: int) -> None:
+        """Manual optimization: called at every log interval and checkpoint; raise a DeepkitError to stop a run."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe task state beyond the weights (saved in resumable checkpoints), e.g. a GAN's collapse streaks."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     # --- used by the Trainer -------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,6 +6,9 @@ Layout of ``RUN_DIR/checkpoints/{last,best}/``::
     state.safetensors   optimizer tensors, RNG states, running sums          (last only)
     state.json          optimizer hyper-parameters, loop position, callbacks (last only)
 
+A task with several optimizers (a GAN) stores each under its name: tensors ``optim:NAME.<param>.<key>`` and
+``state.json["optimizers"][NAME]``; a single optimizer keeps the plain ``optim.`` / ``"optimizer"`` layout.
+
 A checkpoint directory is written under a temporary name and swapped in with renames, so a crash (even
 SIGKILL) leaves either the old or the new checkpoint, never a mix.
 """
@@ -29,12 +32,12 @@ FORMAT_VERSION = 1
 
 
 # --- optimizer state <-> (tensors, json) ---------------------------------------------------------------------------
-def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optim") -> tuple[dict[str, torch.Tensor], dict]:
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
     for pid, pstate in sd["state"].items():
         for name, value in pstate.items():
-            key = f"optim.{pid}.{name}"
+            key = f"{prefix}.{pid}.{name}"
             if isinstance(value, torch.Tensor):
                 tensors[key] = value
             else:
@@ -42,14 +45,38 @@ def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict, prefix: str = "optim") -> dict:
     state: dict[int, dict] = {}
     for key, value in [*tensors.items(), *meta["scalars"].items()]:
-        if not key.startswith("optim."):
+        if not key.startswith(prefix + "."):
             continue
-        _, pid, name = key.split(".", 2)
+        pid, name = key[len(prefix) + 1 :].split(".", 1)
         state.setdefault(int(pid), {})[name] = value
     return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def flatten_optimizers(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Named optimizers -> (tensors, {"optimizers": {name: json meta}})."""
+    tensors, metas = {}, {}
+    for name, opt in optimizers.items():
+        t, metas[name] = flatten_optimizer(opt, f"optim:{name}")
+        tensors.update(t)
+    return tensors, {"optimizers": metas}
+
+
+def load_named_optimizers(
+    optimizers: dict[str, torch.optim.Optimizer], tensors: dict[str, torch.Tensor], state: dict, source: str
+) -> None:
+    """Restore every named optimizer from a checkpoint; all names must be there."""
+    saved = state.get("optimizers") or {}
+    missing = [name for name in optimizers if name not in saved]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {source} has no state for optimizer(s) {missing} (it holds {sorted(saved) or 'one unnamed'});"
+            " expected a checkpoint of the same task"
+        )
+    for name, opt in optimizers.items():
+        opt.load_state_dict(unflatten_optimizer(tensors, saved[name], f"optim:{name}"))
 
 
 # --- RNG states ----------------------------------------------------------------------------------------------------
@@ -101,11 +128,14 @@ def save_checkpoint(
     directory: str | Path,
     model: nn.Module,
     meta: dict,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer] | None = None,
     state: dict | None = None,
     state_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint directory atomically (temp dir + rename). ``optimizer``/``state`` make it resumable."""
+    """Write a checkpoint directory atomically (temp dir + rename). ``optimizer``/``state`` make it resumable.
+
+    ``optimizer`` may be a dict of named optimizers (manual-optimization tasks); each is saved under its name.
+    """
     directory = Path(directory)
     tmp = directory.with_name(f".tmp-{directory.name}")
     old = directory.with_name(f".old-{directory.name}")
@@ -114,11 +144,15 @@ def save_checkpoint(
     model = unwrap(model)
     atomic_save_safetensors(model.state_dict(), tmp / "model.safetensors", model_metadata(model, meta))
     if optimizer is not None:
-        o_tensors, o_meta = flatten_optimizer(optimizer)
+        if isinstance(optimizer, dict):
+            o_tensors, o_json = flatten_optimizers(optimizer)
+        else:
+            o_tensors, o_meta = flatten_optimizer(optimizer)
+            o_json = {"optimizer": o_meta}
         r_tensors, r_meta = capture_rng()
         tensors = {**o_tensors, **r_tensors, **(state_tensors or {})}
         atomic_save_safetensors(tensors, tmp / "state.safetensors")
-        payload = {"format": FORMAT_VERSION, "optimizer": o_meta, "rng": r_meta, **(state or {})}
+        payload = {"format": FORMAT_VERSION, **o_json, "rng": r_meta, **(state or {})}
         atomic_write_text(tmp / "state.json", json.dumps(payload, indent=1))
     # swap: directory -> old, tmp -> directory, drop old. A crash in between leaves `old` intact (see find_checkpoint).
     shutil.rmtree(old, ignore_errors=True)

@@ -33,6 +33,7 @@ from deepkit.train.callbacks import (
     ProgressLogger,
     TensorBoardLogger,
 )
+from deepkit.train.manual import ManualStep, build_named_optimizers
 from deepkit.train.optim import OptimizerConfig, Schedule, ScheduleConfig, build_optimizer
 
 
@@ -151,6 +152,7 @@ class Trainer:
         self.state = LoopState()
         self.task: Task | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}  # manual-optimization tasks: named optimizers
         self.has_val = False
         self.batches_per_epoch = 0
         self.checkpoint_meta: dict = {}  # added to model.safetensors metadata (preprocessing, task)
@@ -175,9 +177,16 @@ class Trainer:
         val = data.loader("val").to(self.device) if data.val is not None else None
         self.has_val = val is not None
         self.batches_per_epoch = len(train)
-        self.optimizer = opt = build_optimizer(task.model, cfg.optimizer)
         steps_per_epoch = math.ceil(len(train) / cfg.accumulate)
         schedule = Schedule(cfg.schedule, cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
+        manual = task.manual_optimization  # the task steps its own optimizers (GAN: generator + discriminator)
+        if manual:
+            self.optimizers = build_named_optimizers(task, cfg)
+            ctx = ManualStep(self.optimizers, schedule, cfg.grad_clip)
+            opt = next(iter(self.optimizers.values()))
+        else:
+            self.optimizers = {}
+            self.optimizer = opt = build_optimizer(task.model, cfg.optimizer)
         self.callbacks = self._default_callbacks() + self.extra_callbacks
         self.state = s = LoopState()
         if resume is not None:
@@ -199,25 +208,32 @@ class Trainer:
                 t0 = time.perf_counter()
                 for batch in train:
                     n = batch_len(batch)
-                    group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
-                    with autocast:
-                        out = task.training_step(batch)
-                    loss = out["loss"]
-                    if cfg.l1:
-                        loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
-                    if cfg.l2:
-                        loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
-                    (loss / group if group > 1 else loss).backward()
-                    self._accumulate(out, n)
-                    s.batch += 1
-                    s.samples += n
-                    if s.batch % cfg.accumulate and s.batch != len(train):
-                        continue  # keep accumulating gradients
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    schedule.apply(opt, s.step)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
+                    if manual:  # the task does backward + step for each of its optimizers
+                        with autocast:
+                            out = task.training_step(batch, ctx.at(s.step))
+                        self._accumulate(out, n)
+                        s.batch += 1
+                        s.samples += n
+                    else:
+                        group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
+                        with autocast:
+                            out = task.training_step(batch)
+                        loss = out["loss"]
+                        if cfg.l1:
+                            loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
+                        if cfg.l2:
+                            loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
+                        (loss / group if group > 1 else loss).backward()
+                        self._accumulate(out, n)
+                        s.batch += 1
+                        s.samples += n
+                        if s.batch % cfg.accumulate and s.batch != len(train):
+                            continue  # keep accumulating gradients
+                        if cfg.grad_clip:
+                            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                        schedule.apply(opt, s.step)
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
                     s.step += 1
                     if s.step % cfg.log_every == 0:
                         self._check_finite()
@@ -312,15 +328,19 @@ class Trainer:
         return float(s.sums[key]) / s.count if key in s.sums and s.count else float("nan")
 
     def _check_finite(self) -> None:
-        loss = self.running("loss")
-        if not math.isfinite(loss):
-            s = self.state
+        """Raise if any per-step log (loss, or a term of it such as a VAE's KL) went NaN/Inf; then the task's check."""
+        s = self.state
+        bad = {k: self.running(k) for k in ["loss", *(k for k in s.sums if k != "loss")]}
+        bad = {k: v for k, v in bad.items() if not math.isfinite(v)}
+        if bad:
             where = f"epoch {s.epoch + 1}, step {s.step}"
             hint = "last good checkpoint: " + str(self.run_dir / "checkpoints" / "last") if self.run_dir else ""
             raise TrainingDiverged(
-                f"training loss became {loss} at {where}; lower trainer.optimizer.lr, set "
-                f"trainer.grad_clip, or check the inputs for extreme values. {hint}".strip()
+                f"training {' and '.join(bad)} became {next(iter(bad.values()))} at {where}; lower "
+                f"trainer.optimizer.lr, set trainer.grad_clip, or check the inputs for extreme values. {hint}".strip()
             )
+        if self.task is not None and self.task.manual_optimization:
+            self.task.check_training(s.step)  # e.g. GAN collapse (discriminator loss -> 0), with the starting step
 
     def _epoch_logs(self, task: Task, val: TensorLoader | None, opt, seconds: float) -> dict[str, float]:
         s = self.state
@@ -329,6 +349,8 @@ class Trainer:
         if val is not None:
             logs.update({f"val_{k}": v for k, v in self._run_eval(task, val).items()})
         logs["lr"] = opt.param_groups[0]["lr"]
+        for name, o in self.optimizers.items():
+            logs[f"lr_{name}"] = o.param_groups[0]["lr"]
         logs["samples_per_s"] = s.count / max(seconds, 1e-9)
         logs["time"] = s.train_time
         return logs
@@ -346,6 +368,8 @@ class Trainer:
     def save_checkpoint(self, directory: str | Path, resumable: bool = True, extra: dict | None = None) -> Path:
         task, s = self.task, self.state
         meta = {**self.checkpoint_meta, **(extra or {})}
+        if s.count:
+            self._check_finite()  # never replace the last good checkpoint with diverged weights
         if not resumable:
             return ckpt.save_checkpoint(directory, task.model, meta)
         loop = {
@@ -360,9 +384,8 @@ class Trainer:
         }
         cbs = {k: cb.state_dict() for k, cb in zip(self._cb_keys(), self.callbacks, strict=True)}
         tensors = {f"loop.sum.{k}": v for k, v in s.sums.items()}
-        return ckpt.save_checkpoint(
-            directory, task.model, meta, self.optimizer, {"loop": loop, "callbacks": cbs}, tensors
-        )
+        state = {"loop": loop, "callbacks": cbs, "task": task.state_dict()}
+        return ckpt.save_checkpoint(directory, task.model, meta, self.optimizers or self.optimizer, state, tensors)
 
     def _cb_keys(self):
         seen = {}
@@ -377,7 +400,10 @@ class Trainer:
         weights, _, tensors, state = ckpt.load_training_state(directory)
         load_state_dict_checked(self.task.model, weights, str(directory))
         self.task.model.to(self.device)
-        self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
+        if self.optimizers:
+            ckpt.load_named_optimizers(self.optimizers, tensors, state, str(directory))
+        else:
+            self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
         loop = state["loop"]
         self.state = LoopState(
             epoch=loop["epoch"],
@@ -394,6 +420,7 @@ class Trainer:
         for key, cb in zip(self._cb_keys(), self.callbacks, strict=True):
             if key in saved:
                 cb.load_state_dict(saved[key])
+        self.task.load_state_dict(state.get("task") or {})
         ckpt.restore_rng(tensors, state["rng"])
         if os.environ.get("DEEPKIT_DEBUG"):
             print(f"resumed at epoch {self.state.epoch + 1}, batch {self.state.batch}, step {self.state.step}")

@@ -34,7 +34,7 @@ def plot_curves(history: list[dict[str, float]], out_dir: str | Path) -> list[Pa
     epochs = [int(r["epoch"]) for r in history]
     names = []
     for key in history[0]:
-        if key in _SKIP:
+        if key in _SKIP or key.startswith("lr_"):  # per-optimizer lrs (GAN) have no train/val pair
             continue
         base = key.split("_", 1)[1] if key.startswith(("train_", "val_")) else key
         if base not in names:
