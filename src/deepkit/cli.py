@@ -205,6 +205,7 @@ def embeddings(
         typer.echo(f"wrote {vecs.save(export)} ({len(vecs.words)} words, {vecs.vectors.shape[1]} dimensions)")
 
 
+@app.command()
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="A GAN or VAE run directory written by `deepkit train`.")],
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
