@@ -14,6 +14,7 @@ Char and word vocabularies are a few lines of counting; BPE/WordPiece training i
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 from collections import Counter
@@ -31,31 +32,32 @@ FORMAT = "deepkit-tokenizer/1"
 _WORD_RE = re.compile(r"\w+(?:'\w+)?|[^\w\s]")  # words (with inner apostrophes) and single punctuation marks
 
 
-class Tokenizer:
+class Tokenizer(abc.ABC):
     """Base class: text <-> token ids with fixed special-token ids."""
 
     kind = "base"
     pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
 
     @property
-    def vocab_size(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def vocab_size(self) -> int: ...
 
-    def encode(self, text: str, add_special: bool = False) -> list[int]:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def encode(self, text: str, add_special: bool = False) -> list[int]:
         """Token ids of ``text``; with ``add_special`` wrapped in BOS ... EOS."""
-        raise NotImplementedError
+        ...
 
-    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str: ...
 
-    def id_to_token(self, i: int) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def id_to_token(self, i: int) -> str: ...
 
-    def token_to_id(self, token: str) -> int | None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def token_to_id(self, token: str) -> int | None: ...
 
-    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
 
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
         return [self.encode(t, add_special) for t in texts]
@@ -105,8 +107,8 @@ class _VocabTokenizer(Tokenizer):
     def token_to_id(self, token: str) -> int | None:
         return self.index.get(token)
 
-    def split(self, text: str) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def split(self, text: str) -> list[str]: ...
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
         unk, index = self.unk_id, self.index

@@ -107,15 +107,22 @@ def describe_config(model: nn.Module) -> dict[str, Any]:
     return to_dict(cfg) if dataclasses.is_dataclass(cfg) else {}
 
 
-def load_state_dict_checked(model: nn.Module, state: dict, source: str) -> None:
-    """``load_state_dict`` that names missing/unexpected keys and shape mismatches in one error."""
+def load_state_dict_checked(
+    model: nn.Module, state: dict, source: str, skip: set[str] | frozenset[str] = frozenset(), hint: str = ""
+) -> None:
+    """``load_state_dict`` that names missing/unexpected keys and shape mismatches in one error.
+
+    Args:
+        skip: model keys that are not loaded (a new head in transfer learning); they keep their initial values.
+        hint: appended to the error, e.g. what the user should check.
+    """
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in skip and k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
         f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        for k in state  # in the file's order
+        if k in own and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -126,6 +133,6 @@ def load_state_dict_checked(model: nn.Module, state: dict, source: str) -> None:
         if shapes:
             parts.append(f"shape mismatch {shapes[:3]}{' ...' if len(shapes) > 3 else ''}")
         raise CheckpointError(
-            f"weights in {source} do not fit model '{getattr(model, 'model_name', '?')}': " + "; ".join(parts)
+            f"weights in {source} do not fit model '{getattr(model, 'model_name', '?')}': " + "; ".join(parts) + hint
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not skip)

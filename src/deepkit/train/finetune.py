@@ -19,7 +19,8 @@ from pathlib import Path
 
 from torch import nn
 
-from deepkit.errors import CheckpointError, ConfigError
+from deepkit.errors import ConfigError
+from deepkit.models.registry import load_state_dict_checked
 from deepkit.train.callbacks import Callback
 from deepkit.weights import load_weights
 
@@ -110,27 +111,8 @@ def load_pretrained(
         prefixes = {n.rsplit(".", 1)[0] for n in matching(model, reset)}
         skip |= {k for k in own if k.rsplit(".", 1)[0] in prefixes}
     state = {k: v for k, v in state.items() if k not in skip}
-    missing = [k for k in own if k not in skip and k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in state
-        if k in own and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append(f"shape mismatch {shapes[:3]}{' ...' if len(shapes) > 3 else ''}")
-        raise CheckpointError(
-            f"pretrained weights {weights} do not fit model '{getattr(model, 'model_name', '?')}': "
-            + "; ".join(parts)
-            + " (same architecture and model settings as the pretrained run expected)"
-        )
-    model.load_state_dict(state, strict=False)
+    hint = " (same architecture and model settings as the pretrained run expected)"
+    load_state_dict_checked(model, state, str(weights), skip=skip, hint=hint)
     return {"loaded": len(state), "skipped_head": sorted(skip)}
 
 
