@@ -13,6 +13,7 @@ import torch
 import deepkit
 from deepkit.data.tokenizers import build_tokenizer
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
+from deepkit.models.generation import LongPromptWarning
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -183,6 +184,77 @@ def test_generate_bad_arguments_and_wrong_run(sentiment_run, corpus, tmp_path, c
     assert code == 2 and "temperature must be >= 0" in err
     code, _, err = cli(capsys, "generate", sentiment_run.run_dir, "--prompt", "x")
     assert code == 2 and "needs a language-model run" in err
+
+
+def _gpt_recipe(path, **trainer):
+    rec = _lm_recipe(path, **trainer)
+    rec["name"] = "toy_gpt"
+    rec["model"] = {"name": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 32}
+    return rec
+
+
+def test_char_gpt_trains_through_the_recipe_path_resumes_and_generates(corpus, tmp_path, capsys):
+    full = deepkit.train(_gpt_recipe(corpus, epochs=3), out=tmp_path / "full")
+    assert full.metrics["perplexity"] < 1.5, full.metrics
+    deepkit.train(_gpt_recipe(corpus, epochs=2), out=tmp_path / "part")
+    resumed = deepkit.train(resume=tmp_path / "part", **{"trainer.epochs": 3})
+    assert resumed.metrics["loss"] == pytest.approx(full.metrics["loss"], rel=1e-5)
+    sample = json.loads((full.run_dir / "results.json").read_text())["sample"]
+    assert len(sample) > 100, "the end-of-training sample runs past the 32-position context"
+    p = deepkit.load(full.run_dir)
+    assert p.model.cfg.vocab_size == p.tokenizer.vocab_size and p.model.cfg.n_positions == 32
+    assert p.generate("abc", 12, temperature=0) == "abcdefgh\nabcdef"
+    assert p.generate("abc", 40, temperature=0, stop=["h\na"]) == "abcdefg"
+    assert p.generate("abc", 12, num_beams=3) == "abcdefgh\nabcdef"
+    code, out, err = cli(
+        capsys,
+        "generate",
+        full.run_dir,
+        "--prompt",
+        "cd",
+        "--max-new-tokens",
+        "30",
+        "--top-p",
+        "0.5",
+        "--repetition-penalty",
+        "1.0",
+        "--seed",
+        "1",
+        "--stop",
+        "\\n",
+    )
+    assert code == 0, err
+    assert out == "cdefgh\n", out
+    code, out2, _ = cli(
+        capsys,
+        "generate",
+        full.run_dir,
+        "--prompt",
+        "cd",
+        "--max-new-tokens",
+        "30",
+        "--top-p",
+        "0.5",
+        "--seed",
+        "1",
+        "--stop",
+        "\\n",
+        "--no-stream",
+        "--no-cache",
+    )
+    assert code == 0 and out2 == out
+    code, out, _ = cli(capsys, "generate", full.run_dir, "--prompt", "e", "--max-new-tokens", "5", "--num-beams", "2")
+    assert code == 0 and out == "efgh\na\n"
+    long_prompt = "abcdefgh" * 5  # 40 characters > 32 positions
+    with pytest.warns(LongPromptWarning, match="the prompt has 40 tokens, more than the model's context of 32"):
+        code, out, _ = cli(
+            capsys, "generate", full.run_dir, "--prompt", long_prompt, "--max-new-tokens", "3", "--temperature", "0"
+        )
+    assert code == 0 and out == long_prompt + "\nab\n"
+    code, _, err = cli(capsys, "generate", full.run_dir, "--prompt", long_prompt, "--on-long-prompt", "error")
+    assert code == 2 and err.startswith("error: the prompt has 40 tokens, more than the model's context of 32")
+    code, _, err = cli(capsys, "generate", full.run_dir, "--prompt", "a", "--top-p", "0")
+    assert code == 2 and err.startswith("error: top_p must be in (0, 1]")
 
 
 def test_lm_resume_is_exact(corpus, tmp_path):

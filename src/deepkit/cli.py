@@ -168,15 +168,60 @@ def generate(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate.")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", help="Sample from the smallest set of tokens with mass >= P (nucleus).")
+    ] = None,
+    repetition_penalty: Annotated[
+        float, typer.Option("--repetition-penalty", help=">1 discourages tokens already present (CTRL); 1 = off.")
+    ] = 1.0,
+    num_beams: Annotated[
+        int, typer.Option("--num-beams", help="Beam search with N beams (deterministic; ignores sampling options).")
+    ] = 1,
+    length_penalty: Annotated[
+        float, typer.Option("--length-penalty", help="Beam search: rank by log p / length**L (>1 favours longer).")
+    ] = 1.0,
+    stop: Annotated[
+        list[str] | None, typer.Option("--stop", help="Stop before this text (repeatable; '\\n' is a newline).")
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible samples.")] = None,
+    on_long_prompt: Annotated[
+        str, typer.Option("--on-long-prompt", help="Prompt longer than the context: truncate (keep the end) or error.")
+    ] = "truncate",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not reuse past keys/values (Transformers).")] = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the text at the end, not as it comes.")] = False,
 ) -> None:
-    """Generate text with a trained language model: prints the prompt and its continuation."""
+    """Generate text with a trained language model: prints the prompt and its continuation as it is generated.
+
+    Example: deepkit generate runs/shakespeare_char_gpt --prompt "ROMEO:" --top-p 0.9 --stop "\\n\\n"
+    """
     from deepkit import api
 
     predictor = api.load(run_dir)
-    if not hasattr(predictor, "generate"):
+    if not hasattr(predictor, "stream"):
         raise _usage(f"{run_dir} is not a language-model run; `deepkit generate` needs one (e.g. char_shakespeare)")
-    typer.echo(predictor.generate(prompt, max_new_tokens, temperature, top_k, seed))
+    stops = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in stop or []]
+    pieces = predictor.stream(
+        prompt,
+        max_new_tokens,
+        temperature,
+        top_k,
+        seed,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        num_beams=num_beams,
+        length_penalty=length_penalty,
+        stop=stops,
+        use_cache=not no_cache,
+        on_long_prompt=on_long_prompt,
+    )
+    if no_stream:
+        typer.echo(prompt + "".join(pieces))
+        return
+    typer.echo(prompt, nl=False)
+    for piece in pieces:
+        typer.echo(piece, nl=False)
+        sys.stdout.flush()
+    typer.echo()
 
 
 @app.command()

@@ -28,7 +28,8 @@ from deepkit.data.series import (
 from deepkit.data.text import embedding_from_vectors, pad_batch, read_lines, read_word_vectors, truncate
 from deepkit.data.tokenizers import Tokenizer, load_tokenizer
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
-from deepkit.models.generation import generate as generate_ids
+from deepkit.models.generation import check_sampling
+from deepkit.models.generation import stream_text as stream_pieces
 from deepkit.models.registry import create_model, get_entry, load_state_dict_checked
 from deepkit.recipe import Recipe, read_recipe_file, resolve_recipe
 from deepkit.tasks.base import Task
@@ -358,6 +359,28 @@ def _forecast_report(run_dir, task, bundle, trainer, extra) -> dict[str, float]:
 
 
 # --- generation ----------------------------------------------------------------------------------------------------
+def stream_text(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    prompt: str,
+    max_new_tokens: int = 200,
+    device: torch.device | str = "cpu",
+    stop: list[str] | tuple[str, ...] = (),
+    **options,
+):
+    """Yield the continuation of ``prompt`` piece by piece (see :func:`deepkit.models.generation.stream_text`);
+    ``options`` are ``generate``'s: temperature, top_k, top_p, repetition_penalty, num_beams, generator, ..."""
+    opt = options.get
+    check_sampling(opt("temperature", 1.0), opt("top_k"), opt("top_p"), opt("repetition_penalty", 1.0))
+    if options.get("num_beams", 1) < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {options['num_beams']}")
+    ids = tokenizer.encode(prompt)
+    unknown = sum(i == tokenizer.unk_id for i in ids)
+    if ids and unknown == len(ids):
+        raise DataError(f"none of the prompt {prompt!r} is in the model's vocabulary")
+    return stream_pieces(model, tokenizer, prompt, max_new_tokens, stop, device, **options)
+
+
 def generate_text(
     model: torch.nn.Module,
     tokenizer: Tokenizer,
@@ -367,23 +390,21 @@ def generate_text(
     top_k: int | None = None,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    **options,
 ) -> str:
     """Prompt text -> prompt + generated continuation, decoded with the run's tokenizer."""
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        ids = [tokenizer.bos_id]
-    unknown = sum(i == tokenizer.unk_id for i in ids)
-    if unknown == len(ids) and prompt:
-        raise DataError(f"none of the prompt {prompt!r} is in the model's vocabulary")
-    out = generate_ids(
+    pieces = stream_text(
         model,
-        torch.tensor([ids], device=device),
+        tokenizer,
+        prompt,
         max_new_tokens,
+        device,
         temperature=temperature,
         top_k=top_k,
         generator=generator,
+        **options,
     )
-    return tokenizer.decode(out[0].tolist())
+    return prompt + "".join(pieces)
 
 
 # --- load / predict ------------------------------------------------------------------------------------------------
@@ -440,12 +461,48 @@ class SequencePredictor:
         return self.predict_proba(texts).argmax(1)
 
     def generate(
-        self, prompt: str, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None, seed=None
+        self,
+        prompt: str,
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options,
     ) -> str:
+        """``prompt`` + its continuation. ``options``: top_p, repetition_penalty, num_beams, length_penalty,
+        stop (a list of stop strings), use_cache, on_long_prompt ("truncate" or "error")."""
+        return prompt + "".join(self.stream(prompt, max_new_tokens, temperature, top_k, seed, **options))
+
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        **options,
+    ):
+        """Yield the continuation of ``prompt`` piece by piece as it is generated (same options as ``generate``).
+
+        Example:
+            >>> lm = deepkit.load("runs/shakespeare_char_gpt")                # doctest: +SKIP
+            >>> for piece in lm.stream("ROMEO:", 200, top_p=0.9):             # doctest: +SKIP
+            ...     print(piece, end="", flush=True)
+        """
         if self.task_name != "language_model":
             raise ConfigError(f"generate needs a language-model run, this one is '{self.task_name}'")
         g = None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
-        return generate_text(self.model, self.tokenizer, prompt, max_new_tokens, temperature, top_k, self.device, g)
+        return stream_text(
+            self.model,
+            self.tokenizer,
+            prompt,
+            max_new_tokens,
+            self.device,
+            temperature=temperature,
+            top_k=top_k,
+            generator=g,
+            **options,
+        )
 
     def translate(self, texts: list[str], beam_size: int = 5, max_len: int = 60) -> list[str]:
         """Translate source sentences (a translation run): beam search, or greedy with ``beam_size=1``."""

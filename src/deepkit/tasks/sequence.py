@@ -14,6 +14,7 @@ from torch import nn
 from torchmetrics.text import Perplexity
 
 from deepkit.data.preprocess import Preprocessing
+from deepkit.models.token_model import TokenModel
 from deepkit.tasks.base import Task
 from deepkit.tasks.classification import ClassificationTask
 
@@ -68,14 +69,21 @@ class LanguageModelTask(Task):
         valid = target != IGNORE
         return {"accuracy": ((outputs.argmax(-1) == target) & valid).sum() / valid.sum().clamp_min(1)}
 
+    def _forward(self, batch):
+        lengths = batch.get("lengths")
+        if lengths is None or isinstance(self.model, TokenModel):
+            # a causal Transformer needs no lengths: right padding comes after every real position it could see
+            return self.model(batch["tokens"])
+        return self.model(batch["tokens"], lengths)
+
     def training_step(self, batch):
-        out = self.model(batch["tokens"], batch.get("lengths"))
+        out = self._forward(batch)
         y = batch["target"]
         return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
 
     @torch.no_grad()
     def validation_step(self, batch):
-        out = self.model(batch["tokens"], batch.get("lengths")).float()
+        out = self._forward(batch).float()
         self.metrics.update(out, batch["target"])
         return {"loss": self.loss(out, batch["target"])}
 
