@@ -18,7 +18,7 @@ import torch
 
 from deepkit import create_model
 from deepkit.interop import export_hf
-from deepkit.nn.attention import KVCache
+from deepkit.models.generation import generate
 
 
 def forward_rate(fn, ids: torch.Tensor, repeats: int) -> float:
@@ -31,18 +31,25 @@ def forward_rate(fn, ids: torch.Tensor, repeats: int) -> float:
 
 
 def greedy(model, prompt: torch.Tensor, new_tokens: int, use_cache: bool) -> tuple[torch.Tensor, float]:
-    """Greedy decoding; returns (generated ids, new tokens per second)."""
-    ids = prompt
-    cache = KVCache() if use_cache else None
+    """Greedy decoding with the library's ``generate``; returns (generated ids, new tokens per second)."""
     t0 = time.perf_counter()
-    with torch.no_grad():
-        step_input = ids
-        for _ in range(new_tokens):
-            logits = model(step_input, cache=cache)
-            nxt = logits[:, -1].argmax(-1, keepdim=True)
-            ids = torch.cat([ids, nxt], 1)
-            step_input = nxt if use_cache else ids
+    ids = generate(model, prompt, new_tokens, temperature=0, use_cache=use_cache)
     return ids, new_tokens / (time.perf_counter() - t0)
+
+
+def load_hf_copy(model):
+    """The same weights in ``transformers.GPT2LMHeadModel`` (None without transformers)."""
+    try:
+        import tempfile
+
+        import transformers
+    except ImportError:
+        print("transformers not installed: skipping the comparison")
+        return None
+    transformers.logging.set_verbosity_error()
+    with tempfile.TemporaryDirectory() as d:
+        export_hf(model, d)
+        return transformers.GPT2LMHeadModel.from_pretrained(d, attn_implementation="sdpa").eval()
 
 
 def main() -> None:
@@ -53,6 +60,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--prompt", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--decode-only", action="store_true", help="skip the forward comparison")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -62,22 +70,10 @@ def main() -> None:
         f"torch {torch.__version__}"
     )
 
-    hf = None
-    try:
-        import tempfile
-
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        with tempfile.TemporaryDirectory() as d:
-            export_hf(model, d)
-            hf = transformers.GPT2LMHeadModel.from_pretrained(d, attn_implementation="sdpa").eval()
-    except ImportError:
-        print("transformers not installed: skipping the comparison")
-
+    hf = load_hf_copy(model) if not args.decode_only else None
     ids = torch.randint(0, 50257, (args.batch, args.seq))
     rates: dict[str, list[float]] = {"deepkit sdpa": [], "deepkit math": [], "transformers sdpa": []}
-    for r in range(args.rounds):
+    for r in range(0 if args.decode_only else args.rounds):
         model.cfg.attn_impl = "sdpa"
         rates["deepkit sdpa"].append(forward_rate(model, ids, 3))
         model.cfg.attn_impl = "math"
