@@ -257,6 +257,18 @@ def test_char_gpt_trains_through_the_recipe_path_resumes_and_generates(corpus, t
     assert code == 2 and err.startswith("error: top_p must be in (0, 1]")
 
 
+def test_chat_continues_the_conversation_line_by_line(corpus, tmp_path, capsys, monkeypatch):
+    import io
+
+    res = deepkit.train(_gpt_recipe(corpus, epochs=3), out=tmp_path / "gpt")
+    monkeypatch.setattr("sys.stdin", io.StringIO("abc\nab\n\nnot read\n"))
+    code, out, err = cli(capsys, "chat", res.run_dir, "--temperature", "0", "--stop", "h", "--max-new-tokens", "20")
+    assert code == 0, err
+    # each line is followed by a newline, after which the pattern restarts: "abcdefg" (cut before the stop "h");
+    # turn 2 continues the history "abc\nabcdefg\nab\n"; the empty line ends the session
+    assert out == "abcdefg\nabcdefg\n", out
+
+
 def test_lm_resume_is_exact(corpus, tmp_path):
     full = deepkit.train(_lm_recipe(corpus, epochs=2), out=tmp_path / "full")
     deepkit.train(_lm_recipe(corpus, epochs=1), out=tmp_path / "part")

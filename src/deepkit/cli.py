@@ -225,6 +225,60 @@ def generate(
 
 
 @app.command()
+def chat(
+    run_dir: Annotated[Path, typer.Argument(help="A language-model run directory.")],
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Most tokens per reply.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass.")] = None,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="CTRL penalty; 1 = off.")] = 1.0,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option("--stop", help="A reply ends before this text (repeatable; default a blank line)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible replies.")] = None,
+) -> None:
+    """Interactive generation: every line you type joins the conversation and the model continues it, streamed,
+    until a stop string. The conversation so far is the prompt (its last tokens once it outgrows the context).
+    An empty line or Ctrl-D ends the session.
+    """
+    import warnings
+
+    from deepkit import api
+    from deepkit.models.generation import LongPromptWarning
+
+    predictor = api.load(run_dir)
+    if not hasattr(predictor, "stream"):
+        raise _usage(f"{run_dir} is not a language-model run; `deepkit chat` needs one (e.g. char_shakespeare)")
+    stops = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in stop or ["\\n\\n"]]
+    history = ""
+    for turn, line in enumerate(sys.stdin):
+        line = line.rstrip("\n")
+        if not line:
+            break
+        history += line + "\n"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LongPromptWarning)  # a long conversation is expected to outgrow it
+            pieces = predictor.stream(
+                history,
+                max_new_tokens,
+                temperature,
+                top_k,
+                None if seed is None else seed + turn,
+                top_p=top_p,
+                repetition_penalty=repetition_penalty,
+                stop=stops,
+            )
+            reply = ""
+            for piece in pieces:
+                reply += piece
+                typer.echo(piece, nl=False)
+                sys.stdout.flush()
+        typer.echo()
+        history += reply + "\n"
+
+
+@app.command()
 def embeddings(
     run_dir: Annotated[Path, typer.Argument(help="A word2vec run directory (or a word2vec/GloVe .txt file).")],
     neighbours: Annotated[str | None, typer.Option("--neighbours", help="Show the words nearest to WORD.")] = None,

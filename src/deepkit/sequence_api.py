@@ -207,7 +207,7 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trai
         texts = bundle.raw[split][0][:8]
         (samples / "test_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     elif bundle.task == "language_model":
-        prompt = bundle.raw.get("val", bundle.raw["train"])[:40]
+        prompt = bundle.raw.get("val", bundle.raw["train"])[: min(40, getattr(task.model, "context_length", 40))]
         g = torch.Generator(device=trainer.device).manual_seed(0)
         text = generate_text(task.model, bundle.tokenizer, prompt, 400, 0.8, 20, trainer.device, g)
         (samples / "sample.txt").write_text(text, encoding="utf-8")
