@@ -105,7 +105,10 @@ def main() -> None:
                         cell["test"].append(m["accuracy"])
                         cell["val"].append(v)
                         cell["s"].append(t)
-                        print(f"{model} {n}/class {g} seed {s} {arm}: test {m['accuracy']:.4f} val {v:.4f} ({t} s)")
+                        print(
+                            f"{model} {n}/class {g} seed {s} {arm}: test {m['accuracy']:.4f} val {v:.4f} ({t} s)",
+                            flush=True,
+                        )
             row: dict = {"model": model, "per_class": n}
             for arm, cells in arms.items():
                 best = max(cells, key=lambda g, cells=cells: statistics.mean(cells[g]["val"]))  # by validation only
