@@ -29,11 +29,10 @@ from deepkit.errors import ConfigError
 
 # Measured on the 2-core CPU (see the module docstring): what each switch did to mnist_cnn's training step.
 CPU_MEASURED = {
-    "bf16": "bf16 autocast ran the mnist_cnn step 2.9x slower than fp32 on this 2-core CPU (no AMX/avx512_bf16)",
-    "channels_last": "NHWC ran the mnist_cnn step 1.3x slower than NCHW on this 2-core CPU",
-    "compile": "torch.compile took 38 s to compile mnist_cnn on this 2-core CPU for a 1.05x faster step: "
-    "repaid only after ~10,000 steps",
-    "fused": "the fused AdamW kernel ran the mnist_cnn step at the same speed as foreach (within noise) on CPU",
+    "bf16": "measured: bf16 autocast ran the mnist_cnn step TODO on this 2-core CPU",
+    "channels_last": "measured: NHWC ran the mnist_cnn step TODO on this 2-core CPU",
+    "compile": "measured: torch.compile TODO",
+    "fused": "measured: fused AdamW TODO",
 }
 
 # Dense bf16 / TF32 / fp32 peak TFLOP/s of common accelerators (vendor data sheets, SXM unless named), for MFU.
@@ -142,8 +141,15 @@ def _has(model: nn.Module, kind: type) -> bool:
     return any(isinstance(m, kind) for m in model.modules())
 
 
+def _unwrap(loader: Any) -> Any:
+    while "loader" in vars(loader):  # DeviceCopyLoader, bench's token counter
+        loader = loader.loader
+    return loader
+
+
 def loader_bytes(loader: Any) -> int:
     """Bytes of the tensors a loader holds (its attributes, and lists of tensors), e.g. TensorLoader's x and y."""
+    loader = _unwrap(loader)
     total, seen = 0, set()
     for value in vars(loader).values():
         items = value if isinstance(value, list | tuple) else [value]
@@ -159,7 +165,7 @@ def holds_data_on_device(loader: Any) -> bool:
     from deepkit.data.loader import TensorLoader
     from deepkit.data.text import LMWindowLoader
 
-    return isinstance(loader, TensorLoader | LMWindowLoader)
+    return isinstance(_unwrap(loader), TensorLoader | LMWindowLoader)
 
 
 def plan_speed(
@@ -199,12 +205,12 @@ def plan_speed(
             resident,
             f"{where}: splits stay in host memory, batched by index"
             if resident
-            else f"{type(loaders[0]).__name__} builds each batch on the host (padding)",
+            else f"{type(_unwrap(loaders[0])).__name__} builds each batch on the host (padding)",
         )
     elif want is False:
         plan.add("device_data", False, "off (trainer.speed.device_data=false or speed.fast=false)")
     elif not resident:
-        plan.add("device_data", False, f"{type(loaders[0]).__name__} builds each batch on the host (padding)")
+        plan.add("device_data", False, f"{type(_unwrap(loaders[0])).__name__} builds each batch on the host (padding)")
     else:
         budget = sp.device_data_fraction * device.total_memory
         fits = want is True or nbytes <= budget
