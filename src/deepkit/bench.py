@@ -59,7 +59,9 @@ class _TokenCounter:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:  # set_epoch, num_samples, ... of the wrapped loader
+        if name == "loader":
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def to(self, device):

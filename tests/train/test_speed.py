@@ -16,7 +16,7 @@ from deepkit.data.loader import TensorLoader
 from deepkit.data.text import SequenceLoader
 from deepkit.errors import ConfigError
 from deepkit.tasks import ClassificationTask
-from deepkit.train import TrainerConfig
+from deepkit.train import Callback, TrainerConfig
 from deepkit.train.speed import (
     DeviceCopyLoader,
     DeviceInfo,
@@ -215,8 +215,6 @@ def test_explain_speed_prints_the_plan_and_the_log_has_it(blobs_data, tmp_path, 
 
 # --- peak memory ----------------------------------------------------------------------------------------------------
 def test_peak_memory_is_logged_and_sees_a_large_allocation(blobs_data):
-    from deepkit.train import Callback
-
     class Hog(Callback):
         def on_step_end(self, trainer):
             if trainer.state.step == 1:
@@ -322,3 +320,32 @@ def test_trainer_option_checkpoints_and_trains_the_same(blobs_data):
     assert "9 blocks" in trainer.speed.get("activation_checkpointing").reason
     for k in finals[0]:
         torch.testing.assert_close(finals[0][k], finals[1][k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_fit_on_a_mocked_h100_applies_the_plan(monkeypatch):
+    """The Trainer acts on each GPU decision: fused optimizer, NHWC weights, bf16 autocast, TF32 flags (restored
+    after the fit) and torch.compile with the plan's mode (a recording stand-in here; nothing is compiled on CPU)."""
+    from deepkit.train import speed
+
+    compiled, seen = [], {}
+    monkeypatch.setattr(speed, "device_info", lambda device: H100)
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: compiled.append(mode) or model)
+
+    class Probe(Callback):
+        def on_step_end(self, trainer):
+            seen["tf32"] = torch.get_float32_matmul_precision()
+            seen["autocast"] = trainer._autocast()
+
+    x = torch.rand(32, 1, 8, 8)
+    data = from_arrays(x.numpy(), np.arange(32) % 2, batch_size=8, test_split=0.0, val_split=0.0)
+    model = create_model("simple_cnn", in_channels=1, num_classes=2, channels=[4, 8], input_size=[8, 8], hidden=8)
+    before = torch.get_float32_matmul_precision()
+    trainer = Trainer(progress="none", epochs=1, max_steps=3, callbacks=[Probe()], speed={"compile_min_steps": 2})
+    trainer.fit(ClassificationTask(model, 2), data)
+    assert compiled == ["default"] and trainer.task.model is model, "compiled for the loop, uncompiled afterwards"
+    assert trainer.optimizer.defaults["fused"] is True
+    assert [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert seen["tf32"] == "high" and torch.get_float32_matmul_precision() == before
+    assert seen["autocast"].fast_dtype == torch.bfloat16 and trainer.speed.precision == "bf16"

@@ -418,6 +418,8 @@ class DeviceCopyLoader:
         return len(self.loader)
 
     def __getattr__(self, name: str) -> Any:  # num_samples, set_epoch, batch_size, ... of the wrapped loader
+        if name == "loader":  # not set yet (copy/pickle): no endless recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
     def to(self, device: torch.device | str) -> DeviceCopyLoader:
