@@ -234,11 +234,12 @@ def format_result(r: dict[str, Any]) -> str:
     lines.append(f"  peak memory    {speed.format_memory(r)}")
     if r["flops_per_step"]:
         lines.append(f"  FLOPs/step     {r['flops_per_step']:.3e} (forward + backward)")
-        lines.append(f"  achieved       {r['tflops_per_s']:.3f} TFLOP/s")
+        rate = r["tflops_per_s"]
+        lines.append("  achieved       " + (f"{rate:.3g} TFLOP/s" if rate >= 1 else f"{rate * 1e3:.3g} GFLOP/s"))
     else:
         lines.append("  FLOPs/step     unknown (no matmul/convolution counted, or a task that steps itself)")
     if r["mfu"] is not None:
-        lines.append(f"  MFU            {r['mfu']:.1%} of {r['peak_tflops']:g} TFLOP/s")
+        lines.append(f"  MFU            {r['mfu'] * 100:.3g}% of {r['peak_tflops']:g} TFLOP/s")
     else:
         lines.append("  MFU            peak unknown (set DEEPKIT_PEAK_TFLOPS to the device's peak TFLOP/s)")
     return "\n".join(lines)
