@@ -349,3 +349,28 @@ def test_a_fit_on_a_mocked_h100_applies_the_plan(monkeypatch):
     )
     assert seen["tf32"] == "high" and torch.get_float32_matmul_precision() == before
     assert seen["autocast"].fast_dtype == torch.bfloat16 and trainer.speed.precision == "bf16"
+
+
+# --- on a real GPU (skipped without CUDA) ---------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pinned_copies_on_cuda_give_the_same_batches():
+    seqs = SequenceLoader([[1, 2, 3], [4, 5], [6], [7, 8, 9, 10]], torch.tensor([0, 1, 0, 1]), batch_size=2)
+    for plain, copied in zip(seqs, DeviceCopyLoader(seqs, torch.device("cuda"), pin=True), strict=True):
+        assert copied["tokens"].is_cuda and copied["lengths"].device.type == "cpu"
+        assert torch.equal(plain["tokens"], copied["tokens"].cpu())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_fast_path_trains_on_cuda(blobs_data):
+    task = mlp_task()
+    trainer = Trainer(progress="none", epochs=3, device="cuda", optimizer={"name": "adamw", "lr": 0.01})
+    history = trainer.fit(task, blobs_data)
+    p = trainer.speed
+    assert p.on("device_data") and p.on("fused_optimizer") and trainer.optimizer.defaults["fused"] is True
+    assert p.precision == ("bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp32")
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["peak_gpu_mb"] > 0 and trainer.peak_memory["peak_gpu_mb"] > 0
