@@ -3,6 +3,7 @@ checkpointing (same loss and gradients, fewer saved activations), peak memory, a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -374,3 +375,34 @@ def test_auto_fast_path_trains_on_cuda(blobs_data):
     assert p.precision == ("bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp32")
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["peak_gpu_mb"] > 0 and trainer.peak_memory["peak_gpu_mb"] > 0
+
+
+def test_the_loop_reads_device_values_only_at_log_intervals(blobs_data, monkeypatch):
+    """No .item()/float() in deepkit's code per step: per-step logs stay on the device until a log interval (here
+    every 4 steps). On a GPU each such read is a synchronization that stalls the queue of kernels."""
+    reads = []
+
+    class Window(Callback):  # count host reads between the first and the last step of the epoch
+        def on_epoch_start(self, trainer):
+            reads.append("start")
+
+        def on_step_end(self, trainer):
+            reads.append(f"step {trainer.state.step}")
+
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *a, _original=original, _name=name, **k):
+            caller = sys._getframe(1).f_code.co_filename
+            if "deepkit" in caller:  # torch's own CPU-side reads (AdamW's step counter) are not device syncs
+                reads.append(f"{_name} in {Path(caller).name}")
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    x = np.random.default_rng(0).normal(size=(192, 4)).astype(np.float32)
+    data = from_arrays(x, (x[:, 0] > 0).astype(np.int64), batch_size=8, test_split=0.0, val_split=0.0)  # 24 steps
+    Trainer(progress="none", epochs=1, log_every=4, callbacks=[Window()]).fit(mlp_task(), data)
+    monkeypatch.undo()
+    first, last = reads.index("step 1"), reads.index("step 24")
+    host_reads = [r for r in reads[first:last] if not r.startswith("step")]
+    assert len(host_reads) == 6 * 2, host_reads  # steps 4, 8, ..., 24 (checked before the hook): loss, accuracy
