@@ -406,3 +406,9 @@ def test_the_loop_reads_device_values_only_at_log_intervals(blobs_data, monkeypa
     first, last = reads.index("step 1"), reads.index("step 24")
     host_reads = [r for r in reads[first:last] if not r.startswith("step")]
     assert len(host_reads) == 6 * 2, host_reads  # steps 4, 8, ..., 24 (checked before the hook): loss, accuracy
+
+
+def test_peak_memory_columns_get_no_curve_plot(blobs_data, tmp_path):
+    Trainer(progress="none", epochs=2, run_dir=tmp_path).fit(mlp_task(), blobs_data)
+    assert "peak_rss_mb" in (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"loss.png", "accuracy.png", "f1.png"}
