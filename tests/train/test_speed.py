@@ -98,6 +98,7 @@ def test_fast_false_turns_every_auto_off_but_keeps_explicit_settings():
     on = applied(p)
     for name in ("channels_last", "bf16_autocast", "tf32", "fused_optimizer", "compile", "device_data"):
         assert not on[name], name
+        assert "fast=false" in p.get(name).reason, p.get(name).reason
     forced = plan(H100, precision="bf16", compile=True, speed={"fast": False, "fused_optimizer": True})
     assert forced.precision == "bf16" and forced.on("compile") and forced.on("fused_optimizer")
 

@@ -143,6 +143,12 @@ def _switch(value: Any, fast: bool) -> bool | None:
     return bool(value)
 
 
+def _why(name: str, sp: SpeedConfig) -> str:
+    """Reason for a switch the user decided: set explicitly, or `auto` turned off by ``speed.fast=false``."""
+    value = getattr(sp, name)
+    return "off (trainer.speed.fast=false)" if value == "auto" else f"trainer.speed.{name}={str(value).lower()}"
+
+
 def _has(model: nn.Module, kind: type) -> bool:
     return any(isinstance(m, kind) for m in model.modules())
 
@@ -257,7 +263,7 @@ def plan_speed(
     elif not conv:
         plan.add("channels_last", False, "no Conv2d layers")
     elif want is not None:
-        plan.add("channels_last", want, f"trainer.speed.channels_last={str(want).lower()}")
+        plan.add("channels_last", want, _why("channels_last", sp))
     elif device.tensor_cores:
         plan.add("channels_last", True, "conv net on a tensor-core GPU: NHWC convolutions without transposes")
     elif cpu:
@@ -286,7 +292,7 @@ def plan_speed(
     if not cuda:
         plan.add("tf32", False, f"{where}: TF32 is a CUDA tensor-core format")
     elif want is not None:
-        plan.add("tf32", want, f"trainer.speed.tf32={str(want).lower()}")
+        plan.add("tf32", want, _why("tf32", sp))
     else:
         ok = device.capability is not None and device.capability >= (8, 0)
         plan.add("tf32", ok, "fp32 matmuls/convolutions on TF32 tensor cores" if ok else "needs compute capability 8.0")
@@ -299,7 +305,7 @@ def plan_speed(
     elif name not in ("adam", "adamw", "sgd"):
         plan.add("fused_optimizer", False, f"torch has no fused {name}")
     elif want is not None:
-        plan.add("fused_optimizer", want, f"trainer.speed.fused_optimizer={str(want).lower()}")
+        plan.add("fused_optimizer", want, _why("fused_optimizer", sp))
     elif cuda:
         plan.add("fused_optimizer", True, f"fused {name} on CUDA: one kernel launch for all parameters")
     else:
