@@ -5,7 +5,7 @@ random tensors of MNIST's shape), the same model init, optimizer and batch size.
 steady state (after warm-up steps). The plain loop is the fair baseline a careful user writes: tensors in
 memory, shuffled index batches, no DataLoader collation.
 
-    python benchmarks/overhead.py [--rounds 5 --steps 150 --warmup 20]
+    python benchmarks/overhead.py [--rounds 5 --steps 150 --warmup 20] [--set speed.channels_last=true ...]
 
 Last line: ``trainer/plain throughput ratio: X.XX`` (target >= 0.98 on CPU).
 """
@@ -18,6 +18,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from deepkit import create_model
 from deepkit.data import from_arrays
@@ -79,7 +80,7 @@ class StepTimer(Callback):
         return (self.samples1 - self.samples0) / (self.t1 - self.t0)
 
 
-def trainer_loop(data, batch_size, steps, warmup, seed=0) -> float:
+def trainer_loop(data, batch_size, steps, warmup, seed=0, settings: dict | None = None) -> float:
     model = make_model(seed)
     task = ClassificationTask(model, 10, data.preprocessing)
     timer = StepTimer(warmup)
@@ -91,6 +92,7 @@ def trainer_loop(data, batch_size, steps, warmup, seed=0) -> float:
         log_every=50,
         optimizer={"name": "adamw", "lr": 1e-3},
         callbacks=[timer],
+        **(settings or {}),
     ).fit(task, data)
     return timer.rate()
 
@@ -101,7 +103,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--set", nargs="*", default=[], help="Trainer settings, e.g. speed.channels_last=true")
     args = ap.parse_args()
+    settings: dict = {}
+    for item in args.set:  # dotted keys -> nested dicts, values parsed as YAML
+        key, value = item.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = settings
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
     x, y, source = get_data(12_800)
     # normalize once for both loops, exactly as the Trainer's data pipeline does
     data = from_arrays(x, y.numpy(), val_split=0.0, test_split=0.0, batch_size=args.batch_size, normalize="channel")
@@ -113,7 +124,7 @@ def main() -> None:
     plain, ours = [], []
     for r in range(args.rounds):
         plain.append(plain_loop(xn, yn, args.batch_size, args.steps, args.warmup, seed=r))
-        ours.append(trainer_loop(data, args.batch_size, args.steps, args.warmup, seed=r))
+        ours.append(trainer_loop(data, args.batch_size, args.steps, args.warmup, seed=r, settings=settings))
         print(f"round {r + 1}: plain {plain[-1]:8.0f} samples/s   trainer {ours[-1]:8.0f} samples/s")
     p, t = statistics.median(plain), statistics.median(ours)
     print(f"median: plain {p:.0f} samples/s, trainer {t:.0f} samples/s")

@@ -7,9 +7,12 @@ also keeps float reductions in a fixed order, which the bit-exact resume tests r
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,3 +142,49 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproce
     proc = _run_cli("train", "digits_mlp", "trainer.epochs=2", "--out", out, cwd=out.parent)
     assert proc.returncode == 0, f"training digits_mlp failed:\n{proc.stdout}\n{proc.stderr}"
     return out, proc
+
+
+def read_loop(last: Path) -> dict | None:
+    """The loop position in a run's checkpoints/last (or .old-last mid-swap); None while nothing readable is there."""
+    for candidate in (last, last.with_name(".old-" + last.name)):
+        try:
+            return json.loads((candidate / "state.json").read_text())["loop"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def _kill_mid_epoch(
+    args: list[str], out: Path, log: Path, max_batch: int, wait: float = 150
+) -> tuple[dict | None, int]:
+    """Start ``deepkit ARGS --out OUT``, SIGKILL it as soon as checkpoints/last shows epoch >= 1 and a batch in
+    (0, max_batch], i.e. mid-epoch after one full epoch. Returns (loop position seen or None, return code)."""
+    seen = None
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deepkit", *args, "--out", str(out)],
+            env=cli_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and proc.poll() is None:
+                loop = read_loop(out / "checkpoints" / "last")
+                if loop and loop["epoch"] >= 1 and 0 < loop["batch"] <= max_batch:
+                    seen = loop
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.005)
+        finally:
+            if proc.poll() is None and seen is None:
+                proc.kill()
+            proc.wait(timeout=30)
+    return seen, proc.returncode
+
+
+@pytest.fixture(scope="session")
+def kill_mid_epoch() -> Callable[..., tuple[dict | None, int]]:
+    """``kill_mid_epoch(args, out, log, max_batch)`` -> (loop seen, returncode): a real SIGKILL mid-epoch."""
+    return _kill_mid_epoch

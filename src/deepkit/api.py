@@ -39,6 +39,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, float]  # test metrics of the best checkpoint (validation metrics if no test split)
     history: list[dict[str, float]] = field(default_factory=list)
+    peak_memory: dict[str, float] = field(default_factory=dict)  # peak_rss_mb (and peak_gpu_mb on GPUs) of the fit
 
 
 # --- model <-> data ------------------------------------------------------------------------------------------------
@@ -185,16 +186,9 @@ def train(
         from deepkit import sequence_api
 
         return sequence_api.train(rec, out=out, overwrite=overwrite, callbacks=callbacks, command=command)
-    seed_everything(rec.trainer.seed)
-    bundle = data if data is not None else build_data(rec.data, rec.task.name)
-    if data is not None:  # record what was really trained on, not the recipe's default data section
-        rec.data = bundle.config or DataConfig(name="arrays", batch_size=bundle.batch_size)
-    if rec.task.name in GENERATIVE_TASKS:
-        bundle = prepare_data(bundle, rec.task)
-    model = bind_model(rec.model, bundle)
-    callbacks = [*callbacks, *_setup_finetune(rec, model, load=True)]
-    task = build_task(rec.task, model, bundle.preprocessing)
-    _attach_augment(task, rec, bundle)
+    task, bundle, extra = build_training(rec, data)
+    callbacks = [*callbacks, *extra]
+    model = task.model
     resolve_device(rec.trainer.device)  # fail before creating a directory
     run_dir = new_run_dir(out, rec.name, overwrite)
     try:
@@ -204,6 +198,24 @@ def train(
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written
         raise
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=None)
+
+
+def build_training(rec: Recipe, data: DataBundle | None = None) -> tuple[Task, DataBundle, list]:
+    """Data, model and task of a (non-sequence) recipe, as ``train`` builds them; also used by ``deepkit bench``.
+
+    Returns the task, the data bundle and the callbacks the recipe needs (fine-tuning's backbone freezer).
+    """
+    seed_everything(rec.trainer.seed)
+    bundle = data if data is not None else build_data(rec.data, rec.task.name)
+    if data is not None:  # record what was really trained on, not the recipe's default data section
+        rec.data = bundle.config or DataConfig(name="arrays", batch_size=bundle.batch_size)
+    if rec.task.name in GENERATIVE_TASKS:
+        bundle = prepare_data(bundle, rec.task)
+    model = bind_model(rec.model, bundle)
+    callbacks = _setup_finetune(rec, model, load=True)
+    task = build_task(rec.task, model, bundle.preprocessing)
+    _attach_augment(task, rec, bundle)
+    return task, bundle, callbacks
 
 
 def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callbacks) -> RunResult:
@@ -277,8 +289,8 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, 
     except BaseException as e:
         _write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
         raise
-    _write_status(run_dir, "finished", metrics=metrics)
-    return RunResult(run_dir, metrics, history)
+    _write_status(run_dir, "finished", metrics=metrics, peak_memory=trainer.peak_memory)
+    return RunResult(run_dir, metrics, history, trainer.peak_memory)
 
 
 def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, trainer: Trainer) -> dict[str, float]:

@@ -34,8 +34,12 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME[-N]).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run stored in this directory.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it holds a run.")] = False,
+    explain_speed: Annotated[
+        bool,
+        typer.Option("--explain-speed", help="Print which fast-path switches apply and why (bf16, compile, ...)."),
+    ] = False,
 ) -> None:
-    """Train a model from a recipe; prints the run directory and the final metrics.
+    """Train a model from a recipe; prints the run directory, the final metrics and the peak memory.
 
     Examples: `deepkit train digits_mlp trainer.epochs=5`, `deepkit train mnist_cnn data.path=~/data/mnist`,
     `deepkit train --resume runs/mnist_cnn`.
@@ -46,6 +50,8 @@ def train(
     if recipe is not None and "=" in recipe:  # `deepkit train --resume DIR key=value`
         overrides.insert(0, recipe)
         recipe = None
+    if explain_speed:
+        overrides.append("trainer.speed.explain=true")
     if resume is None and recipe is None:
         raise _usage("train needs a RECIPE (a name from `deepkit recipes` or a YAML path), or --resume RUN_DIR")
     if resume is not None and recipe is not None:
@@ -59,6 +65,36 @@ def train(
     result = api.train(recipe or "", *overrides, out=out, resume=resume, overwrite=overwrite, command=sys.argv)
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo("test metrics: " + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
+    if result.peak_memory:
+        from deepkit.train.speed import format_memory
+
+        typer.echo(f"peak memory: {format_memory(result.peak_memory)}")
+
+
+@app.command()
+def bench(
+    recipe: Annotated[str, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Dotted overrides, e.g. trainer.precision=bf16 data.batch_size=256")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Timed optimizer steps.")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps first (compilation, warm-up).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Training speed of a recipe: steps/s, samples/s (tokens/s for text), peak memory, FLOPs and MFU.
+
+    Builds data, model and task exactly as `deepkit train` does and runs the same fast path, but writes no run
+    directory. MFU needs the device's peak: known for H100/H200/A100/L4/A10G, else set DEEPKIT_PEAK_TFLOPS.
+    Example: `deepkit bench mnist_cnn --steps 30 --warmup 5`.
+    """
+    from deepkit.bench import bench as run_bench
+    from deepkit.bench import format_result
+
+    result = run_bench(recipe, *(overrides or []), steps=steps, warmup=warmup)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "plan_table"}))
+    else:
+        typer.echo(format_result(result))
 
 
 @app.command("eval")

@@ -110,11 +110,8 @@ def train(
     """Train a sequence recipe (already resolved) and write its run directory."""
     from deepkit import api
 
-    seed_everything(rec.trainer.seed)
-    bundle = build_sequence_data(rec.data, rec.task.name)
-    model = bind_sequence_model(rec.model, bundle)
-    note = _load_vectors(rec, model, bundle)
-    task = build_sequence_task(rec, model, bundle)
+    task, bundle, note = build_training(rec)
+    model = task.model
     if bundle.task == "long_range":  # gradient flow of the untrained model, for the vanishing-gradient plot
         bundle.raw["grad_init"] = _gradient_norms(model, bundle)
     resolve_device(rec.trainer.device)
@@ -132,6 +129,18 @@ def train(
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, None, [note] if note else [])
+
+
+def build_training(rec: Recipe) -> tuple[Task, SequenceBundle, str | None]:
+    """Data, model and task of a sequence recipe, as ``train`` builds them (also used by ``deepkit bench``).
+
+    Returns the task, the bundle and a note on pretrained vectors (None when the recipe loads none).
+    """
+    seed_everything(rec.trainer.seed)
+    bundle = build_sequence_data(rec.data, rec.task.name)
+    model = bind_sequence_model(rec.model, bundle)
+    note = _load_vectors(rec, model, bundle)
+    return build_sequence_task(rec, model, bundle), bundle, note
 
 
 def resume(run_dir: Path, overrides: dict[str, Any], callbacks=()):
@@ -187,8 +196,8 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBund
     except BaseException as e:
         api._write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
         raise
-    api._write_status(run_dir, "finished", metrics=metrics)
-    return api.RunResult(run_dir, metrics, history)
+    api._write_status(run_dir, "finished", metrics=metrics, peak_memory=trainer.peak_memory)
+    return api.RunResult(run_dir, metrics, history, trainer.peak_memory)
 
 
 def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trainer: Trainer) -> dict[str, float]:

@@ -333,7 +333,8 @@ def test_channels_last_option(tmp_path, write_mnist):
 
     folder = write_mnist(tmp_path / "mnist", n_train=40, n_test=10)
     common = [f"data.path={folder}", "model.channels=[4,8]", "trainer.epochs=1", "trainer.progress=none"]
-    plain = deepkit.train("mnist_cnn", *common, out=tmp_path / "a", callbacks=[Layout()])
+    nchw = "trainer.speed.channels_last=false"  # the CPU default is NHWC for conv nets (train/speed.py)
+    plain = deepkit.train("mnist_cnn", *common, nchw, out=tmp_path / "a", callbacks=[Layout()])
     fast = deepkit.train("mnist_cnn", *common, "data.channels_last=true", out=tmp_path / "b", callbacks=[Layout()])
     assert seen == [False, True]
     assert plain.metrics["loss"] == pytest.approx(fast.metrics["loss"], rel=1e-3)  # same computation, NHWC layout

@@ -8,7 +8,7 @@ from torch import nn
 
 from deepkit import create_model
 from deepkit.errors import ConfigError, ShapeError
-from deepkit.models.rnn import RecurrentEncoder
+from deepkit.models.rnn import LockedDropout, RecurrentEncoder
 
 SMALL = {"vocab_size": 40, "embed_dim": 8, "hidden_size": 12}
 
@@ -123,6 +123,35 @@ def test_tied_language_model_shares_one_matrix():
     # with a hidden size that differs from the embedding, a projection bridges them
     proj = create_model("gru_lm", vocab_size=30, embed_dim=8, hidden_size=16, num_layers=1, tie_weights=True)
     assert proj.proj is not None and proj(x).shape == (2, 6, 30)
+
+
+def test_locked_dropout_mask_is_shared_over_time_and_identity_in_eval():
+    torch.manual_seed(0)
+    drop = LockedDropout(0.5)
+    x = torch.ones(4, 7, 16)
+    y = drop(x)
+    assert torch.equal(y, y[:, :1].expand_as(y))  # the same units dropped at every step of a sequence
+    assert set(y.unique().tolist()) == {0.0, 2.0}  # survivors rescaled by 1 / (1 - p)
+    assert not torch.equal(y[0], y[1])  # but a fresh mask per sequence
+    assert torch.equal(drop.eval()(x), x)
+    with pytest.raises(ConfigError, match="dropout"):
+        LockedDropout(1.0)
+
+
+def test_language_model_locked_dropout_option():
+    torch.manual_seed(0)
+    kw = {"vocab_size": 30, "embed_dim": 8, "hidden_size": 8, "num_layers": 1, "dropout": 0.5, "embed_dropout": 0.4}
+    lm = create_model("lstm_lm", locked_dropout=True, **kw)
+    assert isinstance(lm.out_dropout, LockedDropout) and lm.out_dropout.p == 0.5
+    assert isinstance(lm.inputs.dropout, LockedDropout) and lm.inputs.dropout.p == 0.4
+    plain = create_model("lstm_lm", **kw)
+    assert lm.state_dict().keys() == plain.state_dict().keys()  # checkpoints interchange
+    x = torch.randint(1, 30, (2, 6))
+    lm.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(lm(x), lm(x))  # deterministic in eval mode
+    lm.train()
+    assert not torch.equal(lm(x), lm(x))
 
 
 def test_language_model_step_continues_the_state():

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import read_loop
 from deepkit import Trainer, create_model
 from deepkit.data import from_arrays
 from deepkit.errors import CheckpointError, ConfigError
@@ -23,10 +19,6 @@ from deepkit.tasks import GANTask, VAETask
 from deepkit.tasks.gan import GANTaskConfig
 from deepkit.train import Callback, TrainingDiverged
 from deepkit.train.checkpoint import load_training_state
-
-
-def read_loop(last):
-    return json.loads((last / "state.json").read_text())["loop"] if (last / "state.json").is_file() else None
 
 
 def metrics_rows(run):
@@ -192,31 +184,9 @@ GAN_ARGS = [
 
 
 @pytest.mark.slow  # ~60 s: three CLI runs (killed, reference, resumed)
-def test_gan_resume_after_sigkill_is_bit_identical(tmp_path, make_cli_env, run_cli):
+def test_gan_resume_after_sigkill_is_bit_identical(tmp_path, kill_mid_epoch, run_cli):
     a, b = tmp_path / "A", tmp_path / "B"
-    env = make_cli_env()
-    seen = None
-    with open(tmp_path / "a.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deepkit", *GAN_ARGS, "--out", str(a)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 150
-            while time.monotonic() < deadline and proc.poll() is None:
-                loop = read_loop(a / "checkpoints" / "last")
-                if loop and loop["epoch"] >= 1 and 0 < loop["batch"] <= 60:  # mid-epoch 2 (~66 batches an epoch)
-                    seen = loop
-                    os.kill(proc.pid, signal.SIGKILL)
-                    break
-                time.sleep(0.005)
-        finally:
-            if proc.poll() is None and seen is None:
-                proc.kill()
-            proc.wait(timeout=30)
+    seen, _ = kill_mid_epoch(GAN_ARGS, a, tmp_path / "a.log", max_batch=60)  # mid-epoch 2 (~66 batches an epoch)
     assert seen is not None, (tmp_path / "a.log").read_text()[-2000:]
     assert json.loads((a / "run.json").read_text())["status"] == "running"
     ref = run_cli(*GAN_ARGS, "--out", b, timeout=300)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import deepkit
+from conftest import read_loop
 from deepkit import Trainer, create_model
 from deepkit.data import from_arrays
 from deepkit.tasks import ClassificationTask
@@ -34,52 +33,21 @@ TRAIN_ARGS = [
 ]
 
 
-def read_loop(last: Path) -> dict | None:
-    """The loop position in checkpoints/last (or .old-last mid-swap); None while nothing readable is there."""
-    for candidate in (last, last.with_name(".old-" + last.name)):
-        try:
-            return json.loads((candidate / "state.json").read_text())["loop"]
-        except (OSError, ValueError, KeyError):
-            continue
-    return None
-
-
 def metrics_rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv", newline="") as f:
         return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
-def killed_and_reference(tmp_path_factory, make_cli_env):
+def killed_and_reference(tmp_path_factory, make_cli_env, kill_mid_epoch):
     """Run A is SIGKILLed mid-epoch (after >= 1 full epoch); run B is the same command left to finish."""
     root = tmp_path_factory.mktemp("resume")
     a, b = root / "A", root / "B"
     env = make_cli_env()
-    seen = None
-    with open(root / "a.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deepkit", *TRAIN_ARGS, "--out", str(a)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 150
-            while time.monotonic() < deadline and proc.poll() is None:
-                loop = read_loop(a / "checkpoints" / "last")
-                if loop and loop["epoch"] >= 1 and 0 < loop["batch"] <= 50:  # mid-epoch, well before its end
-                    seen = loop
-                    os.kill(proc.pid, signal.SIGKILL)
-                    break
-                time.sleep(0.005)
-        finally:
-            if proc.poll() is None and seen is None:
-                proc.kill()
-            proc.wait(timeout=30)
+    seen, returncode = kill_mid_epoch(TRAIN_ARGS, a, root / "a.log", max_batch=50)  # mid-epoch, before its end
     if seen is None:
         pytest.fail(
-            f"never saw a mid-epoch checkpoint before the run ended (rc={proc.returncode}):\n"
+            f"never saw a mid-epoch checkpoint before the run ended (rc={returncode}):\n"
             + (root / "a.log").read_text()[-2000:]
         )
     ref = subprocess.run(
@@ -91,7 +59,7 @@ def killed_and_reference(tmp_path_factory, make_cli_env):
         timeout=300,
     )
     assert ref.returncode == 0, ref.stderr
-    return {"a": a, "b": b, "returncode": proc.returncode, "seen": seen}
+    return {"a": a, "b": b, "returncode": returncode, "seen": seen}
 
 
 def test_sigkill_leaves_a_running_resumable_run(killed_and_reference):

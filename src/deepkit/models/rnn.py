@@ -7,7 +7,8 @@ the recurrent layers run on a ``PackedSequence``, so padding never enters the st
 sequence alone, unpadded).
 
 References: Elman (1990); Hochreiter & Schmidhuber (1997) LSTM; Cho et al. (2014) GRU; Schuster & Paliwal (1997)
-bidirectional RNNs; Yang et al. (2016) attention pooling; Press & Wolf (2017) tied input/output embeddings.
+bidirectional RNNs; Yang et al. (2016) attention pooling; Press & Wolf (2017) tied input/output embeddings;
+Gal & Ghahramani (2016) variational (locked) dropout, as used by Merity et al. (2018) AWD-LSTM.
 """
 
 from __future__ import annotations
@@ -94,6 +95,30 @@ class RecurrentEncoder(nn.Module):
         """Top layer's final hidden state, both directions concatenated: (B, D*H)."""
         h = state[0] if isinstance(state, tuple) else state  # (L*D, B, H)
         return torch.cat(list(h[-self.num_directions :]), dim=-1)
+
+
+class LockedDropout(nn.Module):
+    """Variational ("locked") dropout on (B, T, C): one mask per sequence and channel, shared by every time step.
+
+    Per-step dropout draws a fresh mask at each step, so a recurrent model sees the same unit sometimes present and
+    sometimes not within one sequence; a locked mask drops a unit for the whole sequence (Gal & Ghahramani, 2016),
+    which regularizes language models better at the same rate. Identity in eval mode.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        mask = x.new_empty(x.shape[0], 1, x.shape[-1]).bernoulli_(1.0 - self.p) / (1.0 - self.p)  # (B, 1, C)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class SequencePooling(nn.Module):
@@ -293,6 +318,9 @@ class RNNLanguageModelConfig:
     embed_dropout: float = 0.0
     tie_weights: bool = False  # output layer reuses the embedding matrix (Press & Wolf 2017)
     padding_idx: int = 0
+    # embedding and output dropout with one mask per sequence (LockedDropout) instead of one per step; the dropout
+    # between stacked layers stays torch's per-step one (it lives inside the fused nn.LSTM)
+    locked_dropout: bool = False
 
 
 class RNNLanguageModel(nn.Module):
@@ -310,7 +338,9 @@ class RNNLanguageModel(nn.Module):
             raise ConfigError(f"model.vocab_size must be >= 2, got {cfg.vocab_size}")
         self.inputs = _InputLayer(cfg.vocab_size, cfg.embed_dim, 0, cfg.padding_idx, cfg.embed_dropout)
         self.encoder = RecurrentEncoder(cfg.cell, cfg.embed_dim, cfg.hidden_size, cfg.num_layers, False, cfg.dropout)
-        self.out_dropout = nn.Dropout(cfg.dropout)
+        self.out_dropout = LockedDropout(cfg.dropout) if cfg.locked_dropout else nn.Dropout(cfg.dropout)
+        if cfg.locked_dropout:  # same state dict either way: dropout modules hold no tensors
+            self.inputs.dropout = LockedDropout(cfg.embed_dropout)
         out_dim = cfg.hidden_size
         self.proj = None
         if cfg.tie_weights and cfg.hidden_size != cfg.embed_dim:

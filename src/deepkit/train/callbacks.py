@@ -238,6 +238,8 @@ def format_logs(logs: dict[str, float], short: bool = False) -> str:
             parts.append(f"lr {v:.3g}")
         elif k == "time":
             parts.append(f"{v:.1f}s")
+        elif k.endswith("_mb"):  # peak_rss_mb, peak_gpu_mb
+            parts.append(f"{k} {v:,.0f}")
         else:
             parts.append(f"{k} {v:.4f}")
     return "  ".join(parts)

@@ -6,7 +6,6 @@ are small helpers. Per-step logs stay on the device and are synchronized only at
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -25,6 +24,7 @@ from deepkit.errors import ConfigError, DeepkitError
 from deepkit.models.registry import load_state_dict_checked
 from deepkit.tasks.base import Task
 from deepkit.train import checkpoint as ckpt
+from deepkit.train import speed
 from deepkit.train.callbacks import (
     Callback,
     CSVLogger,
@@ -35,6 +35,7 @@ from deepkit.train.callbacks import (
 )
 from deepkit.train.manual import ManualStep, build_named_optimizers
 from deepkit.train.optim import OptimizerConfig, Schedule, ScheduleConfig, build_optimizer
+from deepkit.train.speed import AutoBool, SpeedConfig, SpeedPlan
 
 
 class TrainingDiverged(DeepkitError):
@@ -63,13 +64,14 @@ class TrainerConfig:
     monitor: str = "auto"  # metric that picks checkpoints/best (auto: val_accuracy or val_loss)
     seed: int = 0
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast to bfloat16
-    compile: bool = False  # torch.compile the model (pays off on long runs)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 = autocast to bfloat16; auto: bf16 on GPUs that have it
+    compile: AutoBool = "auto"  # torch.compile the model; auto: on CUDA for runs of >= speed.compile_min_steps
     log_every: int = 50  # optimizer steps between progress updates / NaN checks
     checkpoint_every: int = 0  # also save checkpoints/last every N optimizer steps (0: at epoch ends only)
     tensorboard: bool = False
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)  # fast-path switches (train/speed.py), auto by default
 
 
 @dataclass
@@ -157,6 +159,8 @@ class Trainer:
         self.batches_per_epoch = 0
         self.checkpoint_meta: dict = {}  # added to model.safetensors metadata (preprocessing, task)
         self.device = torch.device("cpu")
+        self.speed: SpeedPlan | None = None  # the fast-path decisions of the last fit
+        self.peak_memory: dict[str, float] = {}  # peak_rss_mb (and peak_gpu_mb) of the last fit
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def fit(self, task: Task, data: DataBundle, resume: str | Path | None = None) -> list[dict[str, float]]:
@@ -173,20 +177,25 @@ class Trainer:
         self.task = task.to(self.device)
         self.checkpoint_meta.setdefault("preprocessing", task.preprocessing.to_dict())
         self.checkpoint_meta.setdefault("task", task.describe())
-        train = data.loader("train", seed=cfg.seed).to(self.device)
-        val = data.loader("val").to(self.device) if data.val is not None else None
+        train = data.loader("train", seed=cfg.seed)
+        val = data.loader("val") if data.val is not None else None
         self.has_val = val is not None
         self.batches_per_epoch = len(train)
         steps_per_epoch = math.ceil(len(train) / cfg.accumulate)
         schedule = Schedule(cfg.schedule, cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
         manual = task.manual_optimization  # the task steps its own optimizers (GAN: generator + discriminator)
+        plan = self.speed = speed.plan_for(self, task, data, [train, val], schedule.total)
+        self.log(plan.table(), echo=cfg.speed.explain)
+        train = speed.place_loader(train, self.device, plan)
+        val = speed.place_loader(val, self.device, plan) if val is not None else None
+        speed.prepare_model(task.model, plan)
         if manual:
             self.optimizers = build_named_optimizers(task, cfg)
             ctx = ManualStep(self.optimizers, schedule, cfg.grad_clip)
             opt = next(iter(self.optimizers.values()))
         else:
             self.optimizers = {}
-            self.optimizer = opt = build_optimizer(task.model, cfg.optimizer)
+            self.optimizer = opt = build_optimizer(task.model, cfg.optimizer, fused=plan.on("fused_optimizer"))
         self.callbacks = self._default_callbacks() + self.extra_callbacks
         self.state = s = LoopState()
         if resume is not None:
@@ -198,8 +207,9 @@ class Trainer:
         penalized = [p for p in params if p.ndim >= 2]
         autocast = self._autocast()
         uncompiled = task.model
-        if cfg.compile:
-            task.model = torch.compile(task.model)
+        task.model = speed.compile_model(task.model, plan)
+        speed.reset_peak_memory(self.device)
+        restore_flags = speed.set_backend_flags(plan)
         try:
             while s.epoch < cfg.epochs and not s.stop and not (cfg.max_steps and s.step >= cfg.max_steps):
                 task.model.train()
@@ -252,6 +262,8 @@ class Trainer:
             raise
         finally:
             task.model = uncompiled
+            restore_flags()
+        self.peak_memory = speed.peak_memory(self.device)
         self._fire("on_fit_end")
         return s.history
 
@@ -309,9 +321,8 @@ class Trainer:
             getattr(cb, hook)(self, **kwargs)
 
     def _autocast(self):
-        if self.config.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        precision = self.speed.precision if self.speed is not None else self.config.precision
+        return speed.autocast(precision, self.device)  # before any fit, auto = fp32 (e.g. a loaded Predictor)
 
     def _accumulate(self, out: dict[str, torch.Tensor], n: int) -> None:
         s = self.state
@@ -353,6 +364,7 @@ class Trainer:
             logs[f"lr_{name}"] = o.param_groups[0]["lr"]
         logs["samples_per_s"] = s.count / max(seconds, 1e-9)
         logs["time"] = s.train_time
+        logs.update(speed.peak_memory(self.device))
         return logs
 
     def log(self, message: str, echo: bool = True) -> None:

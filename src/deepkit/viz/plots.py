@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 from deepkit.train.callbacks import Callback
 
-_SKIP = {"epoch", "step", "lr", "samples_per_s", "time"}
+_SKIP = {"epoch", "step", "lr", "samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
 
 
 def _plt():
