@@ -61,7 +61,12 @@ def main() -> None:
         t0 = time.perf_counter()
         run = deepkit.train(recipe, *overrides, *args.extra, f"name={name}", out=RUNS / name, overwrite=True)
         wall = time.perf_counter() - t0
-        results[stage] = {"recipe": recipe, "overrides": overrides + args.extra, "wall_s": round(wall, 1), **run.metrics}
+        results[stage] = {
+            "recipe": recipe,
+            "overrides": overrides + args.extra,
+            "wall_s": round(wall, 1),
+            **run.metrics,
+        }
         print(f"{stage}: {json.dumps(results[stage])}", flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(results, indent=1))
@@ -71,8 +76,10 @@ def main() -> None:
         print(f"SST-2 dev accuracy: pretrained+fine-tuned {ft:.4f} vs from scratch {sc:.4f} -> bar {verdict}")
     if "t5" in results:
         r = results["t5"]
-        print(f"Multi30k de->en test BLEU: greedy {r.get('bleu_greedy', float('nan')):.1f}, beam5 "
-              f"{r.get('bleu_beam5', float('nan')):.1f} (GRU seq2seq recipe: 29.4 greedy)")
+        print(
+            f"Multi30k de->en test BLEU: greedy {r.get('bleu_greedy', float('nan')):.1f}, beam5 "
+            f"{r.get('bleu_beam5', float('nan')):.1f} (GRU seq2seq recipe: 29.4 greedy)"
+        )
 
 
 if __name__ == "__main__":

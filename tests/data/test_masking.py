@@ -113,7 +113,7 @@ def test_span_corruption_is_invertible(seed):
 
 
 def test_span_corruption_paper_example():
-    words = "Thank you for inviting me to your party last week .".split()
+    words = ["Thank", "you", "for", "inviting", "me", "to", "your", "party", "last", "week", "."]
     mask = np.array([w in ("for", "inviting", "last") for w in words])
     vocab = {w: i for i, w in enumerate(["<X>", "<Y>", "<Z>", *words])}
     inputs, targets = span_corruption([vocab[w] for w in words], mask, [0, 1, 2])
