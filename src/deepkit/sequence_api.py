@@ -341,20 +341,28 @@ def _translation_report(model, bundle: SequenceBundle, split: str, trainer: Trai
 
 def _text_to_text_report(model, bundle: SequenceBundle, split: str, trainer: Trainer, extra) -> dict[str, float]:
     """Corpus BLEU (sacrebleu) of greedy and beam-5 decoding of a text-to-text run, scored as the GRU translation
-    recipe scores it (the word tokenizer's lower-cased split of the references)."""
+    recipe scores it: hypotheses and references lower-cased and split into words and punctuation marks (the word
+    tokenizer's split), whatever tokenizer the model reads."""
     import sacrebleu
 
+    from deepkit.data.tokenizers import WordTokenizer
+
     tok = bundle.tokenizer
+    words = WordTokenizer(["<pad>", "<unk>", "<bos>", "<eos>"], lowercase=True)  # any tokenizer: score on words
+
+    def norm(text: str) -> str:
+        return _bleu_text(words, text)
+
     pairs = bundle.raw["parts"][split]
     src_ids = bundle.raw["encoded"][split][0]
-    refs = [_bleu_text(tok, t) for _, t in pairs]
+    refs = [norm(t) for _, t in pairs]
     out: dict[str, float] = {}
     examples = {}
     for name, beam in (("greedy", 1), ("beam5", 5)):
         hyps = [tok.decode(ids) for ids in translate_ids(model, src_ids, trainer.device, beam)]
-        out[f"bleu_{name}"] = sacrebleu.corpus_bleu(hyps, [refs], force=True).score
+        out[f"bleu_{name}"] = sacrebleu.corpus_bleu([norm(h) for h in hyps], [refs], force=True).score
         examples[name] = hyps[:5]
-    out["bleu_copy_source"] = sacrebleu.corpus_bleu([_bleu_text(tok, s) for s, _ in pairs], [refs], force=True).score
+    out["bleu_copy_source"] = sacrebleu.corpus_bleu([norm(s) for s, _ in pairs], [refs], force=True).score
     extra["examples"] = {"source": [s for s, _ in pairs[:5]], "reference": [t for _, t in pairs[:5]], **examples}
     return out
 
