@@ -148,6 +148,17 @@ def reused_tokenizer(rec: Recipe) -> Tokenizer | None:
     return load_tokenizer(path / "tokenizer.json" if path.is_dir() else path)
 
 
+def _check_pretrained_vocab(rec: Recipe, bundle: SequenceBundle) -> None:
+    """Fine-tuning: the tokenizer must not produce ids beyond the pretrained embedding table."""
+    if rec.finetune is None or not rec.finetune.weights or bundle.tokenizer is None:
+        return
+    from deepkit.data.token_data import check_vocab
+
+    state, _ = load_weights(rec.finetune.weights, trust_pickle=rec.finetune.trust_pickle)
+    rows = next((v.shape[0] for k, v in state.items() if k.endswith(("word_embeddings.weight", "shared.weight"))), None)
+    check_vocab(bundle.tokenizer, rows, where=f"pretrained weights ({rec.finetune.weights})")
+
+
 def _load_vectors(rec: Recipe, model: torch.nn.Module, bundle: SequenceBundle) -> str | None:
     path = rec.data.text.vectors
     if not path or bundle.tokenizer is None:
@@ -177,6 +188,7 @@ def train(
     bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=reused_tokenizer(rec))
     model = bind_sequence_model(rec.model, bundle)
     note = _load_vectors(rec, model, bundle)
+    _check_pretrained_vocab(rec, bundle)
     callbacks = [*callbacks, *api._setup_finetune(rec, model, load=True)]
     task = build_sequence_task(rec, model, bundle)
     if bundle.task == "long_range":  # gradient flow of the untrained model, for the vanishing-gradient plot

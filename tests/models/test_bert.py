@@ -36,7 +36,8 @@ def test_heads_and_reset_classifier(name):
     assert not any(k.startswith(("cls.", "lm_head.")) for k in model.state_dict())
     with pytest.raises(
         ConfigError,
-        match="model.head: expected one of 'mlm', 'classification', 'token_classification', 'question_answering', 'none', got 'seq2seq'",
+        match="model.head: expected one of 'mlm', 'classification', 'token_classification', 'question_answering', "
+        "'none', got 'seq2seq'",
     ):
         create_model(name, **TINY, head="seq2seq")
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import deepkit
+from deepkit.data.tokenizers import build_tokenizer
 from deepkit.errors import ConfigError
 
 TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
@@ -91,6 +92,27 @@ def test_pretrained_mlm_fine_tunes_as_classifier_with_its_tokenizer(tmp_path):
     assert (run.run_dir / "tokenizer.json").read_text() == (pre.run_dir / "tokenizer.json").read_text()
     probs = deepkit.load(run.run_dir).predict_proba(["the red dog runs to the white house"])
     assert probs.shape == (1, 2)
+    # a tokenizer with more tokens than the pretrained embedding has rows: one clear error, no run directory
+    big = build_tokenizer("word", [" ".join(f"w{i}" for i in range(200))])
+    big.save(tmp_path / "big.json")
+    with pytest.raises(
+        ConfigError, match=rf"tokenizer has {big.vocab_size} tokens but the pretrained weights .* has only \d+ rows"
+    ):
+        deepkit.train(
+            {
+                "task": {"name": "text_classification"},
+                "model": {**bert, "head": "classification"},
+                "data": {
+                    "name": "text_table",
+                    "path": str(tmp_path / "cls.tsv"),
+                    "text": {"tokenizer_file": str(tmp_path / "big.json")},
+                },
+                "finetune": {"weights": str(pre.run_dir)},
+                "trainer": _trainer(1),
+            },
+            out=tmp_path / "bad",
+        )
+    assert not (tmp_path / "bad").exists()
 
 
 def test_span_corruption_and_text_to_text(tmp_path):
