@@ -141,7 +141,12 @@ def reused_tokenizer(rec: Recipe) -> Tokenizer | None:
         found = next(
             (d / "tokenizer.json" for d in [start, *start.parents][:4] if (d / "tokenizer.json").is_file()), None
         )
-        return load_tokenizer(found) if found is not None else None
+        if found is None:
+            return None
+        try:
+            return load_tokenizer(found)
+        except CheckpointError:  # e.g. a Hugging Face checkpoint's own tokenizer.json: not a deepkit run
+            return None
     if spec is None:
         return None
     path = Path(spec)
