@@ -8,7 +8,7 @@ Stages (``--only`` takes stage names or the groups ``mlm`` and ``t5``):
 - mlm_pretrain: small BERT, masked LM with dynamic masking on SST-2 train sentences + Multi30k English;
 - mlm_finetune: that BERT fine-tuned on SST-2 (dev accuracy);
 - mlm_scratch: the same classifier, same tokenizer and schedule, from random weights (dev accuracy);
-  the bar: pretraining helps (fine-tuned accuracy > scratch accuracy);
+  the bar: pretraining helps (fine-tuned accuracy at least 1 point above scratch);
 - t5: small T5 on Multi30k German->English, test BLEU (greedy, beam 5) scored like the GRU seq2seq recipe
   (multi30k_translation, 29.4 greedy BLEU in RESULTS.md).
 
@@ -72,7 +72,8 @@ def main() -> None:
         out_file.write_text(json.dumps(results, indent=1))
     if "mlm_finetune" in results and "mlm_scratch" in results:
         ft, sc = results["mlm_finetune"]["accuracy"], results["mlm_scratch"]["accuracy"]
-        verdict = "met" if ft > sc else "NOT met"
+        # 872 dev sentences: one sentence is 0.11 points and the standard error ~1.3, so ask for a full point
+        verdict = "met" if ft >= sc + 0.01 else "NOT met"
         print(f"SST-2 dev accuracy: pretrained+fine-tuned {ft:.4f} vs from scratch {sc:.4f} -> bar {verdict}")
     if "t5" in results:
         r = results["t5"]
