@@ -138,8 +138,7 @@ def bench(recipe: str | dict, *overrides: str, steps: int = 50, warmup: int = 10
         ov.update(dict([api._split(o)]))
     rec = resolve_recipe(recipe, ov)
     if api._is_sequence_task(rec.task.name):
-        task, bundle, _ = sequence_api.build_training(rec)
-        callbacks: list = []
+        task, bundle, callbacks, _ = sequence_api.build_training(rec)
     else:
         task, bundle, callbacks = api.build_training(rec)
     device = resolve_device(rec.trainer.device)

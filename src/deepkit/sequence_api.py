@@ -59,6 +59,11 @@ def bind_sequence_model(model_section: dict[str, Any], bundle: SequenceBundle) -
                     f"({'an *_lm model' if bundle.task == 'language_model' else 'e.g. lstm_classifier'})"
                 )
             continue
+        if key == "vocab_size" and key in overrides and "model_overrides" in bundle.raw:
+            from deepkit.data.token_data import check_vocab
+
+            check_vocab(bundle.tokenizer, overrides[key])  # a larger embedding (unused rows) is fine
+            continue
         if key in overrides and overrides[key] != value:
             raise ShapeError(
                 f"model.{key}={overrides[key]} does not fit the data; expected {key}={value} (or leave it out)"
@@ -70,6 +75,14 @@ def bind_sequence_model(model_section: dict[str, Any], bundle: SequenceBundle) -
 
 
 def build_sequence_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBundle) -> Task:
+    from deepkit.models.token_model import TokenModel
+
+    if rec.task.name in TRANSFORMER_TASKS:
+        return build_transformer_task(rec, model, bundle)
+    if rec.task.name == "text_classification" and isinstance(model, TokenModel):
+        from deepkit.tasks.token_tasks import SequenceClassificationTask
+
+        return SequenceClassificationTask(model, len(bundle.class_names), label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "text_classification":
         return TextClassificationTask(model, len(bundle.class_names), label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "language_model":
@@ -83,6 +96,73 @@ def build_sequence_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBun
         bundle.raw["mode"] = getattr(model.cfg, "mode", "skipgram")  # the loader builds skip-gram or CBOW samples
         return Word2VecTask(model)
     return RegressionTask(model, bundle.series.cfg.horizon, loss=rec.task.loss, huber_delta=rec.task.huber_delta)
+
+
+TRANSFORMER_TASKS = ("masked_lm", "span_corruption", "token_classification", "question_answering", "text_to_text")
+
+
+def build_transformer_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBundle) -> Task:
+    """Tasks of the Transformer objectives and heads (tasks/masked_lm.py, token_tasks.py, text_to_text.py)."""
+    from deepkit.tasks.masked_lm import MaskedLMTask
+    from deepkit.tasks.text_to_text import SpanCorruptionTask, TextToTextTask
+    from deepkit.tasks.token_tasks import QuestionAnsweringTask, TokenClassificationTask
+
+    name = rec.task.name
+    heads = {
+        "masked_lm": "mlm",
+        "token_classification": "token_classification",
+        "question_answering": "question_answering",
+    }
+    head = getattr(getattr(model, "cfg", None), "head", None)
+    if name in heads and head != heads[name]:
+        raise ConfigError(
+            f"task '{name}' needs an encoder (bert, roberta, deberta) with model.head={heads[name]}, got "
+            f"model '{rec.model['name']}' with head={head}"
+        )
+    if name in ("span_corruption", "text_to_text") and not hasattr(model, "shift_right"):
+        raise ConfigError(f"task '{name}' needs an encoder-decoder model (t5), got model '{rec.model['name']}'")
+    if name == "masked_lm":
+        return MaskedLMTask(model, bundle.tokenizer.vocab_size)
+    if name == "span_corruption":
+        return SpanCorruptionTask(model, bundle.tokenizer.vocab_size)
+    if name == "text_to_text":
+        return TextToTextTask(model, bundle.tokenizer.vocab_size)
+    if name == "token_classification":
+        return TokenClassificationTask(model, len(bundle.class_names))
+    return QuestionAnsweringTask(model, bundle.raw.get("max_answer_len", rec.data.text.max_answer_len))
+
+
+def reused_tokenizer(rec: Recipe) -> Tokenizer | None:
+    """``data.text.tokenizer_file`` (a tokenizer.json or a run directory), else the tokenizer of the run named by
+    ``finetune.weights``: a fine-tuned model must read the ids its pretrained embedding was trained on."""
+    spec = rec.data.text.tokenizer_file
+    if spec is None and rec.finetune is not None and rec.finetune.weights:
+        start = Path(rec.finetune.weights)
+        start = start if start.is_dir() else start.parent
+        found = next(
+            (d / "tokenizer.json" for d in [start, *start.parents][:4] if (d / "tokenizer.json").is_file()), None
+        )
+        if found is None:
+            return None
+        try:
+            return load_tokenizer(found)
+        except CheckpointError:  # e.g. a Hugging Face checkpoint's own tokenizer.json: not a deepkit run
+            return None
+    if spec is None:
+        return None
+    path = Path(spec)
+    return load_tokenizer(path / "tokenizer.json" if path.is_dir() else path)
+
+
+def _check_pretrained_vocab(rec: Recipe, bundle: SequenceBundle) -> None:
+    """Fine-tuning: the tokenizer must not produce ids beyond the pretrained embedding table."""
+    if rec.finetune is None or not rec.finetune.weights or bundle.tokenizer is None:
+        return
+    from deepkit.data.token_data import check_vocab
+
+    state, _ = load_weights(rec.finetune.weights, trust_pickle=rec.finetune.trust_pickle)
+    rows = next((v.shape[0] for k, v in state.items() if k.endswith(("word_embeddings.weight", "shared.weight"))), None)
+    check_vocab(bundle.tokenizer, rows, where=f"pretrained weights ({rec.finetune.weights})")
 
 
 def _load_vectors(rec: Recipe, model: torch.nn.Module, bundle: SequenceBundle) -> str | None:
@@ -110,7 +190,8 @@ def train(
     """Train a sequence recipe (already resolved) and write its run directory."""
     from deepkit import api
 
-    task, bundle, note = build_training(rec)
+    task, bundle, extra, note = build_training(rec)
+    callbacks = [*callbacks, *extra]
     model = task.model
     if bundle.task == "long_range":  # gradient flow of the untrained model, for the vanishing-gradient plot
         bundle.raw["grad_init"] = _gradient_norms(model, bundle)
@@ -131,16 +212,21 @@ def train(
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, None, [note] if note else [])
 
 
-def build_training(rec: Recipe) -> tuple[Task, SequenceBundle, str | None]:
+def build_training(rec: Recipe) -> tuple[Task, SequenceBundle, list, str | None]:
     """Data, model and task of a sequence recipe, as ``train`` builds them (also used by ``deepkit bench``).
 
-    Returns the task, the bundle and a note on pretrained vectors (None when the recipe loads none).
+    Returns the task, the bundle, the callbacks the recipe needs (fine-tuning's backbone freezer) and a note on
+    pretrained vectors (None when the recipe loads none). A ``finetune:`` section loads its weights here.
     """
+    from deepkit import api
+
     seed_everything(rec.trainer.seed)
-    bundle = build_sequence_data(rec.data, rec.task.name)
+    bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=reused_tokenizer(rec))
     model = bind_sequence_model(rec.model, bundle)
     note = _load_vectors(rec, model, bundle)
-    return build_sequence_task(rec, model, bundle), bundle, note
+    _check_pretrained_vocab(rec, bundle)
+    callbacks = api._setup_finetune(rec, model, load=True)
+    return build_sequence_task(rec, model, bundle), bundle, callbacks, note
 
 
 def resume(run_dir: Path, overrides: dict[str, Any], callbacks=()):
@@ -155,7 +241,9 @@ def resume(run_dir: Path, overrides: dict[str, Any], callbacks=()):
     src_file = run_dir / "src_tokenizer.json"
     src_tok = load_tokenizer(src_file) if src_file.is_file() else None
     bundle = build_sequence_data(rec.data, rec.task.name, tokenizer=tok, src_tokenizer=src_tok)
-    task = build_sequence_task(rec, bind_sequence_model(rec.model, bundle), bundle)
+    model = bind_sequence_model(rec.model, bundle)
+    callbacks = [*callbacks, *api._setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
+    task = build_sequence_task(rec, model, bundle)
     api._write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, last, [])
 
@@ -169,6 +257,8 @@ def _meta(rec: Recipe, bundle: SequenceBundle) -> dict[str, Any]:
         seq["max_len"] = rec.data.text.max_len
         seq["truncation"] = rec.data.text.truncation
         seq["block_size"] = rec.data.text.block_size
+        seq["add_special"] = rec.data.text.add_special
+        seq["source_prefix"] = rec.data.text.source_prefix
     if bundle.class_names:
         seq["class_names"] = bundle.class_names
     if "src_tokenizer" in bundle.raw:
@@ -223,6 +313,10 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBundle, trai
         extra["sample"] = text
     elif bundle.task == "translation":
         metrics.update(_translation_report(task.model, bundle, split, trainer, extra))
+    elif bundle.task == "text_to_text":
+        metrics.update(_text_to_text_report(task.model, bundle, split, trainer, extra))
+    elif bundle.task in TRANSFORMER_TASKS:
+        pass  # the evaluation metrics say it all (loss/perplexity, accuracy, exact match/F1)
     elif bundle.task == "long_range":
         metrics.update(_long_range_report(run_dir, task.model, bundle, trainer))
     elif bundle.task == "word2vec":
@@ -273,6 +367,34 @@ def _translation_report(model, bundle: SequenceBundle, split: str, trainer: Trai
     copy = [_bleu_text(src_tok, s) for s in src_text]
     out["bleu_copy_source"] = sacrebleu.corpus_bleu(copy, [refs], force=True).score
     extra["examples"] = {"source": src_text[:5], "reference": ref_text[:5], **examples}
+    return out
+
+
+def _text_to_text_report(model, bundle: SequenceBundle, split: str, trainer: Trainer, extra) -> dict[str, float]:
+    """Corpus BLEU (sacrebleu) of greedy and beam-5 decoding of a text-to-text run, scored as the GRU translation
+    recipe scores it: hypotheses and references lower-cased and split into words and punctuation marks (the word
+    tokenizer's split), whatever tokenizer the model reads."""
+    import sacrebleu
+
+    from deepkit.data.tokenizers import WordTokenizer
+
+    tok = bundle.tokenizer
+    words = WordTokenizer(["<pad>", "<unk>", "<bos>", "<eos>"], lowercase=True)  # any tokenizer: score on words
+
+    def norm(text: str) -> str:
+        return _bleu_text(words, text)
+
+    pairs = bundle.raw["parts"][split]
+    src_ids = bundle.raw["encoded"][split][0]
+    refs = [norm(t) for _, t in pairs]
+    out: dict[str, float] = {}
+    examples = {}
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        hyps = [tok.decode(ids) for ids in translate_ids(model, src_ids, trainer.device, beam)]
+        out[f"bleu_{name}"] = sacrebleu.corpus_bleu([norm(h) for h in hyps], [refs], force=True).score
+        examples[name] = hyps[:5]
+    out["bleu_copy_source"] = sacrebleu.corpus_bleu([norm(s) for s, _ in pairs], [refs], force=True).score
+    extra["examples"] = {"source": [s for s, _ in pairs[:5]], "reference": [t for _, t in pairs[:5]], **examples}
     return out
 
 
@@ -448,7 +570,8 @@ class SequencePredictor:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise DataError(f"input {i} is a {type(t).__name__}, expected text")
-            ids.append(truncate(self.tokenizer.encode(t), max_len, policy, f"input {i}") or [self.tokenizer.unk_id])
+            enc = self.tokenizer.encode(t, add_special=self.meta.get("add_special", False))
+            ids.append(truncate(enc, max_len, policy, f"input {i}") or [self.tokenizer.unk_id])
         tokens, lengths = pad_batch(ids, self.tokenizer.pad_id)
         return tokens.to(self.device), lengths
 
@@ -462,8 +585,19 @@ class SequencePredictor:
             )
         if not texts:
             return np.zeros((0, len(self.class_names)))
+        from deepkit.models.token_model import TokenModel
+        from deepkit.tasks.token_tasks import encoder_inputs
+
         tokens, lengths = self._encode(list(texts))
         with torch.no_grad():
+            if isinstance(self.model, TokenModel):
+                return (
+                    self.model(**encoder_inputs({"tokens": tokens, "lengths": lengths}))
+                    .float()
+                    .softmax(-1)
+                    .cpu()
+                    .numpy()
+                )
             return self.model(tokens, lengths).float().softmax(-1).cpu().numpy()
 
     def predict(self, texts: list[str]) -> np.ndarray:
@@ -515,8 +649,14 @@ class SequencePredictor:
 
     def translate(self, texts: list[str], beam_size: int = 5, max_len: int = 60) -> list[str]:
         """Translate source sentences (a translation run): beam search, or greedy with ``beam_size=1``."""
+        if self.task_name == "text_to_text":
+            tok = self.tokenizer
+            prefix = tok.encode(self.meta.get("source_prefix") or "") if self.meta.get("source_prefix") else []
+            n = self.meta.get("max_len", 256) - 1 - len(prefix)
+            ids = [[*prefix, *tok.encode(t)[:n], tok.eos_id] for t in texts]
+            return [tok.decode(h) for h in translate_ids(self.model, ids, self.device, beam_size, max_len)]
         if self.task_name != "translation":
-            raise ConfigError(f"translate needs a translation run, this one is '{self.task_name}'")
+            raise ConfigError(f"translate needs a translation or text_to_text run, this one is '{self.task_name}'")
         ids = [
             self.src_tokenizer.encode(t)[: self.meta.get("max_len", 256)] or [self.src_tokenizer.unk_id] for t in texts
         ]

@@ -86,6 +86,22 @@ CASES = {
         ),
     ),
     "deberta-cls": ("deberta", "DebertaV2ForSequenceClassification", "DebertaV2Config", dict(DEBERTA_V3, num_labels=3)),
+    "bert-token": ("bert", "BertForTokenClassification", "BertConfig", dict(BERTISH, num_labels=5)),
+    "bert-qa": ("bert", "BertForQuestionAnswering", "BertConfig", BERTISH),
+    "roberta-token": (
+        "roberta",
+        "RobertaForTokenClassification",
+        "RobertaConfig",
+        dict(BERTISH, pad_token_id=1, type_vocab_size=1, max_position_embeddings=40, num_labels=3),
+    ),
+    "roberta-qa": (
+        "roberta",
+        "RobertaForQuestionAnswering",
+        "RobertaConfig",
+        dict(BERTISH, pad_token_id=1, type_vocab_size=1, max_position_embeddings=40),
+    ),
+    "deberta-token": ("deberta", "DebertaV2ForTokenClassification", "DebertaV2Config", dict(DEBERTA_V3, num_labels=4)),
+    "deberta-qa": ("deberta", "DebertaV2ForQuestionAnswering", "DebertaV2Config", DEBERTA_V3),
     "t5-relu": (
         "t5-small",
         "T5ForConditionalGeneration",
@@ -185,6 +201,8 @@ def hf_outputs(hf, inputs, t5: bool):
             "decoder": out.decoder_hidden_states[-1],
             "logits": out.logits,
         }
+    if hasattr(out, "start_logits"):  # question answering: ours stacks (start, end) on the last axis
+        return {"hidden": out.hidden_states[-1], "logits": torch.stack([out.start_logits, out.end_logits], -1)}
     if hasattr(out, "logits"):
         return {"hidden": out.hidden_states[-1], "logits": out.logits}
     return {"hidden": out.last_hidden_state, "logits": out.last_hidden_state}
@@ -219,7 +237,17 @@ def test_load_hf_checkpoint_matches_transformers(case, padded, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["gpt2-3l-untied-gelu", "bert-cls-3l", "roberta-mlm", "deberta-v2-style", "t5-gated-asym"]
+    "case",
+    [
+        "gpt2-3l-untied-gelu",
+        "bert-cls-3l",
+        "roberta-mlm",
+        "deberta-v2-style",
+        "t5-gated-asym",
+        "bert-token",
+        "roberta-qa",
+        "deberta-token",
+    ],
 )
 def test_export_hf_round_trip(case, tmp_path):
     build_hf(case, tmp_path)

@@ -34,7 +34,11 @@ def test_heads_and_reset_classifier(name):
         assert model(ids).shape == (2, 5)
         torch.testing.assert_close(model.forward_features(ids), feats)  # the encoder is untouched
     assert not any(k.startswith(("cls.", "lm_head.")) for k in model.state_dict())
-    with pytest.raises(ConfigError, match="model.head: expected one of 'mlm', 'classification', 'none', got 'seq2seq'"):
+    with pytest.raises(
+        ConfigError,
+        match="model.head: expected one of 'mlm', 'classification', 'token_classification', 'question_answering', "
+        "'none', got 'seq2seq'",
+    ):
         create_model(name, **TINY, head="seq2seq")
 
 

@@ -22,6 +22,7 @@ from deepkit.data.preprocess import Preprocessing
 from deepkit.data.series import SeriesData, build_series, read_series_csv
 from deepkit.data.sources import data_root
 from deepkit.data.text import LMWindowLoader, SequenceLoader, read_text, truncate
+from deepkit.data.token_data import PRETRAINING, QUESTION_ANSWERING, TEXT_PAIRS, TOKEN_TAGGING
 from deepkit.data.tokenizers import Tokenizer, build_tokenizer
 from deepkit.errors import ConfigError, DataError, suggest
 
@@ -52,6 +53,11 @@ SEQUENCE_TASKS = {
     "word2vec": WORD_VECTORS,
     "long_range": LONG_RANGE,
     "translation": TRANSLATION,
+    "masked_lm": PRETRAINING,
+    "span_corruption": PRETRAINING,
+    "token_classification": TOKEN_TAGGING,
+    "question_answering": QUESTION_ANSWERING,
+    "text_to_text": TEXT_PAIRS,
 }
 
 
@@ -88,6 +94,8 @@ class SequenceBundle:
 
     def model_overrides(self) -> dict[str, Any]:
         """Model config fields that follow from the data (vocabulary size, classes, horizon)."""
+        if "model_overrides" in self.raw:  # Transformer objectives and heads (token_data.py)
+            return self.raw["model_overrides"]
         if self.task == "text_classification":
             return {"vocab_size": self.tokenizer.vocab_size, "num_classes": len(self.class_names)}
         if self.task in ("language_model", "word2vec"):
@@ -136,7 +144,20 @@ def build_sequence_data(
         return _long_range(cfg)
     if task == "translation":
         return _translation(cfg, tokenizer, src_tokenizer)
+    if task in TRANSFORMER_BUILDERS:
+        from deepkit.data import token_data
+
+        return getattr(token_data, TRANSFORMER_BUILDERS[task])(cfg, tokenizer)
     return _forecast(cfg)
+
+
+TRANSFORMER_BUILDERS = {
+    "masked_lm": "masked_lm_bundle",
+    "span_corruption": "span_corruption_bundle",
+    "token_classification": "token_classification_bundle",
+    "question_answering": "qa_bundle",
+    "text_to_text": "text_to_text_bundle",
+}
 
 
 # --- text classification -------------------------------------------------------------------------------------------
@@ -220,7 +241,7 @@ def _text_classification(cfg, tokenizer: Tokenizer | None) -> SequenceBundle:
         )
     encoded = {}
     for name, (texts, y) in parts.items():
-        ids = tokenizer.encode_batch(texts)
+        ids = tokenizer.encode_batch(texts, add_special=tc.add_special)
         long = sum(len(s) > tc.max_len for s in ids)
         if long and tc.truncation == "error":
             truncate(next(s for s in ids if len(s) > tc.max_len), tc.max_len, "error", f"a {name} text")

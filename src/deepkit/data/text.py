@@ -35,6 +35,14 @@ class TextConfig:
     window: int = 5  # word2vec: max distance between centre and context words
     negatives: int = 5  # word2vec: negative samples per positive pair
     subsample: float = 1e-3  # word2vec: frequent-word subsampling threshold t (0 = off)
+    add_special: bool = False  # classification: wrap each text as <bos> ... <eos> (BERT's [CLS] ... [SEP])
+    tokenizer_file: str | None = None  # reuse a saved tokenizer (tokenizer.json or a run directory holding one)
+    mask_prob: float = 0.15  # masked LM: fraction of non-special tokens chosen for prediction
+    noise_density: float = 0.15  # span corruption: fraction of tokens corrupted
+    mean_span_length: float = 3.0  # span corruption: mean length of a corrupted span
+    num_sentinels: int = 32  # span corruption: sentinel tokens <extra_id_0>... in the vocabulary
+    source_prefix: str = ""  # text-to-text: T5 task prefix put before every source, e.g. "translate German to English:"
+    max_answer_len: int = 30  # extractive QA: longest answer span (tokens) when decoding
 
 
 # --- reading -------------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ All share one interface, so models and the Transformers code can take any of the
     tok.save(run_dir / "tokenizer.json"); tok = load_tokenizer(run_dir / "tokenizer.json")
 
 Special tokens have fixed ids in every tokenizer: ``<pad>`` 0, ``<unk>`` 1, ``<bos>`` 2, ``<eos>`` 3.
+Objectives that need more (``<mask>`` for masked LM, ``<extra_id_0>``... sentinels for T5 span corruption) ask
+``build_tokenizer(..., specials=[...])``: they take ids 4, 5, ... and are looked up by name (``token_to_id``).
 Char and word vocabularies are a few lines of counting; BPE/WordPiece training is left to Hugging Face
 ``tokenizers`` (fast, standard, and its JSON is embedded in ours).
 """
@@ -26,6 +28,14 @@ from deepkit.errors import CheckpointError, ConfigError, DataError, suggest
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = [PAD, UNK, BOS, EOS]
+MASK = "<mask>"  # masked LM (BERT's [MASK])
+
+
+def sentinel(i: int) -> str:
+    """T5's i-th span-corruption sentinel token (``<extra_id_0>``, ...)."""
+    return f"<extra_id_{i}>"
+
+
 KINDS = ("char", "word", "bpe", "wordpiece")
 FORMAT = "deepkit-tokenizer/1"
 
@@ -64,6 +74,10 @@ class Tokenizer(abc.ABC):
 
     def tokens(self, text: str) -> list[str]:
         return [self.id_to_token(i) for i in self.encode(text)]
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and each token's ``(start, end)`` character span in ``text`` (extractive QA needs them)."""
+        raise ConfigError(f"the {self.kind} tokenizer cannot report character offsets")
 
     def save(self, path: str | Path) -> Path:
         """Write the tokenizer (vocabulary and settings) as JSON; ``load_tokenizer`` reads it back."""
@@ -126,12 +140,14 @@ class _VocabTokenizer(Tokenizer):
         return out
 
 
-def _count_vocab(counts: Counter, vocab_size: int | None, min_freq: int) -> list[str]:
-    """Most frequent first (ties alphabetical, so the vocabulary is reproducible), capped at ``vocab_size``."""
-    items = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS), key=lambda t: (-counts[t], t))
+def _count_vocab(counts: Counter, vocab_size: int | None, min_freq: int, extra: list[str] = ()) -> list[str]:
+    """Most frequent first (ties alphabetical, so the vocabulary is reproducible), capped at ``vocab_size``;
+    ``extra`` special tokens follow the four fixed ones."""
+    specials = SPECIALS + [t for t in extra if t not in SPECIALS]
+    items = sorted((t for t, c in counts.items() if c >= min_freq and t not in specials), key=lambda t: (-counts[t], t))
     if vocab_size is not None:
-        items = items[: max(0, vocab_size - len(SPECIALS))]
-    return SPECIALS + items
+        items = items[: max(0, vocab_size - len(specials))]
+    return specials + items
 
 
 class CharTokenizer(_VocabTokenizer):
@@ -142,6 +158,9 @@ class CharTokenizer(_VocabTokenizer):
     def split(self, text: str) -> list[str]:
         return list(text)
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        return self.encode(text), [(i, i + 1) for i in range(len(text))]
+
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         return "".join(self._tokens_of(ids, skip_special))
 
@@ -149,11 +168,13 @@ class CharTokenizer(_VocabTokenizer):
         return {"vocab": self.vocab}
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int | None = None, min_freq: int = 1) -> CharTokenizer:
+    def train(
+        cls, texts: Iterable[str], vocab_size: int | None = None, min_freq: int = 1, specials: list[str] = ()
+    ) -> CharTokenizer:
         counts: Counter = Counter()
         for t in texts:
             counts.update(t)
-        return cls(_count_vocab(counts, vocab_size, min_freq))
+        return cls(_count_vocab(counts, vocab_size, min_freq, specials))
 
 
 class WordTokenizer(_VocabTokenizer):
@@ -168,6 +189,12 @@ class WordTokenizer(_VocabTokenizer):
     def split(self, text: str) -> list[str]:
         return _WORD_RE.findall(text.lower() if self.lowercase else text)
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        # case-folding keeps the words' positions except for rare characters whose lower case is longer (İ)
+        matches = list(_WORD_RE.finditer(text.lower() if self.lowercase else text))
+        ids = [self.index.get(m.group(), self.unk_id) for m in matches]
+        return ids, [m.span() for m in matches]
+
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         return " ".join(self._tokens_of(ids, skip_special))
 
@@ -176,12 +203,17 @@ class WordTokenizer(_VocabTokenizer):
 
     @classmethod
     def train(
-        cls, texts: Iterable[str], vocab_size: int | None = 20000, min_freq: int = 1, lowercase: bool = True
+        cls,
+        texts: Iterable[str],
+        vocab_size: int | None = 20000,
+        min_freq: int = 1,
+        lowercase: bool = True,
+        specials: list[str] = (),
     ) -> WordTokenizer:
         counts: Counter = Counter()
         for t in texts:
             counts.update(_WORD_RE.findall(t.lower() if lowercase else t))
-        return cls(_count_vocab(counts, vocab_size, min_freq), lowercase)
+        return cls(_count_vocab(counts, vocab_size, min_freq, specials), lowercase)
 
 
 class SubwordTokenizer(Tokenizer):
@@ -204,6 +236,10 @@ class SubwordTokenizer(Tokenizer):
     def encode_batch(self, texts: Iterable[str], add_special: bool = False) -> list[list[int]]:
         return [self._wrap(e.ids, add_special) for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = self.hf.encode(text, add_special_tokens=False)
+        return list(enc.ids), [tuple(o) for o in enc.offsets]
+
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
@@ -222,11 +258,18 @@ class SubwordTokenizer(Tokenizer):
 
     @classmethod
     def train(
-        cls, texts: Iterable[str], kind: str, vocab_size: int = 8000, min_freq: int = 2, lowercase: bool = False
+        cls,
+        texts: Iterable[str],
+        kind: str,
+        vocab_size: int = 8000,
+        min_freq: int = 2,
+        lowercase: bool = False,
+        specials: list[str] = (),
     ) -> SubwordTokenizer:
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+        all_specials = SPECIALS + [t for t in specials if t not in SPECIALS]
         if kind == "bpe":
             hf = HFTokenizer(models.BPE(unk_token=UNK))
             hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -234,7 +277,7 @@ class SubwordTokenizer(Tokenizer):
             trainer = trainers.BpeTrainer(
                 vocab_size=vocab_size,
                 min_frequency=min_freq,
-                special_tokens=SPECIALS,
+                special_tokens=all_specials,
                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                 show_progress=False,
             )
@@ -243,7 +286,7 @@ class SubwordTokenizer(Tokenizer):
             hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
             hf.decoder = decoders.WordPiece()
             trainer = trainers.WordPieceTrainer(
-                vocab_size=vocab_size, min_frequency=min_freq, special_tokens=SPECIALS, show_progress=False
+                vocab_size=vocab_size, min_frequency=min_freq, special_tokens=all_specials, show_progress=False
             )
         norm = [normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase else [])
         hf.normalizer = normalizers.Sequence(norm)
@@ -257,7 +300,8 @@ def build_tokenizer(kind: str, texts: Iterable[str], **cfg: Any) -> Tokenizer:
     Args:
         kind: ``char``, ``word``, ``bpe`` or ``wordpiece``.
         texts: the training corpus (strings).
-        **cfg: ``vocab_size`` (cap, specials included), ``min_freq``, ``lowercase`` (word, subword).
+        **cfg: ``vocab_size`` (cap, specials included), ``min_freq``, ``lowercase`` (word, subword),
+            ``specials`` (extra special tokens such as ``"<mask>"``; ids 4, 5, ... in the given order).
 
     Example:
         >>> tok = build_tokenizer("word", ["A dog runs.", "a cat sits"], vocab_size=100)
@@ -268,15 +312,18 @@ def build_tokenizer(kind: str, texts: Iterable[str], **cfg: Any) -> Tokenizer:
     if not texts:
         raise DataError(f"cannot build a {kind} tokenizer from empty text; expected at least one non-empty line")
     vocab_size = cfg.get("vocab_size")
-    if vocab_size is not None and vocab_size <= len(SPECIALS):
-        raise ConfigError(f"tokenizer vocab_size must be > {len(SPECIALS)} (the special tokens), got {vocab_size}")
+    extra = list(cfg.get("specials") or [])
+    if vocab_size is not None and vocab_size <= len(SPECIALS) + len(extra):
+        raise ConfigError(
+            f"tokenizer vocab_size must be > {len(SPECIALS) + len(extra)} (the special tokens), got {vocab_size}"
+        )
     if kind == "char":
-        return CharTokenizer.train(texts, vocab_size, cfg.get("min_freq", 1))
+        return CharTokenizer.train(texts, vocab_size, cfg.get("min_freq", 1), extra)
     if kind == "word":
-        return WordTokenizer.train(texts, vocab_size, cfg.get("min_freq", 1), cfg.get("lowercase", True))
+        return WordTokenizer.train(texts, vocab_size, cfg.get("min_freq", 1), cfg.get("lowercase", True), extra)
     if kind in ("bpe", "wordpiece"):
         return SubwordTokenizer.train(
-            texts, kind, vocab_size or 8000, cfg.get("min_freq", 2), cfg.get("lowercase", kind == "wordpiece")
+            texts, kind, vocab_size or 8000, cfg.get("min_freq", 2), cfg.get("lowercase", kind == "wordpiece"), extra
         )
     raise ConfigError(f"unknown tokenizer '{kind}'{suggest(kind, KINDS)}")
 

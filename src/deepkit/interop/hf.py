@@ -115,7 +115,7 @@ def config_to_hf(model: nn.Module) -> dict[str, Any]:
     out = {k: v for k, v in to_dict(cfg).items() if k not in _DEEPKIT_FIELDS}
     out["model_type"] = cls.hf_model_type
     out["architectures"] = [cls.hf_architectures[cfg.head]]
-    if cfg.head == "classification":
+    if cfg.head in ("classification", "token_classification"):
         out["num_labels"] = cfg.num_classes
         out["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.num_classes)}
         out["label2id"] = {f"LABEL_{i}": i for i in range(cfg.num_classes)}

@@ -2,8 +2,9 @@
 
 Parameter names equal Hugging Face's (``bert.encoder.layer.0.attention.self.query.weight``, ...). The heads are
 those of ``BertForMaskedLM`` (``cls.predictions``, decoder tied to the word embeddings),
-``BertForSequenceClassification`` (``bert.pooler`` + ``classifier``) and ``BertModel`` (head "none": hidden
-states). RoBERTa (roberta.py) reuses the encoder defined here.
+``BertForSequenceClassification`` (``bert.pooler`` + ``classifier``), ``BertForTokenClassification``
+(``classifier`` on every position), ``BertForQuestionAnswering`` (``qa_outputs``: start/end logits) and
+``BertModel`` (head "none": hidden states). RoBERTa (roberta.py) reuses the encoder defined here.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ class BertConfig:
     pad_token_id: int = 0
     classifier_dropout: float | None = None  # None: hidden_dropout_prob
     num_classes: int = 2  # outputs of the classification head (HF: num_labels)
-    head: Literal["mlm", "classification", "none"] = "mlm"
+    head: Literal["mlm", "classification", "token_classification", "question_answering", "none"] = "mlm"
     attn_impl: Literal["sdpa", "math"] = "sdpa"
+
+
+POOLED_HEADS = ("classification", "none")  # heads whose Hugging Face class has a pooler
 
 
 class BertEmbeddings(nn.Module):
@@ -200,7 +204,9 @@ def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
 @register_model("bert", BertConfig, description="BERT-base (110M): bidirectional post-LN encoder, masked-LM head")
 class Bert(TokenModel):
     """BERT with a masked-LM head (``head="mlm"``, logits ``(B, T, V)``), a sequence classifier
-    (``head="classification"``, logits ``(B, num_classes)``) or no head (``"none"``, hidden states ``(B, T, C)``).
+    (``head="classification"``, logits ``(B, num_classes)``), a token classifier (``"token_classification"``,
+    logits ``(B, T, num_classes)``), an extractive-QA head (``"question_answering"``, start/end logits
+    ``(B, T, 2)``) or no head (``"none"``, hidden states ``(B, T, C)``).
     """
 
     hf_model_type = "bert"
@@ -208,6 +214,8 @@ class Bert(TokenModel):
     hf_architectures = {
         "mlm": "BertForMaskedLM",
         "classification": "BertForSequenceClassification",
+        "token_classification": "BertForTokenClassification",
+        "question_answering": "BertForQuestionAnswering",
         "none": "BertModel",
     }
 
@@ -220,16 +228,18 @@ class Bert(TokenModel):
         init_bert_weights(self)
 
     def build_backbone(self, cfg: BertConfig) -> nn.Module:
-        return BertModel(cfg, add_pooling_layer=cfg.head != "mlm")
+        return BertModel(cfg, add_pooling_layer=cfg.head in POOLED_HEADS)
 
     def build_head(self, cfg: BertConfig) -> None:
         if cfg.head == "mlm":
             self.cls = nn.Module()
             self.cls.predictions = BertLMPredictionHead(cfg)
-        elif cfg.head == "classification":
+        elif cfg.head in ("classification", "token_classification"):
             drop = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
             self.dropout = nn.Dropout(drop)
             self.classifier = nn.Linear(cfg.hidden_size, cfg.num_classes)
+        elif cfg.head == "question_answering":
+            self.qa_outputs = nn.Linear(cfg.hidden_size, 2)  # start and end logit per position
 
     @property
     def backbone(self) -> nn.Module:
@@ -249,10 +259,15 @@ class Bert(TokenModel):
             return self.cls.predictions(hidden, self.backbone.embeddings.word_embeddings.weight)
         if self.cfg.head == "classification":
             return self.classifier(self.dropout(self.backbone.pooler(hidden)))  # (B, num_classes)
-        return hidden
+        return token_head(self, hidden)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         return self.forward_head(self.forward_features(input_ids, attention_mask, token_type_ids))
+
+    def get_classifier(self) -> nn.Module:
+        """The task head (trained afresh when fine-tuning); a classifier's pooler counts as head, since an MLM
+        checkpoint has none."""
+        return head_modules(self, [self.backbone.pooler] if self.cfg.head == "classification" else [])
 
     def reset_classifier(self, num_classes: int) -> None:
         """Switch to (or re-create) the sequence-classification head with ``num_classes`` outputs."""
@@ -260,11 +275,26 @@ class Bert(TokenModel):
         if self.backbone.pooler is None:
             self.backbone.pooler = BertPooler(self.cfg)
             init_bert_weights(self.backbone.pooler)
-        for name in ("cls", "lm_head"):
+        for name in ("cls", "lm_head", "qa_outputs"):
             if hasattr(self, name):
                 delattr(self, name)
         self.build_head(self.cfg)
         init_bert_weights(self.classifier)
+
+
+def token_head(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The per-position heads shared by BERT, RoBERTa and DeBERTa (same names as Hugging Face's)."""
+    if model.cfg.head == "token_classification":
+        return model.classifier(model.dropout(hidden))  # (B, T, num_classes)
+    if model.cfg.head == "question_answering":
+        return model.qa_outputs(hidden)  # (B, T, 2): start, end
+    return hidden
+
+
+def head_modules(model: nn.Module, extra: list[nn.Module | None]) -> nn.Module:
+    names = ("cls", "lm_head", "lm_predictions", "pooler", "classifier", "qa_outputs")
+    mods = [m for m in extra if m is not None] + [getattr(model, n) for n in names if hasattr(model, n)]
+    return nn.ModuleList(mods)
 
 
 register_model(

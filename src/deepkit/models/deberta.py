@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError
-from deepkit.models.bert import BertIntermediate, BertSelfOutput, init_bert_weights
+from deepkit.models.bert import BertIntermediate, BertSelfOutput, head_modules, init_bert_weights, token_head
 from deepkit.models.registry import register_model
 from deepkit.models.token_model import TokenModel, check_head, hf_activation
 from deepkit.nn.attention import merge_heads, scaled_dot_product, split_heads
@@ -56,7 +56,7 @@ class DebertaConfig:
     cls_dropout: float | None = None  # classifier dropout; None: hidden_dropout_prob
     legacy: bool = True  # MLM head layout: True = HF's cls.predictions, False = lm_predictions.lm_head
     num_classes: int = 2
-    head: Literal["mlm", "classification", "none"] = "mlm"
+    head: Literal["mlm", "classification", "token_classification", "question_answering", "none"] = "mlm"
     attn_impl: Literal["sdpa", "math"] = "sdpa"
 
     @property
@@ -258,6 +258,8 @@ class Deberta(TokenModel):
     hf_architectures = {
         "mlm": "DebertaV2ForMaskedLM",
         "classification": "DebertaV2ForSequenceClassification",
+        "token_classification": "DebertaV2ForTokenClassification",
+        "question_answering": "DebertaV2ForQuestionAnswering",
         "none": "DebertaV2Model",
     }
 
@@ -291,6 +293,11 @@ class Deberta(TokenModel):
             self.pooler = ContextPooler(cfg)
             self.classifier = nn.Linear(cfg.hidden_size, cfg.num_classes)
             self.dropout = nn.Dropout(cfg.cls_dropout if cfg.cls_dropout is not None else cfg.hidden_dropout_prob)
+        elif cfg.head == "token_classification":
+            self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+            self.classifier = nn.Linear(cfg.hidden_size, cfg.num_classes)
+        elif cfg.head == "question_answering":
+            self.qa_outputs = nn.Linear(cfg.hidden_size, 2)
 
     @property
     def context_length(self) -> int:
@@ -311,14 +318,17 @@ class Deberta(TokenModel):
             return head(hidden, words, head.bias)
         if self.cfg.head == "classification":
             return self.classifier(self.dropout(self.pooler(hidden)))
-        return hidden
+        return token_head(self, hidden)
+
+    def get_classifier(self) -> nn.Module:
+        return head_modules(self, [])
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         return self.forward_head(self.forward_features(input_ids, attention_mask, token_type_ids))
 
     def reset_classifier(self, num_classes: int) -> None:
         self.cfg.num_classes, self.cfg.head = num_classes, "classification"
-        for name in ("cls", "lm_predictions", "pooler", "classifier", "dropout"):
+        for name in ("cls", "lm_predictions", "pooler", "classifier", "dropout", "qa_outputs"):
             if hasattr(self, name):
                 delattr(self, name)
         self.build_head(self.cfg)

@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepkit.models.bert import Bert, BertConfig, BertEmbeddings, BertModel, init_bert_weights
+from deepkit.models.bert import (
+    Bert,
+    BertConfig,
+    BertEmbeddings,
+    BertModel,
+    head_modules,
+    init_bert_weights,
+    token_head,
+)
 from deepkit.models.registry import register_model
 from deepkit.models.token_model import hf_activation
 
@@ -27,7 +35,7 @@ class RobertaConfig(BertConfig):
     type_vocab_size: int = 1
     layer_norm_eps: float = 1e-5
     pad_token_id: int = 1
-    head: Literal["mlm", "classification", "none"] = "mlm"
+    head: Literal["mlm", "classification", "token_classification", "question_answering", "none"] = "mlm"
 
 
 class RobertaEmbeddings(BertEmbeddings):
@@ -81,6 +89,8 @@ class Roberta(Bert):
     hf_architectures = {
         "mlm": "RobertaForMaskedLM",
         "classification": "RobertaForSequenceClassification",
+        "token_classification": "RobertaForTokenClassification",
+        "question_answering": "RobertaForQuestionAnswering",
         "none": "RobertaModel",
     }
 
@@ -96,17 +106,22 @@ class Roberta(Bert):
             self.lm_head = RobertaLMHead(cfg)
         elif cfg.head == "classification":
             self.classifier = RobertaClassificationHead(cfg)
+        else:
+            super().build_head(cfg)  # token classification / QA: BERT's layout and names
 
     def forward_head(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.cfg.head == "mlm":
             return self.lm_head(hidden, self.backbone.embeddings.word_embeddings.weight)
         if self.cfg.head == "classification":
             return self.classifier(hidden)  # (B, num_classes)
-        return hidden
+        return token_head(self, hidden)
+
+    def get_classifier(self) -> nn.Module:
+        return head_modules(self, [])
 
     def reset_classifier(self, num_classes: int) -> None:
         self.cfg.num_classes, self.cfg.head = num_classes, "classification"
-        for name in ("lm_head", "classifier"):
+        for name in ("lm_head", "classifier", "qa_outputs"):
             if hasattr(self, name):
                 delattr(self, name)
         self.build_head(self.cfg)

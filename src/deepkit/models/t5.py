@@ -315,6 +315,87 @@ class T5(TokenModel):
         hidden = self.decode(decoder_input_ids, encoder_out, attention_mask, decoder_attention_mask, cache)
         return self.forward_head(hidden)
 
+    # --- decoding (text-to-text evaluation) ------------------------------------------------------------------------
+    def _source_mask(self, input_ids: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        if lengths is None:
+            return (input_ids != self.cfg.pad_token_id).long()
+        return (
+            torch.arange(input_ids.shape[1], device=input_ids.device)[None] < lengths.to(input_ids.device)[:, None]
+        ).long()
+
+    @torch.no_grad()
+    def greedy_decode(
+        self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None, max_len: int = 50
+    ) -> list[list[int]]:
+        """Greedy decoding of a batch ``(B, S)``; returns the generated ids of each row, without the start
+        token and ``<eos>``. ``lengths`` (B,) marks padding (default: every ``pad_token_id``)."""
+        mask = self._source_mask(input_ids, lengths)
+        enc = self.encode(input_ids, mask)
+        cache = KVCache()
+        b = input_ids.shape[0]
+        cur = torch.full((b, 1), self.cfg.decoder_start_token_id, dtype=torch.long, device=input_ids.device)
+        done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        steps = []
+        for _ in range(max_len):
+            nxt = self(decoder_input_ids=cur, attention_mask=mask, encoder_out=enc, cache=cache)[:, -1].argmax(-1)
+            nxt = nxt.masked_fill(done, self.cfg.pad_token_id)
+            steps.append(nxt)
+            done |= nxt == self.cfg.eos_token_id
+            if bool(done.all()):
+                break
+            cur = nxt[:, None]
+        out = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(b)]
+        return [_until_eos(row, self.cfg.eos_token_id) for row in out]
+
+    @torch.no_grad()
+    def beam_search(
+        self,
+        input_ids: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        beam_size: int = 5,
+        max_len: int = 50,
+        length_penalty: float = 1.0,
+    ) -> list[list[int]]:
+        """Beam search, one source at a time; hypotheses ranked by log-prob / length**length_penalty."""
+        mask = self._source_mask(input_ids, lengths)
+        return [
+            self._beam_one(input_ids[i : i + 1, : int(mask[i].sum())], beam_size, max_len, length_penalty)
+            for i in range(input_ids.shape[0])
+        ]
+
+    def _beam_one(self, src: torch.Tensor, k: int, max_len: int, alpha: float) -> list[int]:
+        enc = self.encode(src)
+        cache = KVCache()
+        beams: list[tuple[list[int], float]] = [([], 0.0)]
+        finished: list[tuple[list[int], float]] = []
+        for _ in range(max_len):
+            b = len(beams)
+            y = [seq[-1] if seq else self.cfg.decoder_start_token_id for seq, _ in beams]
+            y = torch.tensor(y, device=src.device)[:, None]
+            logp = self(decoder_input_ids=y, encoder_out=enc.expand(b, -1, -1), cache=cache)[:, -1].log_softmax(-1)
+            total = torch.tensor([s for _, s in beams], device=src.device)[:, None] + logp  # (b, V)
+            top = total.flatten().topk(min(k, total.numel()))
+            new_beams, rows = [], []
+            for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                row, tok = divmod(flat, logp.shape[1])
+                seq = beams[row][0] + [tok]
+                if tok == self.cfg.eos_token_id:
+                    finished.append((seq[:-1], score / max(1, len(seq)) ** alpha))
+                else:
+                    new_beams.append((seq, score))
+                    rows.append(row)
+            if not new_beams or len(finished) >= k:
+                break
+            beams = new_beams
+            cache.reorder(torch.tensor(rows, device=src.device))
+        if not finished:
+            finished = [(seq, s / max(1, len(seq)) ** alpha) for seq, s in beams]
+        return max(finished, key=lambda f: f[1])[0]
+
+
+def _until_eos(ids: list[int], eos: int) -> list[int]:
+    return ids[: ids.index(eos)] if eos in ids else ids
+
 
 register_model("t5-small", T5Config, description="T5-small (60M)", d_model=512, d_ff=2048, num_layers=6, num_heads=8)(
     T5

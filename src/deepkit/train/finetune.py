@@ -110,6 +110,9 @@ def load_pretrained(
     if reset:
         prefixes = {n.rsplit(".", 1)[0] for n in matching(model, reset)}
         skip |= {k for k in own if k.rsplit(".", 1)[0] in prefixes}
+    prefix = getattr(model, "base_prefix", "")
+    if reset_head and prefix:  # Transformers (HF layout): every key outside the backbone is the file's task head
+        state = {k: v for k, v in state.items() if k.startswith(prefix + ".")}
     state = {k: v for k, v in state.items() if k not in skip}
     hint = " (same architecture and model settings as the pretrained run expected)"
     load_state_dict_checked(model, state, str(weights), skip=skip, hint=hint)
