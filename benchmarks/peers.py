@@ -69,7 +69,7 @@ GPT = dict(n_layer=2, n_head=4, n_embd=128, n_positions=GPT_BLOCK, resid_pdrop=0
 BATCH = {"cnn": 128, "lstm": 64, "gpt": 32}
 
 
-# --- workloads: one data set and one model definition per model, shared by all frameworks ------------------------------
+# --- workloads: one data set and one model definition per model, shared by all frameworks -----------------------------
 @dataclass
 class Workload:
     """The data every framework trains on, and how to build the torch model.
@@ -158,9 +158,7 @@ def lstm_workload(
     return Workload("lstm", tokens, y, lengths, bs, 2, kw, data, f"{source}, {len(seqs)} texts padded to {max_len}")
 
 
-def gpt_workload(
-    n: int, synthetic: bool = False, block: int = GPT_BLOCK, batch_size: int = BATCH["gpt"]
-) -> Workload:
+def gpt_workload(n: int, synthetic: bool = False, block: int = GPT_BLOCK, batch_size: int = BATCH["gpt"]) -> Workload:
     stream, vocab, source = None, 69, "synthetic characters"
     if not synthetic:
         try:
@@ -207,7 +205,7 @@ class Result:
     params: int
 
 
-# --- (a) plain PyTorch ---------------------------------------------------------------------------------------------------
+# --- (a) plain PyTorch ------------------------------------------------------------------------------------------------
 def run_plain(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
     """What a careful user writes by hand: tensors in memory, shuffled index batches, no DataLoader collation."""
     model = wl.torch_model(seed)
@@ -232,7 +230,7 @@ def run_plain(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
     return Result(steps * bs / (time.perf_counter() - t0), params(model))
 
 
-# --- (b) deepkit -------------------------------------------------------------------------------------------------------
+# --- (b) deepkit ------------------------------------------------------------------------------------------------------
 class StepTimer(Callback):
     """Timestamps at the end of step ``warmup`` and of the last step, with the samples seen in between."""
 
@@ -270,7 +268,7 @@ def run_deepkit(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
     return Result(timer.rate(), params(model))
 
 
-# --- (c) Lightning -----------------------------------------------------------------------------------------------------
+# --- (c) Lightning ----------------------------------------------------------------------------------------------------
 def run_lightning(wl: Workload, steps: int, warmup: int, seed: int = 0, num_workers: int = 0) -> Result:
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
@@ -328,7 +326,7 @@ def run_lightning(wl: Workload, steps: int, warmup: int, seed: int = 0, num_work
     return Result((timer.step1 - timer.step0) * wl.batch_size / (timer.t1 - timer.t0), params(model))
 
 
-# --- (d) Keras 3 on the torch backend -----------------------------------------------------------------------------------
+# --- (d) Keras 3 on the torch backend ---------------------------------------------------------------------------------
 def import_keras():
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
@@ -429,9 +427,8 @@ def run_keras(wl: Workload, steps: int, warmup: int, seed: int = 0, data_format:
             self.times.append(time.perf_counter())
 
     timer = EpochTimer()
-    model.fit(
-        x, y, batch_size=wl.batch_size, epochs=epochs, steps_per_epoch=warmup, shuffle=True, verbose=0, callbacks=[timer]
-    )
+    bs = wl.batch_size
+    model.fit(x, y, batch_size=bs, epochs=epochs, steps_per_epoch=warmup, shuffle=True, verbose=0, callbacks=[timer])
     measured = (len(timer.times) - 1) * warmup
     return Result(measured * wl.batch_size / (timer.times[-1] - timer.times[0]), keras_params(model))
 
@@ -444,7 +441,7 @@ RUNNERS: dict[str, Callable[..., Result]] = {
 }
 
 
-# --- report ------------------------------------------------------------------------------------------------------------
+# --- report -----------------------------------------------------------------------------------------------------------
 def ratio(results: dict[str, list[Result]], other: str) -> str:
     if not results.get("deepkit") or not results.get(other):
         return "n/a"

@@ -16,7 +16,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 @pytest.fixture(scope="module")
 def peers():
     spec = importlib.util.spec_from_file_location("peers_bench", REPO / "benchmarks" / "peers.py")
