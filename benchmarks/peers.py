@@ -4,7 +4,9 @@ Models: an MNIST CNN (``simple_cnn``: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, 
 classifier on SST-2 (embedding 128 → LSTM 128 → last state → 2 classes) and a small GPT on Tiny Shakespeare characters
 (2 pre-LN blocks, 4 heads, width 128, context 128, tied head). Every framework trains each model for the same number of
 steps on the same token ids / pixels, with Adam (lr 1e-3, eps 1e-8), the same batch size and 2 torch threads; one
-process, frameworks alternating within each round; steady-state throughput after ``--warmup`` steps; medians over
+process, frameworks alternating within each round (the order rotates every round). Every step boundary after
+``--warmup`` steps is timestamped; a run's throughput is batch size / its median step time (robust to another job
+taking the shared cores for a few steps; the table also shows the total-time mean), and the figures are medians over
 ``--rounds``. Each framework is used the way its documentation shows for the job:
 
 - plain: a careful hand-written loop over in-memory tensors (shuffled index batches, ``zero_grad(set_to_none=True)``).
@@ -13,8 +15,9 @@ process, frameworks alternating within each round; steady-state throughput after
 - Lightning: a ``LightningModule`` (``self.log`` of loss and accuracy) + ``Trainer`` over a ``DataLoader`` of a
   ``TensorDataset`` of the same tensors; default logger in a temp dir, no checkpointing, no progress bar.
 - Keras 3: ``KERAS_BACKEND=torch``, a functional model of equivalent layers, ``compile(metrics=["accuracy"])`` and
-  ``model.fit`` on NumPy arrays (default ``jit_compile``); timed at epoch ends (epochs of ``--warmup`` steps) so that
-  Keras keeps its asynchronous batch-callback dispatch.
+  ``model.fit`` on NumPy arrays (default ``jit_compile``); timed from batch-begin hooks, which keep Keras'
+  asynchronous batch-end callback dispatch. On CPU its LSTM runs Keras' generic step loop over all padded steps
+  (masked), not ``torch.nn.LSTM``; its LSTM has one bias vector where torch's has two (4·hidden fewer parameters).
 
 The peers are not deepkit dependencies: install them in a separate environment (benchmarks/requirements-peers.txt).
 
@@ -201,8 +204,23 @@ def params(model: nn.Module) -> int:
 
 @dataclass
 class Result:
-    rate: float  # samples/s in steady state
+    """One timed run: the timestamps of the step boundaries after warm-up, and the model's trainable parameters."""
+
+    times: list[float]  # perf_counter at the end of step warmup, warmup + 1, ..., the last step
+    batch_size: int
     params: int
+
+    @property
+    def rate(self) -> float:
+        """Steady-state samples/s: batch size / median step time. The median shrugs off the bursts of a shared
+        machine (another job taking the cores for a few steps) that a total-time mean would charge to one framework."""
+        steps = np.diff(self.times)
+        return self.batch_size / float(np.median(steps))
+
+    @property
+    def mean_rate(self) -> float:
+        """samples/s over the whole timed span (total time; includes periodic work such as logging every N steps)."""
+        return self.batch_size * (len(self.times) - 1) / (self.times[-1] - self.times[0])
 
 
 # --- (a) plain PyTorch ------------------------------------------------------------------------------------------------
@@ -213,10 +231,10 @@ def run_plain(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
     model.train()
     g = torch.Generator().manual_seed(seed)
     bs, nb = wl.batch_size, len(wl.x) // wl.batch_size
-    perm, t0 = torch.randperm(len(wl.x), generator=g), 0.0
+    perm, times = torch.randperm(len(wl.x), generator=g), []
     for step in range(steps + warmup):
         if step == warmup:
-            t0 = time.perf_counter()
+            times.append(time.perf_counter())
         b = step % nb
         if b == 0 and step:
             perm = torch.randperm(len(wl.x), generator=g)
@@ -226,25 +244,22 @@ def run_plain(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    float(loss.detach())  # sync, as every framework does at its end
-    return Result(steps * bs / (time.perf_counter() - t0), params(model))
+        if times:
+            times.append(time.perf_counter())  # the CPU runs each op synchronously: no device sync needed
+    float(loss.detach())
+    return Result(times, bs, params(model))
 
 
 # --- (b) deepkit ------------------------------------------------------------------------------------------------------
 class StepTimer(Callback):
-    """Timestamps at the end of step ``warmup`` and of the last step, with the samples seen in between."""
+    """Timestamps at the end of every step from step ``warmup`` on."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.t0, self.t1, self.samples0, self.samples1 = warmup, 0.0, 0.0, 0, 0
+        self.warmup, self.times = warmup, []
 
     def on_step_end(self, trainer):
-        now = time.perf_counter()
-        if trainer.state.step == self.warmup:
-            self.t0, self.samples0 = now, trainer.state.samples
-        self.t1, self.samples1 = now, trainer.state.samples
-
-    def rate(self) -> float:
-        return (self.samples1 - self.samples0) / (self.t1 - self.t0)
+        if trainer.state.step >= self.warmup:
+            self.times.append(time.perf_counter())
 
 
 def run_deepkit(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
@@ -265,7 +280,7 @@ def run_deepkit(wl: Workload, steps: int, warmup: int, seed: int = 0) -> Result:
         callbacks=[timer],
     )
     trainer.fit(task, wl.deepkit_data)
-    return Result(timer.rate(), params(model))
+    return Result(timer.times, wl.batch_size, params(model))
 
 
 # --- (c) Lightning ----------------------------------------------------------------------------------------------------
@@ -296,14 +311,11 @@ def run_lightning(wl: Workload, steps: int, warmup: int, seed: int = 0, num_work
 
     class Timer(L.Callback):
         def __init__(self):
-            self.t0 = self.t1 = 0.0
-            self.step0 = self.step1 = 0
+            self.times: list[float] = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            now = time.perf_counter()
-            if trainer.global_step == warmup:
-                self.t0, self.step0 = now, trainer.global_step
-            self.t1, self.step1 = now, trainer.global_step
+            if trainer.global_step >= warmup:  # global_step counts optimizer steps done
+                self.times.append(time.perf_counter())
 
     L.seed_everything(seed, verbose=False)
     model = wl.torch_model(seed)
@@ -323,7 +335,7 @@ def run_lightning(wl: Workload, steps: int, warmup: int, seed: int = 0, num_work
             callbacks=[timer],
         )
         trainer.fit(LitModel(model), loader)
-    return Result((timer.step1 - timer.step0) * wl.batch_size / (timer.t1 - timer.t0), params(model))
+    return Result(timer.times, wl.batch_size, params(model))
 
 
 # --- (d) Keras 3 on the torch backend ---------------------------------------------------------------------------------
@@ -411,26 +423,29 @@ def run_keras(wl: Workload, steps: int, warmup: int, seed: int = 0, data_format:
     elif wl.name != "cnn":
         x = x.astype(np.int32)
     y = wl.y.numpy()
-    epochs = 1 + math.ceil(steps / warmup)  # epoch 1 = warm-up; each epoch = `warmup` steps
-    need = epochs * warmup * wl.batch_size  # Keras' iterator runs out (and stops) after one pass over the arrays
+    need = (warmup + steps) * wl.batch_size  # Keras' iterator stops training when it runs out of data
     if len(x) < need:  # repeat the data, as more epochs would
         reps = math.ceil(need / len(x))
         x, y = np.concatenate([x] * reps), np.concatenate([y] * reps)
 
-    class EpochTimer(keras.callbacks.Callback):
-        # epoch hooks only: a batch hook would switch Keras from asynchronous to synchronous batch callbacks
+    class StepTimer(keras.callbacks.Callback):
+        # Timestamps at the start of every batch from step `warmup` on (= the end of the previous step) and at the
+        # end of training. Batch-begin and epoch hooks keep Keras' asynchronous batch-end callback dispatch, which a
+        # batch-end hook would switch off; on_epoch_end runs after Keras has flushed that pending work.
         def __init__(self):
             super().__init__()
             self.times: list[float] = []
 
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch >= warmup:
+                self.times.append(time.perf_counter())
+
         def on_epoch_end(self, epoch, logs=None):
             self.times.append(time.perf_counter())
 
-    timer = EpochTimer()
-    bs = wl.batch_size
-    model.fit(x, y, batch_size=bs, epochs=epochs, steps_per_epoch=warmup, shuffle=True, verbose=0, callbacks=[timer])
-    measured = (len(timer.times) - 1) * warmup
-    return Result(measured * wl.batch_size / (timer.times[-1] - timer.times[0]), keras_params(model))
+    timer = StepTimer()
+    model.fit(x, y, batch_size=wl.batch_size, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[timer])
+    return Result(timer.times, wl.batch_size, keras_params(model))
 
 
 RUNNERS: dict[str, Callable[..., Result]] = {
@@ -457,16 +472,19 @@ def final_line(model: str, results: dict[str, list[Result]]) -> str:
 
 
 def table(workloads: dict[str, Workload], all_results: dict[str, dict[str, list[Result]]]) -> str:
-    rows = [f"{'model':<6} {'framework':<10} {'params':>10} {'samples/s':>10} {'tokens/s':>10} {'rounds (samples/s)'}"]
+    """samples/s and tokens/s: medians over rounds of batch / median step time; mean: of total-time throughput."""
+    head = f"{'model':<6} {'framework':<10} {'params':>10} {'samples/s':>10} {'tokens/s':>10} {'mean':>10}"
+    rows = [head + "  samples/s per round"]
     for name, res in all_results.items():
         wl = workloads[name]
         for fw, rs in res.items():
             if not rs:
                 continue
             m = median_rate(rs)
-            tok = f"{m * wl.tokens_per_sample:10.0f}" if wl.name == "gpt" else f"{'':>10}"
+            tok = f"{m * wl.tokens_per_sample:10.0f}" if wl.name == "gpt" else f"{'-':>10}"
+            mean = statistics.median(r.mean_rate for r in rs)
             each = " ".join(f"{r.rate:.0f}" for r in rs)
-            rows.append(f"{name:<6} {fw:<10} {rs[0].params:>10,} {m:>10.1f} {tok} {each}")
+            rows.append(f"{name:<6} {fw:<10} {rs[0].params:>10,} {m:>10.1f} {tok} {mean:>10.1f}  {each}")
     return "\n".join(rows)
 
 
@@ -512,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     ap.add_argument("--steps", type=int, default=60, help="timed steps per run (after warm-up)")
-    ap.add_argument("--warmup", type=int, default=15, help="untimed steps first (also Keras' epoch length)")
+    ap.add_argument("--warmup", type=int, default=15, help="untimed steps first")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=12_800, help="training samples per model (GPT: windows)")
     ap.add_argument("--synthetic", action="store_true", help="random data of the same shapes (no data sets needed)")

@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,7 +75,7 @@ def test_run_all_table_and_final_lines(peers, workloads):
     assert lines[0].startswith("round 1 cnn: plain ") and lines[-1].startswith("round 2 gpt: deepkit ")  # rotated
     assert [len(results[m][f]) for m in results for f in results[m]] == [2, 2, 2, 2]
     table = peers.table(workloads, results).splitlines()
-    assert table[0].split()[:5] == ["model", "framework", "params", "samples/s", "tokens/s"]
+    assert table[0].split()[:6] == ["model", "framework", "params", "samples/s", "tokens/s", "mean"]
     assert len(table) == 5 and table[3].split()[:2] == ["gpt", "plain"]
     # the GPT row carries tokens/s = samples/s × context length
     samples, tokens = float(table[3].split()[3]), float(table[3].split()[4])
@@ -84,9 +85,19 @@ def test_run_all_table_and_final_lines(peers, workloads):
 
 
 def test_final_line_ratios(peers):
-    r = peers.Result
-    res = {"plain": [r(100, 1), r(300, 1), r(200, 1)], "deepkit": [r(250, 1)], "lightning": [r(100, 1)], "keras": []}
+    def r(rate):  # three steps of 1/rate s at batch 1
+        return peers.Result([0.0, 1 / rate, 2 / rate, 3 / rate], 1, 1)
+
+    res = {"plain": [r(100), r(300), r(200)], "deepkit": [r(250)], "lightning": [r(100)], "keras": []}
     assert peers.final_line("gpt", res) == "gpt deepkit/plain=1.25 deepkit/lightning=2.50 deepkit/keras=n/a"
+
+
+def test_rate_is_robust_to_a_burst(peers):
+    # 10 steps of 0.1 s at batch 8, one of them stretched to 1 s by another job: the median step ignores it
+    times = list(np.cumsum([0.0] + [0.1] * 9 + [1.0]))
+    res = peers.Result(times, 8, 1)
+    assert res.rate == pytest.approx(80.0)
+    assert res.mean_rate == pytest.approx(80 / 1.9)
 
 
 def test_unknown_framework_is_rejected(peers, capsys):
