@@ -164,9 +164,10 @@ class SequenceLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for idx in self.batches()[self.start_batch :]:
             lengths = self.lengths[idx]
-            tokens = torch.full((len(idx), int(lengths.max())), self.pad_id, dtype=torch.long)
-            for row, i in enumerate(idx.tolist()):
-                tokens[row, : lengths[row]] = self.flat[self.offsets[i] : self.offsets[i + 1]]
+            # gather all rows at once (a per-row Python copy costs ~1 ms per batch of 64, ~2% of a small LSTM step)
+            pos = torch.arange(int(lengths.max()))  # (T,)
+            src = (self.offsets[idx][:, None] + pos).clamp_max(len(self.flat) - 1)  # (B, T) index into flat
+            tokens = torch.where(pos < lengths[:, None], self.flat[src], self.pad_id)  # (B, T), pad after each length
             yield {
                 "tokens": tokens.to(self.device),
                 "lengths": lengths,  # pack_padded_sequence wants lengths on the CPU
