@@ -86,7 +86,8 @@ def test_cpu_auto_keeps_the_plain_loop_and_says_why():
     p = plan(CPU, steps=10**6)
     on = applied(p)
     assert on["device_data"] and on["log_sync"] and on["channels_last"]  # NHWC measured faster for conv nets here
-    for name in ("pin_memory", "bf16_autocast", "tf32", "fused_optimizer", "compile"):
+    assert on["fused_optimizer"]  # fused AdamW measured ~5x faster per optimizer step than torch's CPU default
+    for name in ("pin_memory", "bf16_autocast", "tf32", "compile"):
         assert not on[name], name
     assert p.precision == "fp32" and p.compile_mode is None
     for name in ("bf16_autocast", "compile", "channels_last", "fused_optimizer"):

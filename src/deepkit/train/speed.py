@@ -8,7 +8,7 @@ decision logic is a pure function that tests can drive with a mocked :class:`Dev
 
 CPU figures behind the ``auto`` rules (this repository's 2-core AMD EPYC machine with avx512_bf16, torch 2.13,
 measured with ``benchmarks/fastpath_cpu.py`` and ``deepkit bench``; benchmarks/RESULTS.md, 2026-11-21) are in
-``CPU_MEASURED``: channels_last pays for conv nets; torch.compile and the fused AdamW do not; bf16 autocast is faster
+``CPU_MEASURED``: channels_last and the fused Adam/AdamW/SGD pay; torch.compile does not; bf16 autocast is faster
 but stays opt-in on CPUs because it changes the numbers every recipe was validated with.
 """
 
@@ -36,7 +36,8 @@ CPU_MEASURED = {
     "1.16x resnet20, 1.13x lenet5, 1.07x digits_cnn",
     "compile": "measured on this 2-core CPU: 12 s to compile mnist_cnn for a 1.06x faster step, repaid only "
     "after ~6,100 steps (trainer.compile=true opts in)",
-    "fused": "measured 1.02x (within noise) for mnist_cnn's AdamW on this 2-core CPU: foreach kept",
+    "fused": "measured on this 2-core CPU: one AdamW step over 818k parameters (char GPT) takes 0.87 ms fused vs "
+    "5.2 ms with torch's CPU default (a loop over tensors) and 4.4 ms foreach; same weights to fp tolerance",
 }
 
 # Dense bf16 / TF32 / fp32 peak TFLOP/s of common accelerators (vendor data sheets, SXM unless named), for MFU.
@@ -308,8 +309,10 @@ def plan_speed(
         plan.add("fused_optimizer", want, _why("fused_optimizer", sp))
     elif cuda:
         plan.add("fused_optimizer", True, f"fused {name} on CUDA: one kernel launch for all parameters")
+    elif cpu:
+        plan.add("fused_optimizer", True, f"fused {name}: " + CPU_MEASURED["fused"])
     else:
-        plan.add("fused_optimizer", False, CPU_MEASURED["fused"] if cpu else f"{where}: not measured here, left off")
+        plan.add("fused_optimizer", False, f"{where}: not measured here, left off")
 
     # torch.compile: worth its one-off compile time only on long runs; CUDA graphs go through it
     graphs = sp.cuda_graphs and cuda and not manual
