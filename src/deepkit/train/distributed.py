@@ -156,7 +156,8 @@ class DistributedContext:
     def reduce_sums(self, sums: dict[str, torch.Tensor], count: int) -> tuple[dict[str, torch.Tensor], int]:
         """Sum per-rank running sums and sample counts over ranks: one all-reduce of one packed tensor."""
         keys = list(sums)  # same order on every rank: the same task logs the same keys
-        packed = torch.stack([torch.tensor(float(count), device=self.device)] + [sums[k].float() for k in keys])
+        head = torch.tensor(float(count), dtype=torch.float64, device=self.device)
+        packed = torch.stack([head] + [sums[k].double() for k in keys])  # float64: exact counts
         dist.all_reduce(packed)
         return {k: packed[i + 1] for i, k in enumerate(keys)}, int(round(float(packed[0])))
 
