@@ -313,12 +313,10 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, 
     }
     try:
         history = trainer.fit(task, bundle, resume=resume_from)
-        if trainer.dist:  # rank 0 evaluates the best checkpoint and writes the results alone
-            distributed.teardown()
-            if not trainer.dist.is_main:
-                return RunResult(run_dir, {}, history)
-            if trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
-                task = _plain_copy(task, rec, bundle)
+        if not rank0_goes_on(trainer):
+            return RunResult(run_dir, {}, history)
+        if trainer.dist and trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
+            task = _plain_copy(task, rec, bundle)
         metrics = _finish(run_dir, rec, task, bundle, trainer)
     except KeyboardInterrupt:
         if distributed.is_main_process():
@@ -332,6 +330,14 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, 
         distributed.teardown()
     _write_status(run_dir, "finished", metrics=metrics)
     return RunResult(run_dir, metrics, history)
+
+
+def rank0_goes_on(trainer: Trainer) -> bool:
+    """After ``fit`` in several processes: leave the process group; only rank 0 goes on (test evaluation, files)."""
+    if trainer.dist is None:
+        return True
+    distributed.teardown()
+    return trainer.dist.is_main
 
 
 def _plain_copy(task: Task, rec: Recipe, bundle: DataBundle) -> Task:

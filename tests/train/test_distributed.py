@@ -243,7 +243,7 @@ def test_cli_nproc_2_trains_and_matches_one_process(tmp_path, run_cli):
     ("args", "message"),
     [
         (["--nproc", "0"], "--nproc must be >= 1, got 0"),
-        (["--nproc", "2", "data.batch_size=31"], "data.batch_size=31 is the global batch and must divide evenly over 2"),
+        (["--nproc", "2", "data.batch_size=31"], "data.batch_size=31 is the global batch and must divide evenly"),
         (["--nproc", "2", "trainer.strategy=none"], "needs trainer.strategy auto, ddp or fsdp (got none)"),
         (["trainer.strategy=zero"], "trainer.strategy"),
     ],

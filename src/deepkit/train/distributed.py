@@ -291,6 +291,13 @@ def _fsdp_units(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, FSDPModule)]
 
 
+def plain(t: torch.Tensor) -> torch.Tensor:
+    """A reduction over FSDP2-sharded parameters (a DTensor, e.g. an L2 penalty) as an ordinary tensor."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
 # --- process group -------------------------------------------------------------------------------------------------
 def setup(strategy: str, device: torch.device) -> DistributedContext | None:
     """Join (or reuse) the process group described by torchrun's environment; None for a single process.

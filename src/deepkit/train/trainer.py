@@ -241,12 +241,12 @@ class Trainer:
                             self.dist.set_grad_sync(task.model, last)
                         with autocast:
                             out = task.training_step(batch)
-                        loss = out["loss"]
+                        loss = out["loss"] * weight if weight != 1 else out["loss"]  # weight: distributed share
                         if cfg.l1:
-                            loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
+                            loss = loss + cfg.l1 * distributed.plain(sum(p.abs().sum() for p in penalized))
                         if cfg.l2:
-                            loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
-                        (loss * (weight / group) if group > 1 or weight != 1 else loss).backward()
+                            loss = loss + cfg.l2 * distributed.plain(sum(p.pow(2).sum() for p in penalized))
+                        (loss / group if group > 1 else loss).backward()
                         self._accumulate(out, n)
                         s.batch += 1
                         s.samples += seen
