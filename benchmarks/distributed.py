@@ -2,7 +2,8 @@
 
 Both arms are the real command line on the same recipe (default ``mnist_resnet20``: a CIFAR-style ResNet-20 on real
 MNIST, 0.27 M parameters but ~40 MFLOPs per 28×28 image, so compute dominates the gradient all-reduce), with the
-same global batch, the same training subset and the same number of steps:
+same global batch, the same training subset (``data.limit``; 2% of MNIST's training set held out for validation)
+and the same number of steps:
 
     A: deepkit train RECIPE trainer.threads=2 ...            (OMP_NUM_THREADS=2)
     B: deepkit train RECIPE --nproc 2 ...                     (each process: OMP_NUM_THREADS=1, gloo all-reduce)
@@ -33,7 +34,7 @@ OUT = Path(__file__).parent / "out"
 
 def run_arm(nproc: int, args: argparse.Namespace, out: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(2 // nproc), MKL_NUM_THREADS=str(2 // nproc))
-    cmd = [sys.executable, "-m", "deepkit", "train", args.recipe, f"data.limit={args.limit}"]
+    cmd = [sys.executable, "-m", "deepkit", "train", args.recipe, f"data.limit={args.limit}", "data.val_split=0.02"]
     cmd += [f"trainer.epochs={args.epochs}", "trainer.progress=plain", "--out", str(out), "--overwrite"]
     cmd += ["--nproc", "2"] if nproc == 2 else ["trainer.threads=2"]
     t0 = time.perf_counter()
