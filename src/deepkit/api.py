@@ -239,7 +239,7 @@ def check_launch(recipe: str | None, overrides: list[str], resume: Path | None, 
     ov = dict(_split(o) for o in overrides)
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
-            return  # the processes report the missing run directory
+            raise ConfigError(f"cannot resume {resume}: no config.yaml there (expected a deepkit run directory)")
         rec = resolve_recipe(read_recipe_file(Path(resume) / "config.yaml"), ov)
     else:
         rec = resolve_recipe(recipe or "", ov)

@@ -254,3 +254,13 @@ def test_bad_distributed_input_is_one_line(tmp_path, run_cli, args, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_an_error_in_the_launched_processes_is_one_line_from_rank_0(tmp_path, run_cli):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.yaml").write_text("name: x\n")
+    proc = run_cli("train", "digits_mlp", "--nproc", "2", "--out", "taken", cwd=tmp_path)  # found by rank 0
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: run directory taken already exists"), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

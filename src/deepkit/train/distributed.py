@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -367,6 +368,8 @@ def launch(nproc: int, args: list[str]) -> None:
 
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    # the failing process has printed its one-line error; the agent's own report of it would only repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", str(default_threads(nproc)))
     config = LaunchConfig(
         min_nodes=1,
