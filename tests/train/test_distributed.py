@@ -159,25 +159,26 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, on
     assert len((run / "log.txt").read_text().splitlines()) == 2
 
 
-def test_checkpoint_of_two_processes_resumes_in_one_and_vice_versa(tmp_path, one_process):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_checkpoint_of_two_processes_resumes_in_one_and_vice_versa(tmp_path, one_process, strategy):
     from deepkit.train import distributed
 
-    # 2 processes, epoch 1 -> 1 process continues to epoch 2
+    # 2 processes, epoch 1 -> 1 process continues to epoch 2 (FSDP2: weights and AdamW state gathered from shards)
     first = tmp_path / "two-then-one"
-    mp.start_processes(_epoch1_worker, args=(2, free_port(), str(first)), nprocs=2, start_method="spawn")
+    mp.start_processes(_epoch1_worker, args=(2, free_port(), str(first), strategy), nprocs=2, start_method="spawn")
     _resume(first)
     _assert_same_weights(_weights(first), _weights(one_process))
     _assert_same_metrics(_rows(first), _rows(one_process))
     assert distributed.env_world_size() == 1
-    # 1 process, epoch 1 -> 2 processes continue to epoch 2
+    # 1 process, epoch 1 -> 2 processes continue to epoch 2 (FSDP2: each rank loads its shard of both)
     second = tmp_path / "one-then-two"
     _fit_epochs(second, 1)
-    mp.start_processes(_resume_worker, args=(2, free_port(), str(second)), nprocs=2, start_method="spawn")
+    mp.start_processes(_resume_worker, args=(2, free_port(), str(second), strategy), nprocs=2, start_method="spawn")
     _assert_same_weights(_weights(second), _weights(one_process))
     _assert_same_metrics(_rows(second), _rows(one_process))
 
 
-def _fit_epochs(run: Path, epochs: int, resume: Path | None = None) -> None:
+def _fit_epochs(run: Path, epochs: int, resume: Path | None = None, strategy: str = "auto") -> None:
     torch.manual_seed(0)
     data = _data()
     task = ClassificationTask(create_model("mlp", in_features=6, num_classes=3, width=32, depth=2), 3)
@@ -194,20 +195,21 @@ def _fit_epochs(run: Path, epochs: int, resume: Path | None = None) -> None:
         log_every=1,
         progress="none",
         device="cpu",
+        strategy=strategy,
     )
     trainer.fit(task, data, resume=resume)
 
 
-def _resume(run: Path) -> None:
-    _fit_epochs(run, 2, resume=run / "checkpoints" / "last")
+def _resume(run: Path, strategy: str = "auto") -> None:
+    _fit_epochs(run, 2, resume=run / "checkpoints" / "last", strategy=strategy)
 
 
-def _epoch1_worker(rank: int, world: int, port: int, run_dir: str) -> None:
-    _in_group(rank, world, port, lambda: _fit_epochs(Path(run_dir), 1))
+def _epoch1_worker(rank: int, world: int, port: int, run_dir: str, strategy: str) -> None:
+    _in_group(rank, world, port, lambda: _fit_epochs(Path(run_dir), 1, strategy=strategy))
 
 
-def _resume_worker(rank: int, world: int, port: int, run_dir: str) -> None:
-    _in_group(rank, world, port, lambda: _resume(Path(run_dir)))
+def _resume_worker(rank: int, world: int, port: int, run_dir: str, strategy: str) -> None:
+    _in_group(rank, world, port, lambda: _resume(Path(run_dir), strategy))
 
 
 def _in_group(rank: int, world: int, port: int, fn) -> None:

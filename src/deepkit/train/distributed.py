@@ -201,6 +201,9 @@ class DistributedContext:
         opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(model, weights, options=opts)
         if optimizer is not None:
+            for group, saved in zip(optimizer.param_groups, optim["param_groups"], strict=True):
+                # keys the schedule added (initial_lr): torch's loader maps only keys the live groups already have
+                group.update({k: v for k, v in saved.items() if k not in group and k != "params"})
             fqn = _ids_to_fqn(optim, _param_names(model, optimizer))
             set_optimizer_state_dict(model, optimizer, fqn, options=opts)
 
