@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(f"commit {commit}, started {time.strftime('%H:%M:%S')}", flush=True)
     one, two = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -77,7 +79,6 @@ def main() -> None:
             )
     med1 = statistics.median(x["samples_per_s"] for x in one)
     med2 = statistics.median(x["samples_per_s"] for x in two)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {"commit": commit, "args": vars(args), "one_process_two_threads": one, "two_processes": two}
     report["ratio"] = med2 / med1
     OUT.mkdir(exist_ok=True)
