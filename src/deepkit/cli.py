@@ -70,6 +70,11 @@ def train(
     if nproc is not None and nproc != 1:
         if nproc < 1:
             raise _usage(f"--nproc must be >= 1, got {nproc}")
+        if distributed.env_world_size() > 1:
+            raise _usage(
+                f"--nproc {nproc} inside a launched job (WORLD_SIZE={distributed.env_world_size()}); "
+                "leave --nproc out under torchrun"
+            )
         api.check_launch(recipe, overrides, resume, nproc)  # one-line errors before any process starts
         args = ["train", *([recipe] if recipe else []), *overrides]
         args += [*(["--out", str(out)] if out else []), *(["--resume", str(resume)] if resume else [])]
