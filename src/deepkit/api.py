@@ -29,6 +29,7 @@ from deepkit.generative import GENERATIVE_TASKS, bind_generative_model, prepare_
 from deepkit.models.registry import create_model, get_entry
 from deepkit.recipe import Recipe, apply_overrides, read_recipe_file, resolve_recipe, validate
 from deepkit.tasks import Task, TaskConfig, build_task
+from deepkit.train import distributed
 from deepkit.train.checkpoint import find_checkpoint
 from deepkit.train.trainer import Trainer, resolve_device, seed_everything
 from deepkit.weights import atomic_write_text, load_weights
@@ -190,13 +191,18 @@ def train(
     callbacks = [*callbacks, *extra]
     model = task.model
     resolve_device(rec.trainer.device)  # fail before creating a directory
-    run_dir = new_run_dir(out, rec.name, overwrite)
-    try:
-        _write_config(run_dir, rec, model, command)
-        _write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written
-        raise
+
+    def create() -> Path:
+        run_dir = new_run_dir(out, rec.name, overwrite)
+        try:
+            _write_config(run_dir, rec, model, command)
+            _write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written
+            raise
+        return run_dir
+
+    run_dir = create_run_dir(rec, bundle.batch_size, create)
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=None)
 
 
@@ -216,6 +222,42 @@ def build_training(rec: Recipe, data: DataBundle | None = None) -> tuple[Task, D
     task = build_task(rec.task, model, bundle.preprocessing)
     _attach_augment(task, rec, bundle)
     return task, bundle, callbacks
+
+
+def create_run_dir(rec: Recipe, batch_size: int, create) -> Path:
+    """``create()`` the run directory; launched as several processes: on rank 0 only, and every rank gets its path.
+
+    Joins the process group first (torchrun's environment), and checks that the global batch divides over it.
+    """
+    ctx = distributed.setup(rec.trainer.strategy, resolve_device(rec.trainer.device))
+    if ctx is None:
+        return create()
+    result: tuple[str | None, str | None] = (None, None)
+    if ctx.is_main:
+        try:
+            distributed.check_global_batch(batch_size, ctx.world_size)
+            result = (str(create()), None)
+        except DeepkitError as e:
+            distributed.broadcast_object((None, str(e)))  # the other ranks stop with the same message
+            raise
+    path, error = distributed.broadcast_object(result)
+    if error is not None:
+        raise ConfigError(error)  # only rank 0 prints it (cli.main)
+    return Path(path)
+
+
+def check_launch(recipe: str | None, overrides: list[str], resume: Path | None, nproc: int) -> None:
+    """Before starting ``nproc`` processes: the recipe resolves, and its batch splits evenly over them."""
+    ov = dict(_split(o) for o in overrides)
+    if resume is not None:
+        if not (Path(resume) / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume {resume}: no config.yaml there (expected a deepkit run directory)")
+        rec = resolve_recipe(read_recipe_file(Path(resume) / "config.yaml"), ov)
+    else:
+        rec = resolve_recipe(recipe or "", ov)
+    if rec.trainer.strategy == "none":
+        raise ConfigError(f"--nproc {nproc} needs trainer.strategy auto, ddp or fsdp (got none)")
+    distributed.check_global_batch(rec.data.batch_size, nproc)
 
 
 def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callbacks) -> RunResult:
@@ -238,7 +280,8 @@ def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callback
     callbacks = [*callbacks, *_setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
     task = build_task(rec.task, model, prep)
     _attach_augment(task, rec, bundle)
-    _write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
+    if distributed.is_main_process():
+        _write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=last)
 
 
@@ -282,15 +325,39 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, 
     }
     try:
         history = trainer.fit(task, bundle, resume=resume_from)
+        if not rank0_goes_on(trainer):
+            return RunResult(run_dir, {}, history)
+        if trainer.dist and trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
+            task = _plain_copy(task, rec, bundle)
         metrics = _finish(run_dir, rec, task, bundle, trainer)
     except KeyboardInterrupt:
-        _write_status(run_dir, "interrupted")
+        if distributed.is_main_process():
+            _write_status(run_dir, "interrupted")
         raise
     except BaseException as e:
-        _write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
+        if distributed.is_main_process():
+            _write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
         raise
+    finally:
+        distributed.teardown()
     _write_status(run_dir, "finished", metrics=metrics, peak_memory=trainer.peak_memory)
     return RunResult(run_dir, metrics, history, trainer.peak_memory)
+
+
+def rank0_goes_on(trainer: Trainer) -> bool:
+    """After ``fit`` in several processes: leave the process group; only rank 0 goes on (test evaluation, files)."""
+    if trainer.dist is None:
+        return True
+    distributed.teardown()
+    return trainer.dist.is_main
+
+
+def _plain_copy(task: Task, rec: Recipe, bundle: DataBundle) -> Task:
+    """A new task with an unsharded model of the same architecture (weights are loaded from the checkpoint)."""
+    plain = build_task(rec.task, bind_model(rec.model, bundle), bundle.preprocessing)
+    if hasattr(task, "preview"):
+        plain.preview = task.preview
+    return plain
 
 
 def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, trainer: Trainer) -> dict[str, float]:

@@ -38,13 +38,24 @@ def train(
         bool,
         typer.Option("--explain-speed", help="Print which fast-path switches apply and why (bf16, compile, ...)."),
     ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            help="Train with N local processes (DistributedDataParallel; gloo on CPU, NCCL on GPUs). "
+            "data.batch_size stays the GLOBAL batch (split over the N processes, must divide evenly); each process "
+            "uses max(1, cores // N) threads unless OMP_NUM_THREADS is set; only rank 0 writes files. "
+            "trainer.strategy=fsdp shards the model (FSDP2). Multi-node: torchrun (see README).",
+        ),
+    ] = None,
 ) -> None:
     """Train a model from a recipe; prints the run directory, the final metrics and the peak memory.
 
     Examples: `deepkit train digits_mlp trainer.epochs=5`, `deepkit train mnist_cnn data.path=~/data/mnist`,
-    `deepkit train --resume runs/mnist_cnn`.
+    `deepkit train --resume runs/mnist_cnn`, `deepkit train digits_mlp --nproc 2`.
     """
     from deepkit import api
+    from deepkit.train import distributed
 
     overrides = list(overrides or [])
     if recipe is not None and "=" in recipe:  # `deepkit train --resume DIR key=value`
@@ -62,7 +73,22 @@ def train(
             name = (yaml.safe_load(stored.read_text()) or {}).get("name")
             if name not in (recipe, Path(recipe).stem):
                 raise _usage(f"--resume {resume} holds a run of recipe '{name}', not '{recipe}'")
+    if nproc is not None and nproc != 1:
+        if nproc < 1:
+            raise _usage(f"--nproc must be >= 1, got {nproc}")
+        if distributed.env_world_size() > 1:
+            raise _usage(
+                f"--nproc {nproc} inside a launched job (WORLD_SIZE={distributed.env_world_size()}); "
+                "leave --nproc out under torchrun"
+            )
+        api.check_launch(recipe, overrides, resume, nproc)  # one-line errors before any process starts
+        args = ["train", *([recipe] if recipe else []), *overrides]
+        args += [*(["--out", str(out)] if out else []), *(["--resume", str(resume)] if resume else [])]
+        distributed.launch(nproc, args + (["--overwrite"] if overwrite else []))
+        return
     result = api.train(recipe or "", *overrides, out=out, resume=resume, overwrite=overwrite, command=sys.argv)
+    if not distributed.is_main_process():
+        return
     typer.echo(f"run directory: {result.run_dir}")
     typer.echo("test metrics: " + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     if result.peak_memory:
@@ -404,7 +430,8 @@ def main(argv: list[str] | None = None) -> None:
     except DeepkitError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # several processes (torchrun, --nproc): rank 0 speaks for all
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -36,6 +36,7 @@ from deepkit.tasks.base import Task
 from deepkit.tasks.regression import RegressionTask
 from deepkit.tasks.sequence import LanguageModelTask, Seq2SeqTask, TextClassificationTask
 from deepkit.tasks.word2vec import Word2VecTask
+from deepkit.train import distributed
 from deepkit.train.checkpoint import find_checkpoint
 from deepkit.train.trainer import Trainer, resolve_device, seed_everything
 from deepkit.weights import atomic_write_text, load_weights
@@ -196,19 +197,24 @@ def train(
     if bundle.task == "long_range":  # gradient flow of the untrained model, for the vanishing-gradient plot
         bundle.raw["grad_init"] = _gradient_norms(model, bundle)
     resolve_device(rec.trainer.device)
-    run_dir = api.new_run_dir(out, rec.name, overwrite)
-    try:
-        if bundle.tokenizer is not None:
-            bundle.tokenizer.save(run_dir / "tokenizer.json")
-        if "src_tokenizer" in bundle.raw:
-            bundle.raw["src_tokenizer"].save(run_dir / "src_tokenizer.json")
-        api._write_config(run_dir, rec, model, command)
-        api._write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
-    except BaseException:
-        import shutil
 
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    def create() -> Path:
+        run_dir = api.new_run_dir(out, rec.name, overwrite)
+        try:
+            if bundle.tokenizer is not None:
+                bundle.tokenizer.save(run_dir / "tokenizer.json")
+            if "src_tokenizer" in bundle.raw:
+                bundle.raw["src_tokenizer"].save(run_dir / "src_tokenizer.json")
+            api._write_config(run_dir, rec, model, command)
+            api._write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return run_dir
+
+    run_dir = api.create_run_dir(rec, rec.data.batch_size, create)  # several processes: rank 0 creates it
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, None, [note] if note else [])
 
 
@@ -244,7 +250,8 @@ def resume(run_dir: Path, overrides: dict[str, Any], callbacks=()):
     model = bind_sequence_model(rec.model, bundle)
     callbacks = [*callbacks, *api._setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
     task = build_sequence_task(rec, model, bundle)
-    api._write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
+    if distributed.is_main_process():
+        api._write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
     return _fit_and_finish(run_dir, rec, task, bundle, callbacks, last, [])
 
 
@@ -279,13 +286,21 @@ def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: SequenceBund
         trainer.log(note)
     try:
         history = trainer.fit(task, bundle, resume=resume_from)
+        if not api.rank0_goes_on(trainer):
+            return api.RunResult(run_dir, {}, history)
+        if trainer.dist and trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
+            task = build_sequence_task(rec, bind_sequence_model(rec.model, bundle), bundle)
         metrics = _finish(run_dir, rec, task, bundle, trainer)
     except KeyboardInterrupt:
-        api._write_status(run_dir, "interrupted")
+        if distributed.is_main_process():
+            api._write_status(run_dir, "interrupted")
         raise
     except BaseException as e:
-        api._write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
+        if distributed.is_main_process():
+            api._write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
         raise
+    finally:
+        distributed.teardown()
     api._write_status(run_dir, "finished", metrics=metrics, peak_memory=trainer.peak_memory)
     return api.RunResult(run_dir, metrics, history, trainer.peak_memory)
 

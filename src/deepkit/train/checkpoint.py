@@ -131,10 +131,12 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer] | None = None,
     state: dict | None = None,
     state_tensors: dict[str, torch.Tensor] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically (temp dir + rename). ``optimizer``/``state`` make it resumable.
 
     ``optimizer`` may be a dict of named optimizers (manual-optimization tasks); each is saved under its name.
+    ``weights``: the state dict to save instead of ``model.state_dict()`` (gathered from an FSDP2-sharded model).
     """
     directory = Path(directory)
     tmp = directory.with_name(f".tmp-{directory.name}")
@@ -142,7 +144,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model = unwrap(model)
-    atomic_save_safetensors(model.state_dict(), tmp / "model.safetensors", model_metadata(model, meta))
+    weights = model.state_dict() if weights is None else weights
+    atomic_save_safetensors(weights, tmp / "model.safetensors", model_metadata(model, meta))
     if optimizer is not None:
         if isinstance(optimizer, dict):
             o_tensors, o_json = flatten_optimizers(optimizer)

@@ -6,6 +6,7 @@ are small helpers. Per-step logs stay on the device and are synchronized only at
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -24,7 +25,7 @@ from deepkit.errors import ConfigError, DeepkitError
 from deepkit.models.registry import load_state_dict_checked
 from deepkit.tasks.base import Task
 from deepkit.train import checkpoint as ckpt
-from deepkit.train import speed
+from deepkit.train import distributed, speed
 from deepkit.train.callbacks import (
     Callback,
     CSVLogger,
@@ -71,6 +72,7 @@ class TrainerConfig:
     tensorboard: bool = False
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    strategy: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # several processes (--nproc, torchrun): auto = ddp
     speed: SpeedConfig = field(default_factory=SpeedConfig)  # fast-path switches (train/speed.py), auto by default
 
 
@@ -161,6 +163,8 @@ class Trainer:
         self.device = torch.device("cpu")
         self.speed: SpeedPlan | None = None  # the fast-path decisions of the last fit
         self.peak_memory: dict[str, float] = {}  # peak_rss_mb (and peak_gpu_mb) of the last fit
+        self.dist: distributed.DistributedContext | None = None  # set by fit when launched as several processes
+        self._synced: tuple[dict[str, torch.Tensor], int] = ({}, 0)  # running sums over all ranks (distributed)
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def fit(self, task: Task, data: DataBundle, resume: str | Path | None = None) -> list[dict[str, float]]:
@@ -172,8 +176,11 @@ class Trainer:
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device)
+        self.dist = distributed.setup(cfg.strategy, self.device)  # None in a single process
+        if self.dist:
+            self.device = self.dist.device
+        seed_everything(cfg.seed + (self.dist.rank if self.dist else 0))  # per-rank dropout/augmentation streams
         self.task = task.to(self.device)
         self.checkpoint_meta.setdefault("preprocessing", task.preprocessing.to_dict())
         self.checkpoint_meta.setdefault("task", task.describe())
@@ -184,18 +191,28 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / cfg.accumulate)
         schedule = Schedule(cfg.schedule, cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
         manual = task.manual_optimization  # the task steps its own optimizers (GAN: generator + discriminator)
+        if manual and self.dist:
+            raise ConfigError(
+                f"task '{task.name}' steps its own optimizers, which distributed training does not support yet "
+                f"({self.dist.world_size} processes); train it in one process"
+            )
         plan = self.speed = speed.plan_for(self, task, data, [train, val], schedule.total)
         self.log(plan.table(), echo=cfg.speed.explain)
         train = speed.place_loader(train, self.device, plan)
         val = speed.place_loader(val, self.device, plan) if val is not None else None
+        if self.dist:  # each rank takes its share of every global batch; outermost, so its per-batch share is current
+            train = self.dist.shard(train, pad=True)
+            val = None if val is None else self.dist.shard(val, pad=False)
         speed.prepare_model(task.model, plan)
+        wrapped = self.dist.prepare(task.model) if self.dist else task.model  # FSDP2 shards in place: before optim
+        fused = plan.on("fused_optimizer") and not (self.dist and self.dist.strategy == "fsdp")  # FSDP2: DTensors
         if manual:
             self.optimizers = build_named_optimizers(task, cfg)
             ctx = ManualStep(self.optimizers, schedule, cfg.grad_clip)
             opt = next(iter(self.optimizers.values()))
         else:
             self.optimizers = {}
-            self.optimizer = opt = build_optimizer(task.model, cfg.optimizer, fused=plan.on("fused_optimizer"))
+            self.optimizer = opt = build_optimizer(task.model, cfg.optimizer, fused=fused)
         self.callbacks = self._default_callbacks() + self.extra_callbacks
         self.state = s = LoopState()
         if resume is not None:
@@ -207,7 +224,7 @@ class Trainer:
         penalized = [p for p in params if p.ndim >= 2]
         autocast = self._autocast()
         uncompiled = task.model
-        task.model = speed.compile_model(task.model, plan)
+        task.model = speed.compile_model(wrapped, plan)
         speed.reset_peak_memory(self.device)
         restore_flags = speed.set_backend_flags(plan)
         try:
@@ -218,25 +235,31 @@ class Trainer:
                 t0 = time.perf_counter()
                 for batch in train:
                     n = batch_len(batch)
+                    weight, seen = 1.0, n
+                    if self.dist:  # this rank's share of the global batch and its loss weight (ShardedLoader)
+                        n, weight, seen = train.local_n, train.weight, train.global_n
                     if manual:  # the task does backward + step for each of its optimizers
                         with autocast:
                             out = task.training_step(batch, ctx.at(s.step))
                         self._accumulate(out, n)
                         s.batch += 1
-                        s.samples += n
+                        s.samples += seen
                     else:
                         group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
+                        if self.dist and cfg.accumulate > 1:  # all-reduce gradients on a group's last batch only
+                            last = (s.batch + 1) % cfg.accumulate == 0 or s.batch + 1 == len(train)
+                            self.dist.set_grad_sync(task.model, last)
                         with autocast:
                             out = task.training_step(batch)
-                        loss = out["loss"]
+                        loss = out["loss"] * weight if weight != 1 else out["loss"]  # weight: distributed share
                         if cfg.l1:
-                            loss = loss + cfg.l1 * sum(p.abs().sum() for p in penalized)
+                            loss = loss + cfg.l1 * distributed.plain(sum(p.abs().sum() for p in penalized))
                         if cfg.l2:
-                            loss = loss + cfg.l2 * sum(p.pow(2).sum() for p in penalized)
+                            loss = loss + cfg.l2 * distributed.plain(sum(p.pow(2).sum() for p in penalized))
                         (loss / group if group > 1 else loss).backward()
                         self._accumulate(out, n)
                         s.batch += 1
-                        s.samples += n
+                        s.samples += seen
                         if s.batch % cfg.accumulate and s.batch != len(train):
                             continue  # keep accumulating gradients
                         if cfg.grad_clip:
@@ -246,12 +269,14 @@ class Trainer:
                         opt.zero_grad(set_to_none=True)
                     s.step += 1
                     if s.step % cfg.log_every == 0:
+                        self._sync_logs()
                         self._check_finite()
                     self._fire("on_step_end")
                     if cfg.max_steps and s.step >= cfg.max_steps:
                         s.stop = True
                         break
                 s.train_time += time.perf_counter() - t0
+                self._sync_logs()
                 self._check_finite()
                 logs = self._epoch_logs(task, val, opt, time.perf_counter() - t0)
                 s.history.append(logs)
@@ -265,6 +290,8 @@ class Trainer:
             restore_flags()
         self.peak_memory = speed.peak_memory(self.device)
         self._fire("on_fit_end")
+        if self.dist:
+            self.dist.barrier()  # rank 0 has written every file before any rank goes on
         return s.history
 
     # --- evaluation and prediction -------------------------------------------------------------------------------
@@ -294,15 +321,18 @@ class Trainer:
                 out = task.validation_step(batch)
                 total += out["loss"].detach().float() * batch_len(batch)
                 n += batch_len(batch)
+        if isinstance(loader, distributed.ShardedLoader):  # this rank's part of the split; torchmetrics syncs itself
+            total, n = self.dist.all_sum(float(total), n)
         return {"loss": float(total) / max(1, n), **task.compute_metrics()}
 
     # --- helpers -------------------------------------------------------------------------------------------------
     def _default_callbacks(self) -> list[Callback]:
         cfg = self.config
         cbs: list[Callback] = []
-        if cfg.progress != "none":
+        main = self.dist is None or self.dist.is_main  # other ranks only checkpoint (collectively) and stop early
+        if cfg.progress != "none" and main:
             cbs.append(ProgressLogger(cfg.progress, cfg.log_every))
-        if self.run_dir:
+        if self.run_dir and main:
             cbs.append(CSVLogger(self.run_dir))
             if cfg.tensorboard:
                 cbs.append(TensorBoardLogger(self.run_dir))
@@ -312,7 +342,8 @@ class Trainer:
         if self.run_dir:
             from deepkit.viz.plots import CurvePlots
 
-            cbs.append(CurvePlots(self.run_dir))
+            if main:
+                cbs.append(CurvePlots(self.run_dir))
             cbs.append(ModelCheckpoint(self.run_dir, cfg.monitor, every_n_steps=cfg.checkpoint_every))
         return cbs
 
@@ -334,14 +365,22 @@ class Trainer:
         s.count += n
 
     def running(self, key: str) -> float:
-        """Mean of a per-step log over the epoch so far (synchronizes with the device)."""
-        s = self.state
-        return float(s.sums[key]) / s.count if key in s.sums and s.count else float("nan")
+        """Mean of a per-step log over the epoch so far (synchronizes with the device; all ranks: last sync)."""
+        sums, count = self._global_sums()
+        return float(sums[key]) / count if key in sums and count else float("nan")
+
+    def _sync_logs(self) -> None:
+        """Distributed: sum the running sums over ranks (a collective: all ranks call it at the same steps)."""
+        if self.dist:
+            self._synced = self.dist.reduce_sums(self.state.sums, self.state.count)
+
+    def _global_sums(self) -> tuple[dict[str, torch.Tensor], int]:
+        return self._synced if self.dist else (self.state.sums, self.state.count)
 
     def _check_finite(self) -> None:
         """Raise if any per-step log (loss, or a term of it such as a VAE's KL) went NaN/Inf; then the task's check."""
         s = self.state
-        bad = {k: self.running(k) for k in ["loss", *(k for k in s.sums if k != "loss")]}
+        bad = {k: self.running(k) for k in ["loss", *(k for k in self._global_sums()[0] if k != "loss")]}
         bad = {k: v for k, v in bad.items() if not math.isfinite(v)}
         if bad:
             where = f"epoch {s.epoch + 1}, step {s.step}"
@@ -355,20 +394,24 @@ class Trainer:
 
     def _epoch_logs(self, task: Task, val: TensorLoader | None, opt, seconds: float) -> dict[str, float]:
         s = self.state
+        sums, count = self._global_sums()
         logs: dict[str, float] = {"epoch": s.epoch + 1, "step": s.step}
-        logs.update({f"train_{k}": float(v) / max(1, s.count) for k, v in s.sums.items()})
+        logs.update({f"train_{k}": float(v) / max(1, count) for k, v in sums.items()})
         if val is not None:
-            logs.update({f"val_{k}": v for k, v in self._run_eval(task, val).items()})
+            with self.dist.eval_mode(task) if self.dist else contextlib.nullcontext():
+                logs.update({f"val_{k}": v for k, v in self._run_eval(task, val).items()})
         logs["lr"] = opt.param_groups[0]["lr"]
         for name, o in self.optimizers.items():
             logs[f"lr_{name}"] = o.param_groups[0]["lr"]
-        logs["samples_per_s"] = s.count / max(seconds, 1e-9)
+        logs["samples_per_s"] = count / max(seconds, 1e-9)
         logs["time"] = s.train_time
         logs.update(speed.peak_memory(self.device))
         return logs
 
     def log(self, message: str, echo: bool = True) -> None:
         """Print a line (unless a progress bar owns the screen) and append it to RUN_DIR/log.txt."""
+        if self.dist and not self.dist.is_main:
+            return
         if echo:
             print(message, flush=True)
         if self.run_dir:
@@ -380,10 +423,17 @@ class Trainer:
     def save_checkpoint(self, directory: str | Path, resumable: bool = True, extra: dict | None = None) -> Path:
         task, s = self.task, self.state
         meta = {**self.checkpoint_meta, **(extra or {})}
-        if s.count:
+        self._sync_logs()
+        sums, count = self._global_sums()
+        if count:
             self._check_finite()  # never replace the last good checkpoint with diverged weights
+        weights, optimizer = None, self.optimizers or self.optimizer
+        if self.dist:  # plain weights/optimizer state (gathered with FSDP2, a collective); rank 0 writes them
+            weights, optimizer = self.dist.full_state(task.model, self.optimizer)
+            if not self.dist.is_main:
+                return Path(directory)
         if not resumable:
-            return ckpt.save_checkpoint(directory, task.model, meta)
+            return ckpt.save_checkpoint(directory, task.model, meta, weights=weights)
         loop = {
             "epoch": s.epoch,
             "batch": s.batch,
@@ -392,12 +442,12 @@ class Trainer:
             "train_time": s.train_time,
             "stop": s.stop,
             "history": s.history,
-            "count": s.count,
+            "count": count,
         }
         cbs = {k: cb.state_dict() for k, cb in zip(self._cb_keys(), self.callbacks, strict=True)}
-        tensors = {f"loop.sum.{k}": v for k, v in s.sums.items()}
+        tensors = {f"loop.sum.{k}": v for k, v in sums.items()}
         state = {"loop": loop, "callbacks": cbs, "task": task.state_dict()}
-        return ckpt.save_checkpoint(directory, task.model, meta, self.optimizers or self.optimizer, state, tensors)
+        return ckpt.save_checkpoint(directory, task.model, meta, optimizer, state, tensors, weights=weights)
 
     def _cb_keys(self):
         seen = {}
@@ -410,11 +460,15 @@ class Trainer:
 
     def _restore(self, directory: str | Path) -> None:
         weights, _, tensors, state = ckpt.load_training_state(directory)
-        load_state_dict_checked(self.task.model, weights, str(directory))
-        self.task.model.to(self.device)
+        if self.dist and self.dist.strategy == "fsdp":  # plain weights into the sharded model (each rank its shard)
+            optim = ckpt.unflatten_optimizer(tensors, state["optimizer"])
+            self.dist.load_full_state(self.task.model, self.optimizer, weights, optim)
+        else:
+            load_state_dict_checked(self.task.model, weights, str(directory))
+            self.task.model.to(self.device)
         if self.optimizers:
             ckpt.load_named_optimizers(self.optimizers, tensors, state, str(directory))
-        else:
+        elif not (self.dist and self.dist.strategy == "fsdp"):
             self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
         loop = state["loop"]
         self.state = LoopState(
@@ -434,6 +488,10 @@ class Trainer:
                 cb.load_state_dict(saved[key])
         self.task.load_state_dict(state.get("task") or {})
         ckpt.restore_rng(tensors, state["rng"])
+        if self.dist and not self.dist.is_main:  # the saved sums are global: count them once, on rank 0;
+            self.state.sums = {k: torch.zeros_like(v) for k, v in self.state.sums.items()}
+            self.state.count = 0
+            seed_everything(self.config.seed + self.dist.rank + 1_000_003 * self.state.step)  # rank 0 has the saved RNG
         if os.environ.get("DEEPKIT_DEBUG"):
             print(f"resumed at epoch {self.state.epoch + 1}, batch {self.state.batch}, step {self.state.step}")
 
