@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
@@ -91,17 +92,17 @@ def sample_next(
 
 
 # --- decoders: "what are the next-token logits" for each kind of model ---------------------------------------------
-class _Decoder:
+class _Decoder(ABC):
     """Feeds ``ids`` (B, T) to a model incrementally. ``start`` and ``advance`` return next-token logits (B, V)."""
 
-    def start(self, ids: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self, ids: torch.Tensor) -> torch.Tensor: ...
 
+    @abstractmethod
     def advance(self, ids: torch.Tensor) -> torch.Tensor:
         """``ids`` is the whole sequence so far, its last column new since the previous call."""
-        raise NotImplementedError
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: torch.Tensor) -> None:  # noqa: B027 - a no-op by default (nothing cached)
         """Keep rows ``index`` (beam search)."""
 
 

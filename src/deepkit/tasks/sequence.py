@@ -103,14 +103,3 @@ class Seq2SeqTask(LanguageModelTask):
 
     def _forward(self, batch):
         return self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
-
-    def training_step(self, batch):
-        out = self._forward(batch)
-        y = batch["target"]
-        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
-
-    @torch.no_grad()
-    def validation_step(self, batch):
-        out = self._forward(batch).float()
-        self.metrics.update(out, batch["target"])
-        return {"loss": self.loss(out, batch["target"])}

@@ -25,17 +25,6 @@ class TextToTextTask(LanguageModelTask):
             attention_mask=batch["attention_mask"],
         )
 
-    def training_step(self, batch):
-        out = self._forward(batch)
-        y = batch["target"]
-        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
-
-    @torch.no_grad()
-    def validation_step(self, batch):
-        out = self._forward(batch).float()
-        self.metrics.update(out, batch["target"])
-        return {"loss": self.loss(out, batch["target"])}
-
 
 class SpanCorruptionTask(TextToTextTask):
     """T5 pretraining: reconstruct the corrupted spans (sentinel, span tokens, ...) from the corrupted input."""
