@@ -239,9 +239,11 @@ def create_run_dir(rec: Recipe, batch_size: int, create) -> Path:
             result = (str(create()), None)
         except DeepkitError as e:
             distributed.broadcast_object((None, str(e)))  # the other ranks stop with the same message
+            distributed.teardown()
             raise
     path, error = distributed.broadcast_object(result)
     if error is not None:
+        distributed.teardown()  # leave the group before exiting, so no rank aborts in the group's destructor
         raise ConfigError(error)  # only rank 0 prints it (cli.main)
     return Path(path)
 

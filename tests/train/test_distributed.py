@@ -268,3 +268,14 @@ def test_an_error_in_the_launched_processes_is_one_line_from_rank_0(tmp_path, ru
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: run directory taken already exists"), proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_launcher_exit_code_is_rank_0s_even_when_another_rank_was_killed_by_a_signal():
+    from types import SimpleNamespace
+
+    from deepkit.train.distributed import _exit_code
+
+    fail = lambda code: SimpleNamespace(exitcode=code)  # noqa: E731
+    assert _exit_code({1: fail(-6), 0: fail(2)}) == 2
+    assert _exit_code({1: fail(-6)}) == 1
+    assert _exit_code({0: fail(-9), 1: fail(3)}) == 3

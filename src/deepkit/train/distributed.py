@@ -388,5 +388,14 @@ def launch(nproc: int, args: list[str]) -> None:
     try:
         elastic_launch(config, sys.executable)("-m", "deepkit", *args)
     except ChildFailedError as e:
-        code = next(iter(e.failures.values())).exitcode if e.failures else 1
-        raise SystemExit(code if code and code > 0 else 1) from None
+        raise SystemExit(_exit_code(e.failures)) from None
+
+
+def _exit_code(failures: dict) -> int:
+    """The launcher's exit code: rank 0's (the process that printed the error), else the first positive one, else 1.
+
+    A rank killed by a signal reports a negative code; it must not hide rank 0's user-error code 2.
+    """
+    codes = [failures[rank].exitcode for rank in sorted(failures)]
+    positive = [c for c in codes if c is not None and c > 0]
+    return positive[0] if positive else 1
