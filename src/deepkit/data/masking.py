@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from deepkit.data.loader import BucketedLoader
 from deepkit.data.text import SequenceLoader
 from deepkit.errors import ConfigError
 
@@ -188,7 +189,7 @@ def uncorrupt(inputs: Sequence[int], targets: Sequence[int], sentinels: Sequence
     return out
 
 
-class PairBatcher:
+class PairBatcher(BucketedLoader):
     """Encoder–decoder batches in Hugging Face's layout from (source ids, target ids) pairs.
 
     ``target`` gets ``<eos>`` appended and -100 on padding; ``decoder_input_ids`` is it shifted right behind
@@ -209,36 +210,9 @@ class PairBatcher:
         eos_id: int = 3,
         decoder_start_id: int = 0,
     ):
-        self.lengths, self.make_pairs = lengths, make_pairs
-        self.batch_size, self.shuffle, self.dynamic, self.seed = batch_size, shuffle, dynamic, seed
+        super().__init__(lengths, batch_size, shuffle, bucket=True, seed=seed)
+        self.make_pairs, self.dynamic = make_pairs, dynamic
         self.pad_id, self.eos_id, self.decoder_start_id = pad_id, eos_id, decoder_start_id
-        self.epoch = self.start_batch = 0
-        self.device = torch.device("cpu")
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.lengths)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def to(self, device: torch.device | str) -> PairBatcher:
-        self.device = torch.device(device)
-        return self
-
-    def batches(self) -> list[torch.Tensor]:
-        n, bs = len(self.lengths), self.batch_size
-        if not self.shuffle:
-            return list(torch.arange(n).split(bs))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=g)
-        chunks = []
-        for chunk in order.split(bs * 50):  # similar lengths per batch: little padding
-            chunks += list(chunk[torch.argsort(self.lengths[chunk], stable=True)].split(bs))
-        return [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
 
     def collate(self, pairs: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         b = len(pairs)

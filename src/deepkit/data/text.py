@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from deepkit.data.loader import BucketedLoader
 from deepkit.errors import ConfigError, DataError
 
 
@@ -99,12 +100,10 @@ def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 # --- loaders -------------------------------------------------------------------------------------------------------
-class SequenceLoader:
+class SequenceLoader(BucketedLoader):
     """Batches of variable-length token sequences with one target each (classification / regression).
 
-    Sequences are stored flat (one int64 tensor plus offsets). With ``bucket`` the training order is: shuffle,
-    sort within chunks of ``50 * batch_size`` by length, cut into batches, shuffle the batches, so each batch
-    holds similar lengths (little padding) while the epoch stays random.
+    Sequences are stored flat (one int64 tensor plus offsets); the batch order is :class:`BucketedLoader`'s.
 
     Yields ``{"tokens": (B, T) int64, "lengths": (B,), "target": (B, ...)}``.
     """
@@ -123,43 +122,10 @@ class SequenceLoader:
             raise DataError(f"{len(seqs)} sequences but {len(targets)} targets; expected the same number")
         if any(len(s) == 0 for s in seqs):
             raise DataError("a sequence is empty (0 tokens); drop empty lines or give each at least one token")
-        self.lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        super().__init__(torch.tensor([len(s) for s in seqs]), batch_size, shuffle, bucket, seed)
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.lengths.cumsum(0)])
         self.flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
-        self.targets = targets
-        self.batch_size, self.shuffle, self.bucket, self.seed, self.pad_id = batch_size, shuffle, bucket, seed, pad_id
-        self.epoch = self.start_batch = 0
-        self.device = torch.device("cpu")
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.lengths)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def to(self, device: torch.device | str) -> SequenceLoader:
-        self.device = torch.device(device)
-        return self
-
-    def batches(self) -> list[torch.Tensor]:
-        """Sample indices of every batch of the current epoch, in order."""
-        n, bs = len(self.lengths), self.batch_size
-        if not self.shuffle:
-            return list(torch.arange(n).split(bs))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=g)
-        if not self.bucket:
-            return list(order.split(bs))
-        chunks = []
-        for chunk in order.split(bs * 50):
-            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
-            chunks += list(chunk.split(bs))
-        perm = torch.randperm(len(chunks), generator=g)
-        return [chunks[i] for i in perm.tolist()]
+        self.targets, self.pad_id = targets, pad_id
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for idx in self.batches()[self.start_batch :]:

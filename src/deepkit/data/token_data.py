@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepkit.data.loader import BucketedLoader
 from deepkit.data.masking import IGNORE, MaskedLMLoader, PairBatcher, random_spans_noise_mask, span_corruption
 from deepkit.data.text import read_lines, read_text
 from deepkit.data.tokenizers import MASK, SPECIALS, Tokenizer, build_tokenizer, sentinel
@@ -258,7 +259,7 @@ def _t5_overrides(tok: Tokenizer) -> dict[str, int]:
 
 
 # --- padded dict batches -------------------------------------------------------------------------------------------
-class ExampleLoader:
+class ExampleLoader(BucketedLoader):
     """Batches of examples whose list-valued fields are right-padded (``pads``: field -> padding value) and whose
     scalar fields are stacked; ``meta`` (Python objects, e.g. QA contexts) rides along untouched.
 
@@ -275,36 +276,7 @@ class ExampleLoader:
         meta: list | None = None,
     ):
         self.fields, self.pads, self.meta = fields, pads, meta
-        first = next(iter(fields.values()))
-        self.lengths = torch.tensor([len(v) for v in fields["tokens"]])
-        self.n = len(first)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.epoch = self.start_batch = 0
-        self.device = torch.device("cpu")
-
-    def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return self.n
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def to(self, device: torch.device | str) -> ExampleLoader:
-        self.device = torch.device(device)
-        return self
-
-    def batches(self) -> list[torch.Tensor]:
-        if not self.shuffle:
-            return list(torch.arange(self.n).split(self.batch_size))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g)
-        chunks = []
-        for chunk in order.split(self.batch_size * 50):
-            chunks += list(chunk[torch.argsort(self.lengths[chunk], stable=True)].split(self.batch_size))
-        return [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
+        super().__init__(torch.tensor([len(v) for v in fields["tokens"]]), batch_size, shuffle, bucket=True, seed=seed)
 
     def collate(self, idx: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}

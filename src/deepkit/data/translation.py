@@ -10,12 +10,13 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from deepkit.data.loader import BucketedLoader
 from deepkit.errors import DataError
 
 IGNORE = -100
 
 
-class PairLoader:
+class PairLoader(BucketedLoader):
     """Yields ``{"src": (B, S), "src_lengths": (B,), "tgt_in": (B, T), "target": (B, T)}``.
 
     The order is a pure function of (seed, epoch), as in :class:`~deepkit.data.text.SequenceLoader`.
@@ -37,36 +38,8 @@ class PairLoader:
         if any(len(s) == 0 for s in src):
             raise DataError("a source sentence is empty; drop empty lines from both sides")
         self.src, self.tgt = [list(s) for s in src], [list(t) for t in tgt]
-        self.src_len = torch.tensor([len(s) for s in src])
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        super().__init__(torch.tensor([len(s) for s in src]), batch_size, shuffle, bucket=True, seed=seed)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
-        self.epoch = self.start_batch = 0
-        self.device = torch.device("cpu")
-
-    def __len__(self) -> int:
-        return -(-len(self.src) // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.src)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def to(self, device: torch.device | str) -> PairLoader:
-        self.device = torch.device(device)
-        return self
-
-    def batches(self) -> list[torch.Tensor]:
-        n, bs = len(self.src), self.batch_size
-        if not self.shuffle:
-            return list(torch.arange(n).split(bs))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=g)
-        chunks = []
-        for chunk in order.split(bs * 50):  # sort within large random chunks by length: little padding
-            chunks += list(chunk[torch.argsort(self.src_len[chunk], stable=True)].split(bs))
-        return [chunks[i] for i in torch.randperm(len(chunks), generator=g).tolist()]
 
     def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
         srcs = [self.src[i] for i in idx]

@@ -312,6 +312,47 @@ def beam_search(
         model.train(was_training)
 
 
+def encoder_decoder_beam(
+    step: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    start_id: int,
+    eos_id: int,
+    beam_size: int,
+    max_len: int,
+    length_penalty: float,
+    device: torch.device,
+) -> list[int]:
+    """Beam search over one source for an encoder–decoder model; returns the best target ids (without ``<eos>``).
+
+    ``step(last_tokens (b,), keep)`` returns the next-token log-probabilities (b, V) of the b live hypotheses;
+    ``keep`` (None on the first step) indexes the previous step's hypotheses that survived, in the new order, so the
+    model reorders its decoder state (recurrent state or KV cache) before decoding. Finished hypotheses are ranked
+    by ``sum log p / length ** length_penalty``; the search stops when ``beam_size`` have finished.
+    """
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    finished: list[tuple[list[int], float]] = []
+    keep: torch.Tensor | None = None
+    for _ in range(max_len):
+        y = torch.tensor([seq[-1] if seq else start_id for seq, _ in beams], device=device)
+        logp = step(y, keep)
+        total = torch.tensor([s for _, s in beams], device=device)[:, None] + logp  # (b, V)
+        top = total.flatten().topk(min(beam_size, total.numel()))
+        new_beams, rows = [], []
+        for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            row, tok = divmod(flat, logp.shape[1])
+            seq = beams[row][0] + [tok]
+            if tok == eos_id:
+                finished.append((seq[:-1], score / max(1, len(seq)) ** length_penalty))
+            else:
+                new_beams.append((seq, score))
+                rows.append(row)
+        if not new_beams or len(finished) >= beam_size:
+            break
+        beams, keep = new_beams, torch.tensor(rows, device=device)
+    if not finished:
+        finished = [(seq, s / max(1, len(seq)) ** length_penalty) for seq, s in beams]
+    return max(finished, key=lambda f: f[1])[0]
+
+
 def generate(
     model: nn.Module,
     prompt: torch.Tensor,

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ConfigError
+from deepkit.models.generation import encoder_decoder_beam
 from deepkit.models.registry import register_model
 from deepkit.models.rnn import CELLS, RecurrentEncoder, State, length_mask
 
@@ -211,34 +212,18 @@ class Seq2Seq(nn.Module):
     def _beam_one(self, src: torch.Tensor, k: int, max_len: int, alpha: float) -> list[int]:
         enc_out, mask, state = self.encode(src, None)
         keys = self.prepare(enc_out)
-        beams: list[tuple[list[int], float]] = [([], 0.0)]
-        finished: list[tuple[list[int], float]] = []
-        for _ in range(max_len):
-            b = len(beams)
-            y = torch.tensor([seq[-1] if seq else self.cfg.bos_id for seq, _ in beams], device=src.device)
+
+        def step(y: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+            nonlocal state
+            if keep is not None:
+                state = (state[0][:, keep], state[1][:, keep]) if isinstance(state, tuple) else state[:, keep]
+            b = len(y)
             logp, state, _ = self.decode_step(
                 y, state, _expand(enc_out, b), None if keys is None else _expand(keys, b), _expand(mask, b)
             )
-            logp = logp.log_softmax(-1)  # (b, V)
-            total = torch.tensor([s for _, s in beams], device=src.device)[:, None] + logp
-            top = total.flatten().topk(min(k, total.numel()))
-            new_beams, rows = [], []
-            for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                row, tok = divmod(flat, logp.shape[1])
-                seq = beams[row][0] + [tok]
-                if tok == self.cfg.eos_id:
-                    finished.append((seq[:-1], score / max(1, len(seq)) ** alpha))
-                else:
-                    new_beams.append((seq, score))
-                    rows.append(row)
-            if not new_beams or len(finished) >= k:
-                break
-            beams = new_beams
-            idx = torch.tensor(rows, device=src.device)
-            state = (state[0][:, idx], state[1][:, idx]) if isinstance(state, tuple) else state[:, idx]
-        if not finished:
-            finished = [(seq, s / max(1, len(seq)) ** alpha) for seq, s in beams]
-        return max(finished, key=lambda f: f[1])[0]
+            return logp.log_softmax(-1)
+
+        return encoder_decoder_beam(step, self.cfg.bos_id, self.cfg.eos_id, k, max_len, alpha, src.device)
 
 
 def _expand(t: torch.Tensor, b: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError, ShapeError
+from deepkit.models.generation import encoder_decoder_beam
 from deepkit.models.registry import register_model
 from deepkit.models.token_model import TokenModel, check_head, hf_activation
 from deepkit.nn.attention import KVCache, merge_heads, padding_mask, scaled_dot_product, split_heads
@@ -366,31 +367,15 @@ class T5(TokenModel):
     def _beam_one(self, src: torch.Tensor, k: int, max_len: int, alpha: float) -> list[int]:
         enc = self.encode(src)
         cache = KVCache()
-        beams: list[tuple[list[int], float]] = [([], 0.0)]
-        finished: list[tuple[list[int], float]] = []
-        for _ in range(max_len):
-            b = len(beams)
-            y = [seq[-1] if seq else self.cfg.decoder_start_token_id for seq, _ in beams]
-            y = torch.tensor(y, device=src.device)[:, None]
-            logp = self(decoder_input_ids=y, encoder_out=enc.expand(b, -1, -1), cache=cache)[:, -1].log_softmax(-1)
-            total = torch.tensor([s for _, s in beams], device=src.device)[:, None] + logp  # (b, V)
-            top = total.flatten().topk(min(k, total.numel()))
-            new_beams, rows = [], []
-            for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                row, tok = divmod(flat, logp.shape[1])
-                seq = beams[row][0] + [tok]
-                if tok == self.cfg.eos_token_id:
-                    finished.append((seq[:-1], score / max(1, len(seq)) ** alpha))
-                else:
-                    new_beams.append((seq, score))
-                    rows.append(row)
-            if not new_beams or len(finished) >= k:
-                break
-            beams = new_beams
-            cache.reorder(torch.tensor(rows, device=src.device))
-        if not finished:
-            finished = [(seq, s / max(1, len(seq)) ** alpha) for seq, s in beams]
-        return max(finished, key=lambda f: f[1])[0]
+
+        def step(y: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+            if keep is not None:
+                cache.reorder(keep)
+            out = self(decoder_input_ids=y[:, None], encoder_out=enc.expand(len(y), -1, -1), cache=cache)
+            return out[:, -1].log_softmax(-1)
+
+        cfg = self.cfg
+        return encoder_decoder_beam(step, cfg.decoder_start_token_id, cfg.eos_token_id, k, max_len, alpha, src.device)
 
 
 def _until_eos(ids: list[int], eos: int) -> list[int]:
