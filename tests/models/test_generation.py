@@ -275,3 +275,23 @@ def test_beam_search_with_as_many_beams_as_tokens_is_exhaustive():
     out = beam_search(Table(table), torch.tensor([[0]]), 2, num_beams=5)[0].tolist()
     best = max(([0, a, b] for a in range(5) for b in range(5)), key=lambda s: _logprob(table, s))
     assert out == best
+
+
+def test_encoder_decoder_beam_finds_the_likelier_sequence_that_greedy_misses():
+    from deepkit.models.generation import encoder_decoder_beam
+
+    # tokens: 0 start, 1 eos, 2 "a", 3 "b"; the next-token distribution depends only on the last token
+    table = {0: [0.0, 0.0, 0.6, 0.4], 2: [0.3, 0.0, 0.35, 0.35], 3: [0.95, 0.0, 0.025, 0.025]}
+    # eos is index 1 in the vocabulary: move each row's first entry (p(eos)) there
+    probs = {k: [1e-9, v[0], v[2], v[3]] for k, v in table.items()}
+    seen_keep = []
+
+    def step(y, keep):
+        seen_keep.append(None if keep is None else keep.tolist())
+        return torch.tensor([probs[int(t)] for t in y]).log()
+
+    best = encoder_decoder_beam(step, 0, 1, beam_size=2, max_len=5, length_penalty=0.0, device=torch.device("cpu"))
+    assert best == [3]  # p(b, eos) = 0.38 beats greedy's p(a, eos) = 0.18 and every longer "a ..." path
+    assert seen_keep[:3] == [None, [0, 0], [0]]  # "a" and "b" both extend the start; then only "a ..." is live
+    greedy = encoder_decoder_beam(step, 0, 1, beam_size=1, max_len=5, length_penalty=0.0, device=torch.device("cpu"))
+    assert greedy[0] == 2  # greedy commits to "a" (0.6) and never sees "b eos"
