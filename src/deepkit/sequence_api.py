@@ -87,9 +87,9 @@ def build_sequence_task(rec: Recipe, model: torch.nn.Module, bundle: SequenceBun
     if rec.task.name == "text_classification":
         return TextClassificationTask(model, len(bundle.class_names), label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "language_model":
-        return LanguageModelTask(model, bundle.tokenizer.vocab_size)
+        return LanguageModelTask(model, bundle.tokenizer.vocab_size, label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "translation":
-        return Seq2SeqTask(model, bundle.tokenizer.vocab_size)
+        return Seq2SeqTask(model, bundle.tokenizer.vocab_size, label_smoothing=rec.task.label_smoothing)
     if rec.task.name == "long_range":
         bundle.raw["tolerance"] = rec.data.long_range.tolerance
         return RegressionTask(model, 1, loss="mse")
@@ -123,11 +123,11 @@ def build_transformer_task(rec: Recipe, model: torch.nn.Module, bundle: Sequence
     if name in ("span_corruption", "text_to_text") and not hasattr(model, "shift_right"):
         raise ConfigError(f"task '{name}' needs an encoder-decoder model (t5), got model '{rec.model['name']}'")
     if name == "masked_lm":
-        return MaskedLMTask(model, bundle.tokenizer.vocab_size)
+        return MaskedLMTask(model, bundle.tokenizer.vocab_size, label_smoothing=rec.task.label_smoothing)
     if name == "span_corruption":
-        return SpanCorruptionTask(model, bundle.tokenizer.vocab_size)
+        return SpanCorruptionTask(model, bundle.tokenizer.vocab_size, label_smoothing=rec.task.label_smoothing)
     if name == "text_to_text":
-        return TextToTextTask(model, bundle.tokenizer.vocab_size)
+        return TextToTextTask(model, bundle.tokenizer.vocab_size, label_smoothing=rec.task.label_smoothing)
     if name == "token_classification":
         return TokenClassificationTask(model, len(bundle.class_names))
     return QuestionAnsweringTask(model, bundle.raw.get("max_answer_len", rec.data.text.max_answer_len))

@@ -35,7 +35,7 @@ class TaskConfig:
     name: str = "classification"  # classification, binary, regression
     loss: str = "mse"  # regression: mse, mae, huber
     huber_delta: float = 1.0
-    label_smoothing: float = 0.0  # classification
+    label_smoothing: float = 0.0  # classification; token prediction (LM, MLM, translation): training loss only
     pos_weight: float | None = None  # binary: weight of the positive class in the loss
     gan: GANTaskConfig | None = None  # gan: loss, learning rates, stabilizers (None: defaults)
     vae: VAETaskConfig | None = None  # vae: likelihood, binarization, KL warm-up

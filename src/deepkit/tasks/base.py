@@ -13,6 +13,14 @@ import torchmetrics
 from torch import nn
 
 from deepkit.data.preprocess import Preprocessing
+from deepkit.errors import ConfigError
+
+
+def check_label_smoothing(value: float) -> float:
+    """``task.label_smoothing`` must lie in [0, 1): the weight moved from the true class to a uniform target."""
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"task.label_smoothing must be in [0, 1), got {value}")
+    return value
 
 
 class Task:

@@ -8,7 +8,7 @@ from torch import nn
 
 from deepkit import metrics
 from deepkit.data.preprocess import Preprocessing
-from deepkit.tasks.base import Task
+from deepkit.tasks.base import Task, check_label_smoothing
 
 
 class ClassificationTask(Task):
@@ -26,7 +26,7 @@ class ClassificationTask(Task):
         label_smoothing: float = 0.0,
     ):
         self.num_classes = num_classes
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         super().__init__(model, preprocessing)
 
     def make_metrics(self):

@@ -33,7 +33,7 @@ class MaskedLMTask(LanguageModelTask):
 
     def training_step(self, batch):
         out, y = self._forward(batch)
-        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+        return {"loss": self.loss(out, y, self.label_smoothing), **self.step_logs(out.detach(), y)}
 
     @torch.no_grad()
     def validation_step(self, batch):

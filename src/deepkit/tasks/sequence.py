@@ -15,7 +15,7 @@ from torchmetrics.text import Perplexity
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.models.token_model import TokenModel
-from deepkit.tasks.base import Task
+from deepkit.tasks.base import Task, check_label_smoothing
 from deepkit.tasks.classification import ClassificationTask
 
 IGNORE = -100  # target id that the LM loss skips (padding after the end of a sentence)
@@ -48,22 +48,32 @@ class TextClassificationTask(ClassificationTask):
 class LanguageModelTask(Task):
     """Next-token prediction: logits (B, T, V) against targets (B, T); positions with target -100 are skipped.
 
-    Reports perplexity (torchmetrics) and next-token accuracy; the loss is nats per token.
+    Reports perplexity (torchmetrics) and next-token accuracy; the loss is nats per token. ``label_smoothing``
+    (as in Vaswani et al. 2017, 0.1) smooths the training loss only: validation loss and perplexity stay the plain
+    negative log-likelihood, so they compare across runs.
     """
 
     name = "language_model"
     monitor = "val_loss"
     monitor_mode = "min"
 
-    def __init__(self, model: nn.Module, vocab_size: int, preprocessing: Preprocessing | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        vocab_size: int,
+        preprocessing: Preprocessing | None = None,
+        label_smoothing: float = 0.0,
+    ):
         self.vocab_size = vocab_size
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
         return torchmetrics.MetricCollection({"perplexity": Perplexity(ignore_index=IGNORE)})
 
-    def loss(self, outputs, target):
-        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), target.reshape(-1), ignore_index=IGNORE)
+    def loss(self, outputs, target, label_smoothing: float = 0.0):
+        logits, target = outputs.reshape(-1, outputs.shape[-1]), target.reshape(-1)
+        return F.cross_entropy(logits, target, ignore_index=IGNORE, label_smoothing=label_smoothing)
 
     def step_logs(self, outputs, target):
         valid = target != IGNORE
@@ -79,7 +89,7 @@ class LanguageModelTask(Task):
     def training_step(self, batch):
         out = self._forward(batch)
         y = batch["target"]
-        return {"loss": self.loss(out, y), **self.step_logs(out.detach(), y)}
+        return {"loss": self.loss(out, y, self.label_smoothing), **self.step_logs(out.detach(), y)}
 
     @torch.no_grad()
     def validation_step(self, batch):
