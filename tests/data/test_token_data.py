@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -101,7 +102,7 @@ def test_qa_span_round_trip(tmp_path, kind):
         kind, [SQUAD["data"][0]["paragraphs"][0]["context"], "What jumps? Where is the dog?"], min_freq=1
     )
     for ex in examples:
-        f = qa_features(tok, ex, max_len=128)
+        [f] = qa_features(tok, ex, max_len=128)  # a short context: one window
         assert 0 < f["start"] <= f["end"] < len(f["tokens"])
         assert f["token_type_ids"][f["start"]] == 1  # inside the context
         m = f["meta"]
@@ -109,12 +110,57 @@ def test_qa_span_round_trip(tmp_path, kind):
         assert ex["context"][a:b].strip() == ex["answers"][0]["text"]
 
 
-def test_qa_answer_outside_max_len_has_no_span(tmp_path):
+def test_qa_long_context_is_read_in_overlapping_windows(tmp_path):
     path = tmp_path / "train.json"
     path.write_text(json.dumps(SQUAD))
     tok = build_tokenizer("word", CORPUS + ["what jumps where is park"], min_freq=1)
-    f = qa_features(tok, read_squad(path)[1], max_len=12)
-    assert f["start"] == f["end"] == 0
+    ex = read_squad(path)[1]  # "Where is the dog?" -> "in the park", at the end of the context
+    context_ids = tok.encode(ex["context"])
+    feats = qa_features(tok, ex, max_len=12, doc_stride=2)
+    room = 12 - len(tok.encode(ex["question"])) - 3
+    assert len(feats) > 1 and all(len(f["tokens"]) <= 12 for f in feats)
+    windows = [f["tokens"][f["meta"]["first"] : -1] for f in feats]
+    for a, b in itertools.pairwise(windows):
+        assert a[-2:] == b[:2]  # consecutive windows share doc_stride tokens
+    assert [t for w in windows[:-1] for t in w[: room - 2]] + windows[-1] == context_ids  # the whole context
+    with_answer = [f for f in feats if f["end"] > 0]
+    assert with_answer and feats[0]["start"] == feats[0]["end"] == 0  # not in the first window: the <bos> label
+    for f in with_answer:
+        m = f["meta"]
+        a, b = m["offsets"][f["start"] - m["first"]][0], m["offsets"][f["end"] - m["first"]][1]
+        assert ex["context"][a:b] == "in the park"
+
+
+def test_qa_doc_stride_must_leave_the_window_moving(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(SQUAD))
+    tok = build_tokenizer("word", CORPUS + ["what jumps where is park"], min_freq=1)
+    with pytest.raises(ConfigError, match=r"data.text.doc_stride must be >= 0 and less than .* got 128"):
+        qa_features(tok, read_squad(path)[1], max_len=12, doc_stride=128)
+    assert len(qa_features(tok, read_squad(path)[1], max_len=12)) > 1  # the default: half a window
+
+
+def test_example_loader_never_splits_a_group_in_evaluation_order():
+    from deepkit.data.token_data import ExampleLoader
+
+    groups = [0, 0, 0, 1, 2, 2, 3, 4, 4, 4, 4, 5]
+    fields = {"tokens": [[1, 2]] * len(groups), "start": list(range(len(groups)))}
+    loader = ExampleLoader(fields, {"tokens": 0}, batch_size=4, groups=groups)
+    batches = [b.tolist() for b in loader.batches()]
+    assert [i for b in batches for i in b] == list(range(len(groups))) and len(loader) == len(batches)
+    for b in batches:
+        assert {groups[i] for i in b}.isdisjoint({groups[i] for c in batches if c is not b for i in c})
+    assert [len(b) for b in batches] == [4, 3, 4, 1]  # cut before a group that would overfill the batch
+    shuffled = ExampleLoader(fields, {"tokens": 0}, batch_size=4, shuffle=True, groups=groups)
+    assert sorted(i for b in shuffled.batches() for i in b.tolist()) == list(range(len(groups)))
+
+
+def test_qa_answer_is_the_best_span_over_all_windows():
+    from deepkit.tasks.token_tasks import QuestionAnsweringTask
+
+    meta = [{"id": "a"}, {"id": "a"}, {"id": "b"}]
+    best = QuestionAnsweringTask.best_per_question([("x", 1.0), ("y", 3.0), ("z", -2.0)], meta)
+    assert {k: v[0] for k, v in best.items()} == {"a": "y", "b": "z"}
 
 
 def test_qa_wrong_offset_names_the_example(tmp_path):

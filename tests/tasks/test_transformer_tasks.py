@@ -193,12 +193,12 @@ def test_token_classification_trains(tmp_path):
     assert last < 0.3 * first and run.metrics["accuracy"] > 0.95, (first, last, run.metrics)
 
 
-def test_question_answering_trains(tmp_path):
-    rng = random.Random(5)
+def _qa_rows(n: int, filler_words: tuple[int, int], seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
     rows = []
-    for i in range(300):
+    for i in range(n):
         color, animal = rng.choice(COLORS), rng.choice(ANIMALS)
-        filler = " ".join(rng.choice(["it", "was", "a", "day", "and"]) for _ in range(rng.randint(0, 4)))
+        filler = " ".join(rng.choice(["it", "was", "a", "day", "and"]) for _ in range(rng.randint(*filler_words)))
         context = f"{filler} the {animal} is {color} today".strip()
         q = f"what color is the {animal} ?"
         rows.append(
@@ -211,7 +211,11 @@ def test_question_answering_trains(tmp_path):
                 }
             )
         )
-    (tmp_path / "qa.jsonl").write_text("\n".join(rows) + "\n")
+    return rows
+
+
+def test_question_answering_trains(tmp_path):
+    (tmp_path / "qa.jsonl").write_text("\n".join(_qa_rows(300, (0, 4))) + "\n")
     run = deepkit.train(
         {
             "task": {"name": "question_answering"},
@@ -229,6 +233,30 @@ def test_question_answering_trains(tmp_path):
     )
     first, last = _first_last(run.history)
     assert last < 0.5 * first, (first, last)
+    assert run.metrics["exact_match"] > 50, run.metrics
+
+
+def test_question_answering_reads_long_contexts_in_windows(tmp_path):
+    # the answer sits 12-30 words into the context; a window holds 13 context tokens, so most answers are in a later
+    # window: training must label them there and evaluation must pick the best span over all windows
+    (tmp_path / "qa.jsonl").write_text("\n".join(_qa_rows(300, (12, 30), seed=6)) + "\n")
+    run = deepkit.train(
+        {
+            "task": {"name": "question_answering"},
+            "model": {"name": "bert", "head": "question_answering", "max_position_embeddings": 64, **TINY_BERT},
+            "data": {
+                "name": "squad",
+                "path": str(tmp_path / "qa.jsonl"),
+                "batch_size": 32,
+                "test_split": 0.1,
+                "text": {"tokenizer": "word", "max_len": 24, "doc_stride": 6},
+            },
+            "trainer": _trainer(8, lr=5e-3),
+        },
+        out=tmp_path / "qa",
+    )
+    notes = (run.run_dir / "log.txt").read_text()
+    assert "context windows for" in notes and "training questions dropped" not in notes
     assert run.metrics["exact_match"] > 50, run.metrics
 
 

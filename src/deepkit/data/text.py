@@ -44,6 +44,10 @@ class TextConfig:
     num_sentinels: int = 32  # span corruption: sentinel tokens <extra_id_0>... in the vocabulary
     source_prefix: str = ""  # text-to-text: T5 task prefix put before every source, e.g. "translate German to English:"
     max_answer_len: int = 30  # extractive QA: longest answer span (tokens) when decoding
+    # extractive QA: a context longer than max_len is read in overlapping windows; doc_stride = tokens shared by
+    # consecutive windows (Hugging Face's doc_stride), so every answer of up to doc_stride + 1 tokens is whole in one.
+    # None: half a window, at most 128
+    doc_stride: int | None = None
 
 
 # --- reading -------------------------------------------------------------------------------------------------------

@@ -274,9 +274,31 @@ class ExampleLoader(BucketedLoader):
         shuffle: bool = False,
         seed: int = 0,
         meta: list | None = None,
+        groups: list[int] | None = None,
     ):
-        self.fields, self.pads, self.meta = fields, pads, meta
+        self.fields, self.pads, self.meta, self.groups = fields, pads, meta, groups
         super().__init__(torch.tensor([len(v) for v in fields["tokens"]]), batch_size, shuffle, bucket=True, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.batches()) if self.groups is not None and not self.shuffle else super().__len__()
+
+    def batches(self) -> list[torch.Tensor]:
+        """Training: bucketed random batches. In order (evaluation) with ``groups`` (a non-decreasing group id per
+        example, e.g. the question of each QA window): consecutive batches that never split a group."""
+        if self.shuffle or self.groups is None:
+            return super().batches()
+        runs, begin = [], 0  # [begin, end) of each group
+        for i in range(1, len(self.groups) + 1):
+            if i == len(self.groups) or self.groups[i] != self.groups[begin]:
+                runs.append((begin, i))
+                begin = i
+        out, current = [], []
+        for a, b in runs:  # a group that alone exceeds batch_size gets a batch of its own
+            if current and len(current) + b - a > self.batch_size:
+                out.append(torch.tensor(current))
+                current = []
+            current += range(a, b)
+        return [*out, torch.tensor(current)] if current else out
 
     def collate(self, idx: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -443,24 +465,49 @@ def char_span_to_tokens(offsets: Sequence[tuple[int, int]], start: int, end: int
     return first, last
 
 
-def qa_features(tokenizer: Tokenizer, ex: dict[str, Any], max_len: int) -> dict[str, Any]:
-    """``<bos> question <eos> context <eos>`` ids, token types (0 question / 1 context), the gold token span
-    (0, 0 = not inside the kept context) and the context tokens' character offsets for decoding answers."""
+def qa_features(
+    tokenizer: Tokenizer, ex: dict[str, Any], max_len: int, doc_stride: int | None = None
+) -> list[dict[str, Any]]:
+    """One feature per context window: ``<bos> question <eos> context window <eos>`` ids, token types (0 question /
+    1 context), the gold token span (0, 0 = the answer is not whole inside this window: the ``<bos>`` position, as
+    in BERT's SQuAD recipe) and the window's character offsets for decoding answers.
+
+    A context that does not fit next to the question is cut into windows that overlap by ``doc_stride`` tokens
+    (None: half a window, at most 128).
+    """
     q = tokenizer.encode(ex["question"])[: max_len // 2]
     c_ids, c_off = tokenizer.encode_with_offsets(ex["context"])
-    room = max_len - len(q) - 3
-    c_ids, c_off = c_ids[:room], c_off[:room]
-    ids = [tokenizer.bos_id, *q, tokenizer.eos_id, *c_ids, tokenizer.eos_id]
-    first = len(q) + 2  # position of the first context token
-    types = [0] * first + [1] * (len(c_ids) + 1)
-    start = end = 0
-    if ex["answers"]:
+    room = max_len - len(q) - 3  # context tokens per window
+    if room < 1:
+        raise ConfigError(f"data.text.max_len={max_len} leaves no room for the context after the question")
+    if doc_stride is None:
+        doc_stride = min(128, room // 2)
+    if not 0 <= doc_stride < room:
+        raise ConfigError(
+            f"data.text.doc_stride must be >= 0 and less than the context tokens per window ({room} at "
+            f"max_len={max_len}), got {doc_stride}"
+        )
+    gold = None
+    if ex["answers"] and c_off:
         a = ex["answers"][0]
-        span = char_span_to_tokens(c_off, a["answer_start"], a["answer_start"] + len(a["text"]))
-        if span is not None and c_off and a["answer_start"] + len(a["text"]) <= c_off[-1][1]:
-            start, end = span[0] + first, span[1] + first
-    meta = {"id": ex["id"], "context": ex["context"], "answers": ex["answers"], "offsets": c_off, "first": first}
-    return {"tokens": ids, "token_type_ids": types, "start": start, "end": end, "meta": meta}
+        a_end = a["answer_start"] + len(a["text"])
+        if a_end <= c_off[-1][1]:  # not beyond the tokenized context
+            gold = char_span_to_tokens(c_off, a["answer_start"], a_end)
+    first = len(q) + 2  # position of the first context token
+    starts = [0]
+    while starts[-1] + room < len(c_ids):
+        starts.append(starts[-1] + room - doc_stride)
+    feats = []
+    for w, s in enumerate(starts):
+        w_ids, w_off = c_ids[s : s + room], c_off[s : s + room]
+        ids = [tokenizer.bos_id, *q, tokenizer.eos_id, *w_ids, tokenizer.eos_id]
+        types = [0] * first + [1] * (len(w_ids) + 1)
+        start = end = 0
+        if gold is not None and s <= gold[0] and gold[1] < s + len(w_ids):
+            start, end = gold[0] - s + first, gold[1] - s + first
+        meta = {"id": ex["id"], "context": ex["context"], "answers": ex["answers"], "offsets": w_off, "first": first}
+        feats.append({"tokens": ids, "token_type_ids": types, "start": start, "end": end, "window": w, "meta": meta})
+    return feats
 
 
 def qa_bundle(cfg, tokenizer: Tokenizer | None):
@@ -473,24 +520,32 @@ def qa_bundle(cfg, tokenizer: Tokenizer | None):
         tokenizer = build_tokenizer(
             tc.tokenizer, texts, vocab_size=tc.vocab_size, min_freq=tc.min_freq, lowercase=tc.lowercase
         )
-    feats, notes = {}, []
+    feats, groups, notes = {}, {}, []
     for split, exs in parts.items():
-        fs = [qa_features(tokenizer, ex, tc.max_len) for ex in exs]
-        if split == "train":  # answers cut off by max_len cannot be learned
-            kept = [f for f in fs if f["end"] > 0]
-            if len(kept) < len(fs):
-                notes.append(f"{len(fs) - len(kept)} training questions dropped: answer beyond max_len={tc.max_len}")
-            fs = kept
-        feats[split] = fs
+        per_ex = [qa_features(tokenizer, ex, tc.max_len, tc.doc_stride) for ex in exs]
+        windows = sum(len(fs) for fs in per_ex)
+        if windows > len(exs):
+            notes.append(f"{split}: {windows} context windows for {len(exs)} questions (doc_stride={tc.doc_stride})")
+        if split == "train":  # a question whose answer is whole in no window cannot be learned
+            kept = [fs for fs in per_ex if any(f["end"] > 0 for f in fs)]
+            if len(kept) < len(per_ex):
+                notes.append(
+                    f"{len(per_ex) - len(kept)} training questions dropped: the answer is beyond the tokenized "
+                    f"context or longer than doc_stride={tc.doc_stride} + 1 tokens"
+                )
+            per_ex = kept
+        feats[split] = [f for fs in per_ex for f in fs]
+        groups[split] = [n for n, fs in enumerate(per_ex) for _ in fs]  # the question of each window
     if not feats["train"]:
-        raise DataError("no training question has its answer within max_len tokens; raise data.text.max_len")
+        raise DataError("no training question has its answer inside its context; check the answers' offsets")
 
     def make(split: str, shuffle: bool, seed: int) -> ExampleLoader:
         fs = feats[split]
         fields = {k: [f[k] for f in fs] for k in ("tokens", "token_type_ids", "start", "end")}
         bs = cfg.batch_size if split == "train" else cfg.eval_batch_size
         pads = {"tokens": tokenizer.pad_id, "token_type_ids": 0}
-        return ExampleLoader(fields, pads, bs, shuffle, seed, meta=[f["meta"] for f in fs])
+        # evaluation batches keep all windows of a question together, so its best span is chosen over all of them
+        return ExampleLoader(fields, pads, bs, shuffle, seed, meta=[f["meta"] for f in fs], groups=groups[split])
 
     return SequenceBundle(
         "question_answering",

@@ -101,7 +101,8 @@ class QuestionAnsweringTask(Task):
     """Extractive QA: logits ``(B, T, 2)`` give each position's start and end score; the loss is the mean of the
     start and end cross-entropies against the gold token span. Validation decodes the best span (at most
     ``max_answer_len`` tokens, inside the context) back to context characters and reports SQuAD exact match and
-    F1 (torchmetrics)."""
+    F1 (torchmetrics). A long context comes as several windows (``data.text.doc_stride``), always in one batch:
+    the question's answer is the best-scoring span over all of them."""
 
     name = "question_answering"
     monitor = "val_f1"
@@ -128,33 +129,43 @@ class QuestionAnsweringTask(Task):
         out = self._forward(batch)
         return {"loss": self.loss(out, (batch["start"], batch["end"]))}
 
-    def decode(self, outputs: torch.Tensor, meta: list[dict]) -> list[str]:
-        """Answer strings of a batch: the best span of each row, cut from its context by character offsets."""
+    def decode(self, outputs: torch.Tensor, meta: list[dict]) -> list[tuple[str, float]]:
+        """Each row's best span (cut from its context by character offsets) and its score ``start + end``."""
         answers = []
         for row, m in zip(outputs, meta, strict=True):
             first, last = m["first"], m["first"] + len(m["offsets"]) - 1
             if last < first:
-                answers.append("")
+                answers.append(("", float("-inf")))
                 continue
             i, j = best_span(row[:, 0], row[:, 1], first, last, self.max_answer_len)
-            answers.append(m["context"][m["offsets"][i - first][0] : m["offsets"][j - first][1]])
+            text = m["context"][m["offsets"][i - first][0] : m["offsets"][j - first][1]]
+            answers.append((text, float(row[i, 0] + row[j, 1])))
         return answers
+
+    @staticmethod
+    def best_per_question(answers: list[tuple[str, float]], meta: list[dict]) -> dict[str, tuple[str, dict]]:
+        """One answer per question id: the highest-scoring span over all of its context windows."""
+        best: dict[str, tuple[str, float, dict]] = {}
+        for (text, score), m in zip(answers, meta, strict=True):
+            if m["id"] not in best or score > best[m["id"]][1]:
+                best[m["id"]] = (text, score, m)
+        return {qid: (text, m) for qid, (text, _, m) in best.items()}
 
     @torch.no_grad()
     def validation_step(self, batch):
         out = self._forward(batch).float()
-        preds = self.decode(out, batch["meta"])
+        best = self.best_per_question(self.decode(out, batch["meta"]), batch["meta"])
         self.metrics["squad"].update(
-            [{"prediction_text": p, "id": m["id"]} for p, m in zip(preds, batch["meta"], strict=True)],
+            [{"prediction_text": text, "id": qid} for qid, (text, _) in best.items()],
             [
                 {
-                    "id": m["id"],
+                    "id": qid,
                     "answers": {
                         "text": [a["text"] for a in m["answers"]],
                         "answer_start": [a["answer_start"] for a in m["answers"]],
                     },
                 }
-                for m in batch["meta"]
+                for qid, (_, m) in best.items()
             ],
         )
         return {"loss": self.loss(out, (batch["start"], batch["end"]))}
