@@ -47,6 +47,17 @@ def test_lr_mult_groups_and_first_match_wins():
         param_groups(model, 0.0, False, {"fc.*": -1})
 
 
+def test_logged_lr_is_the_schedules_base_lr_whatever_the_group_order():
+    from deepkit.train.optim import Schedule, ScheduleConfig, base_lr
+
+    model = create_model("resnet20")
+    # the first group (conv1, matched by "*") runs at 100x and layer1 is frozen at 0x: neither is the base lr
+    opt = build_optimizer(model, OptimizerConfig(lr=0.01, lr_mult={"layer1.*": 0.0, "fc.*": 1.0, "*": 100.0}))
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0) and base_lr(opt) == pytest.approx(0.01)
+    sched = Schedule(ScheduleConfig(name="cosine"), total_steps=10, steps_per_epoch=10)
+    assert sched.apply(opt, 5) == pytest.approx(0.005) == base_lr(opt)
+
+
 def test_freeze_unfreeze_by_pattern():
     model = create_model("resnet20")
     names = freeze(model, ["conv1.*", "layer1.*"])

@@ -141,12 +141,20 @@ class Schedule:
         raise ConfigError(f"unknown schedule '{c.name}' (valid: constant, step, cosine, onecycle)")
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
-        """Set every group's lr for ``step`` and return the first group's."""
+        """Set every group's lr for ``step`` and return the base lr (before ``lr_mult``)."""
         f = self.factor(step)
         for g in optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
             g["lr"] = g["initial_lr"] * f
-        return optimizer.param_groups[0]["lr"]
+        return base_lr(optimizer)
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The scheduled base learning rate: a group's lr divided by its ``lr_mult`` (what logs report as ``lr``)."""
+    for g in optimizer.param_groups:
+        if g.get("lr_mult", 1.0) > 0:
+            return g["lr"] / g.get("lr_mult", 1.0)
+    return optimizer.param_groups[0]["lr"]
 
 
 def _cos_interp(a: float, b: float, t: float) -> float:

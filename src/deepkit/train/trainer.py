@@ -35,7 +35,7 @@ from deepkit.train.callbacks import (
     TensorBoardLogger,
 )
 from deepkit.train.manual import ManualStep, build_named_optimizers
-from deepkit.train.optim import OptimizerConfig, Schedule, ScheduleConfig, build_optimizer
+from deepkit.train.optim import OptimizerConfig, Schedule, ScheduleConfig, base_lr, build_optimizer
 from deepkit.train.speed import AutoBool, SpeedConfig, SpeedPlan
 
 
@@ -400,9 +400,9 @@ class Trainer:
         if val is not None:
             with self.dist.eval_mode(task) if self.dist else contextlib.nullcontext():
                 logs.update({f"val_{k}": v for k, v in self._run_eval(task, val).items()})
-        logs["lr"] = opt.param_groups[0]["lr"]
+        logs["lr"] = base_lr(opt)  # the schedule's lr; groups with trainer.optimizer.lr_mult run at multiples of it
         for name, o in self.optimizers.items():
-            logs[f"lr_{name}"] = o.param_groups[0]["lr"]
+            logs[f"lr_{name}"] = base_lr(o)
         logs["samples_per_s"] = count / max(seconds, 1e-9)
         logs["time"] = s.train_time
         logs.update(speed.peak_memory(self.device))
