@@ -74,8 +74,9 @@ def main() -> None:
             print(f"{key}: {json.dumps(results[key])}", flush=True)
             OUT.mkdir(parents=True, exist_ok=True)
             out_file.write_text(json.dumps(results, indent=1))
-    _report_mlm(results, seeds)
-    if "t5" in results:
+    if any(s.startswith("mlm_") for s in stages):
+        _report_mlm(results, seeds)
+    if "t5" in stages:
         r = results["t5"]
         print(
             f"Multi30k de->en test BLEU: greedy {r.get('bleu_greedy', float('nan')):.1f}, beam5 "
