@@ -214,23 +214,27 @@ def _qa_rows(n: int, filler_words: tuple[int, int], seed: int = 5) -> list[str]:
     return rows
 
 
-def test_question_answering_trains(tmp_path):
-    (tmp_path / "qa.jsonl").write_text("\n".join(_qa_rows(300, (0, 4))) + "\n")
-    run = deepkit.train(
+def _train_qa(tmp_path, rows: list[str], text: dict, batch_size: int):
+    (tmp_path / "qa.jsonl").write_text("\n".join(rows) + "\n")
+    return deepkit.train(
         {
             "task": {"name": "question_answering"},
             "model": {"name": "bert", "head": "question_answering", "max_position_embeddings": 64, **TINY_BERT},
             "data": {
                 "name": "squad",
                 "path": str(tmp_path / "qa.jsonl"),
-                "batch_size": 16,
+                "batch_size": batch_size,
                 "test_split": 0.1,
-                "text": {"tokenizer": "word"},
+                "text": {"tokenizer": "word", **text},
             },
             "trainer": _trainer(8, lr=5e-3),
         },
         out=tmp_path / "qa",
     )
+
+
+def test_question_answering_trains(tmp_path):
+    run = _train_qa(tmp_path, _qa_rows(300, (0, 4)), {}, batch_size=16)
     first, last = _first_last(run.history)
     assert last < 0.5 * first, (first, last)
     assert run.metrics["exact_match"] > 50, run.metrics
@@ -239,22 +243,7 @@ def test_question_answering_trains(tmp_path):
 def test_question_answering_reads_long_contexts_in_windows(tmp_path):
     # the answer sits 12-30 words into the context; a window holds 13 context tokens, so most answers are in a later
     # window: training must label them there and evaluation must pick the best span over all windows
-    (tmp_path / "qa.jsonl").write_text("\n".join(_qa_rows(300, (12, 30), seed=6)) + "\n")
-    run = deepkit.train(
-        {
-            "task": {"name": "question_answering"},
-            "model": {"name": "bert", "head": "question_answering", "max_position_embeddings": 64, **TINY_BERT},
-            "data": {
-                "name": "squad",
-                "path": str(tmp_path / "qa.jsonl"),
-                "batch_size": 32,
-                "test_split": 0.1,
-                "text": {"tokenizer": "word", "max_len": 24, "doc_stride": 6},
-            },
-            "trainer": _trainer(8, lr=5e-3),
-        },
-        out=tmp_path / "qa",
-    )
+    run = _train_qa(tmp_path, _qa_rows(300, (12, 30), seed=6), {"max_len": 24, "doc_stride": 6}, batch_size=32)
     notes = (run.run_dir / "log.txt").read_text()
     assert "context windows for" in notes and "training questions dropped" not in notes
     assert run.metrics["exact_match"] > 50, run.metrics

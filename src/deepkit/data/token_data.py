@@ -227,17 +227,7 @@ def span_corruption_bundle(cfg, tokenizer: Tokenizer | None):
                 out.append(([*src, tokenizer.eos_id], tgt))
             return out
 
-        return PairBatcher(
-            torch.tensor([len(s) for s in seqs]),
-            pairs,
-            cfg.batch_size if split == "train" else cfg.eval_batch_size,
-            shuffle=shuffle,
-            dynamic=split == "train",
-            seed=seed,
-            pad_id=tokenizer.pad_id,
-            eos_id=tokenizer.eos_id,
-            decoder_start_id=tokenizer.pad_id,
-        )
+        return _t5_batcher(cfg, tokenizer, split, [len(s) for s in seqs], pairs, shuffle, seed)
 
     return SequenceBundle(
         "span_corruption",
@@ -245,6 +235,21 @@ def span_corruption_bundle(cfg, tokenizer: Tokenizer | None):
         {k: len(v) for k, v in encoded.items() if v},
         tokenizer=tokenizer,
         raw={"model_overrides": _t5_overrides(tokenizer)},
+    )
+
+
+def _t5_batcher(cfg, tok: Tokenizer, split: str, lengths: list[int], make_pairs, shuffle: bool, seed: int):
+    """T5 batches of one split: new noise every epoch in training (``dynamic``), the same noise in evaluation."""
+    return PairBatcher(
+        torch.tensor(lengths),
+        make_pairs,
+        cfg.batch_size if split == "train" else cfg.eval_batch_size,
+        shuffle=shuffle,
+        dynamic=split == "train",
+        seed=seed,
+        pad_id=tok.pad_id,
+        eos_id=tok.eos_id,
+        decoder_start_id=tok.pad_id,  # T5 starts the decoder with the padding id
     )
 
 
@@ -498,7 +503,7 @@ def qa_features(
     while starts[-1] + room < len(c_ids):
         starts.append(starts[-1] + room - doc_stride)
     feats = []
-    for w, s in enumerate(starts):
+    for s in starts:
         w_ids, w_off = c_ids[s : s + room], c_off[s : s + room]
         ids = [tokenizer.bos_id, *q, tokenizer.eos_id, *w_ids, tokenizer.eos_id]
         types = [0] * first + [1] * (len(w_ids) + 1)
@@ -506,7 +511,7 @@ def qa_features(
         if gold is not None and s <= gold[0] and gold[1] < s + len(w_ids):
             start, end = gold[0] - s + first, gold[1] - s + first
         meta = {"id": ex["id"], "context": ex["context"], "answers": ex["answers"], "offsets": w_off, "first": first}
-        feats.append({"tokens": ids, "token_type_ids": types, "start": start, "end": end, "window": w, "meta": meta})
+        feats.append({"tokens": ids, "token_type_ids": types, "start": start, "end": end, "meta": meta})
     return feats
 
 
@@ -623,16 +628,11 @@ def text_to_text_bundle(cfg, tokenizer: Tokenizer | None):
 
     def make(split: str, shuffle: bool, seed: int) -> PairBatcher:
         src, tgt = encoded[split]
-        return PairBatcher(
-            torch.tensor([len(s) for s in src]),
-            lambda idx, rng: [(src[i], tgt[i]) for i in idx],
-            cfg.batch_size if split == "train" else cfg.eval_batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            pad_id=tokenizer.pad_id,
-            eos_id=tokenizer.eos_id,
-            decoder_start_id=tokenizer.pad_id,
-        )
+
+        def pairs(idx: list[int], rng: np.random.Generator):  # fixed pairs: the rng is not used
+            return [(src[i], tgt[i]) for i in idx]
+
+        return _t5_batcher(cfg, tokenizer, split, [len(s) for s in src], pairs, shuffle, seed)
 
     return SequenceBundle(
         "text_to_text",
