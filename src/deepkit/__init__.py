@@ -7,8 +7,9 @@
 
 __version__ = "0.1.0"
 
-from deepkit.api import Predictor, RunResult, evaluate, load, train  # noqa: E402
+from deepkit.api import RunResult, evaluate, load, train  # noqa: E402
 from deepkit.errors import DeepkitError  # noqa: E402
+from deepkit.families import Predictor, families, register_family  # noqa: E402
 from deepkit.models import create_model, list_models, register_model  # noqa: E402
 from deepkit.train import Trainer  # noqa: E402
 
@@ -20,8 +21,10 @@ __all__ = [
     "__version__",
     "create_model",
     "evaluate",
+    "families",
     "list_models",
     "load",
+    "register_family",
     "register_model",
     "train",
 ]

@@ -1,34 +1,28 @@
-"""The Python API that the CLI mirrors: ``train``, ``load``, ``evaluate``.
+"""The Python API that the CLI mirrors: ``train``, ``evaluate``, ``load`` -- once, for every family.
 
-Data flows one way: recipe -> data -> model + task -> Trainer -> run directory -> predict / eval.
+Data flows one way: recipe -> family -> data -> model + task -> Trainer -> run directory -> predictor. This module
+looks the family up from the recipe's task name (``deepkit.families``) and never names a task or a family.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
 import math
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
 
-from deepkit import __version__
-from deepkit.config import field_types, to_dict
-from deepkit.data.build import DataBundle, DataConfig, build_data
-from deepkit.data.inputs import read_inputs
-from deepkit.data.preprocess import Preprocessing
-from deepkit.errors import CheckpointError, ConfigError, DeepkitError, ShapeError
-from deepkit.generative import GENERATIVE_TASKS, bind_generative_model, prepare_data
-from deepkit.models.registry import create_model, get_entry
-from deepkit.recipe import Recipe, apply_overrides, read_recipe_file, resolve_recipe, validate
-from deepkit.tasks import Task, TaskConfig, build_task
+from deepkit.config import to_dict
+from deepkit.data.module import DataModule
+from deepkit.errors import CheckpointError, ConfigError, DataError, DeepkitError
+from deepkit.families.base import Finish, Predictor, Saved
+from deepkit.families.registry import families, family_of
+from deepkit.models.registry import create_model, load_state_dict_checked
+from deepkit.recipe import Recipe, resolve_recipe, run_recipe, split_override
+from deepkit.rundir import RunLock, new_run_dir, now, read_checkpoint, write_config, write_status
+from deepkit.tasks.base import Task
 from deepkit.train import distributed
 from deepkit.train.checkpoint import find_checkpoint
 from deepkit.train.trainer import Trainer, resolve_device, seed_everything
@@ -43,106 +37,29 @@ class RunResult:
     peak_memory: dict[str, float] = field(default_factory=dict)  # peak_rss_mb (and peak_gpu_mb on GPUs) of the fit
 
 
-# --- model <-> data ------------------------------------------------------------------------------------------------
-def bind_model(model_section: dict[str, Any], data: DataBundle, weights: str | None = None) -> torch.nn.Module:
-    """Create the model, filling ``in_features``/``in_channels``/``num_classes`` from the data and checking them."""
-    name = model_section["name"]
-    if data.task in GENERATIVE_TASKS:  # images in, images out: sized from the data, no output-width check
-        return bind_generative_model(model_section, data, weights)
-    overrides = {k: v for k, v in model_section.items() if k != "name"}
-    fields = field_types(get_entry(name).config_cls)
-    shape = list(data.preprocessing.input_shape)
-    desc = f"{shape[0]}-channel {shape[1]}×{shape[2]} images" if len(shape) == 3 else f"{int(np.prod(shape))} features"
-    inferred = {}
-    if "in_features" in fields:
-        inferred["in_features"] = int(np.prod(shape))
-    if "in_channels" in fields:
-        if len(shape) != 3:
-            raise ShapeError(
-                f"model '{name}' takes images (channels, height, width), but the data has {desc}; "
-                "use an MLP for tabular data"
-            )
-        inferred["in_channels"] = shape[0]
-        if "input_size" in fields:
-            inferred["input_size"] = shape[1:]
-    if "num_classes" in fields:
-        inferred["num_classes"] = data.num_outputs
-    for key, value in inferred.items():
-        if key in overrides and overrides[key] != value:
-            raise ShapeError(
-                f"model.{key}={overrides[key]} does not fit the data ({desc}, {data.num_outputs} outputs); "
-                f"expected {key}={value} (or leave it out to infer it)"
-            )
-        overrides[key] = value
-    model = create_model(name, weights=weights, **overrides)
-    model.check_input(tuple(shape))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, *shape))
-    except RuntimeError as e:
-        raise ShapeError(f"model '{name}' cannot take the data ({desc}): {str(e).splitlines()[0]}") from None
-    model.train(was_training)
-    if out.shape[-1] != data.num_outputs:
-        raise ShapeError(f"model '{name}' outputs {out.shape[-1]} values per sample, the task needs {data.num_outputs}")
-    return model
+@dataclass
+class Built:
+    """What a recipe builds before training: the task (around its model), the data, the recipe's callbacks."""
+
+    task: Task
+    data: DataModule
+    callbacks: list
 
 
-# --- run directories -----------------------------------------------------------------------------------------------
-def _git_commit() -> str | None:
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
+def build(rec: Recipe, saved: Saved | None = None, given: Any = None, fresh: bool = True) -> Built:
+    """Data, model and task of a recipe, as ``train`` builds them (``deepkit bench`` too).
 
-
-def new_run_dir(out: str | Path | None, name: str, overwrite: bool) -> Path:
-    if out is not None:
-        path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise ConfigError(
-                    f"run directory {path} already exists; pass --overwrite to replace it, "
-                    f"--resume {path} to continue it, or another --out"
-                )
-            if not (path / "run.json").is_file() and not (path / "config.yaml").is_file():
-                raise ConfigError(f"refusing to overwrite {path}: it is not a deepkit run directory")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    root = Path("runs")
-    path, i = root / name, 1
-    while path.exists():
-        i += 1
-        path = root / f"{name}-{i}"
-    path.mkdir(parents=True)
-    return path
-
-
-def _write_status(run_dir: Path, status: str, **extra: Any) -> None:
-    path = run_dir / "run.json"
-    info = json.loads(path.read_text()) if path.is_file() else {}
-    info.update(status=status, updated=datetime.datetime.now().isoformat(timespec="seconds"), **extra)
-    atomic_write_text(path, json.dumps(info, indent=1))
-
-
-def _write_config(run_dir: Path, recipe: Recipe, model: torch.nn.Module, command: list[str] | None) -> None:
-    resolved = recipe.to_dict()
-    resolved["model"] = {"name": recipe.model["name"], **to_dict(model.model_config)}
-    resolved["meta"] = {
-        "git_commit": _git_commit(),
-        "command": " ".join(command or sys.argv),
-        "deepkit": __version__,
-        "torch": str(torch.__version__),
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    Args:
+        saved: what a trained run kept (preprocessing, tokenizer) to rebuild its data with (resume).
+        given: data built by the caller (``from_arrays``) instead of the recipe's data section.
+        fresh: a new run (pretrained weights are loaded); False when resuming (weights come from the checkpoint).
+    """
+    family = rec.family
+    seed_everything(rec.trainer.seed)
+    data = family.build_data(rec, saved, given)
+    model = family.build_model(rec, data)
+    callbacks = family.setup(rec, model, data, fresh)
+    return Built(family.build_task(rec, model, data), data, callbacks)
 
 
 # --- train ---------------------------------------------------------------------------------------------------------
@@ -152,7 +69,7 @@ def train(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     overwrite: bool = False,
-    data: DataBundle | None = None,
+    data: Any = None,
     callbacks: list | tuple = (),
     command: list[str] | None = None,
     **kw: Any,
@@ -175,53 +92,62 @@ def train(
     """
     if isinstance(data, dict):  # `data={"batch_size": 32}` overrides the data section
         kw["data"], data = data, None
-    ov: dict[str, Any] = {}
-    for o in overrides:
-        ov.update(dict([_split(o)]))
-    for key, value in kw.items():
-        ov.update(_flatten(key, value))
+    ov = parse_overrides(overrides, kw)
     if resume is not None:
         return _resume(Path(resume), ov, data, callbacks)
     rec = resolve_recipe(recipe, ov)
-    if _is_sequence_task(rec.task.name):  # text classification, language models, forecasting (sequence_api.py)
-        from deepkit import sequence_api
-
-        return sequence_api.train(rec, out=out, overwrite=overwrite, callbacks=callbacks, command=command)
-    task, bundle, extra = build_training(rec, data)
-    callbacks = [*callbacks, *extra]
-    model = task.model
+    built = build(rec, given=data)
+    saved = rec.family.saved(rec, built.data)
     resolve_device(rec.trainer.device)  # fail before creating a directory
+    lock = RunLock(".")  # replaced by the run directory's lock on the process that creates it
 
     def create() -> Path:
+        nonlocal lock
         run_dir = new_run_dir(out, rec.name, overwrite)
+        lock = RunLock(run_dir).acquire()
         try:
-            _write_config(run_dir, rec, model, command)
-            _write_status(run_dir, "running", started=datetime.datetime.now().isoformat(timespec="seconds"))
+            saved.write(run_dir)
+            write_config(run_dir, resolved_config(rec, built.task.model), command)
+            write_status(run_dir, "running", started=now())
+            rec.family.on_create(rec, run_dir, built.task.model, built.data)
         except BaseException:
+            lock.release()
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing half-written
             raise
         return run_dir
 
-    run_dir = create_run_dir(rec, bundle.batch_size, create)
-    return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=None)
+    run_dir = create_run_dir(rec, built.data.batch_size, create)
+    return _fit_and_finish(run_dir, rec, built, saved, callbacks, None, lock)
 
 
-def build_training(rec: Recipe, data: DataBundle | None = None) -> tuple[Task, DataBundle, list]:
-    """Data, model and task of a (non-sequence) recipe, as ``train`` builds them; also used by ``deepkit bench``.
+def resolved_config(rec: Recipe, model: torch.nn.Module) -> dict[str, Any]:
+    """What ``config.yaml`` holds: the recipe's sections (its family's only), the model section fully resolved."""
+    resolved = rec.to_dict()
+    resolved["model"] = {"name": rec.model["name"], **to_dict(model.model_config)}
+    return resolved
 
-    Returns the task, the data bundle and the callbacks the recipe needs (fine-tuning's backbone freezer).
-    """
-    seed_everything(rec.trainer.seed)
-    bundle = data if data is not None else build_data(rec.data, rec.task.name)
-    if data is not None:  # record what was really trained on, not the recipe's default data section
-        rec.data = bundle.config or DataConfig(name="arrays", batch_size=bundle.batch_size)
-    if rec.task.name in GENERATIVE_TASKS:
-        bundle = prepare_data(bundle, rec.task)
-    model = bind_model(rec.model, bundle)
-    callbacks = _setup_finetune(rec, model, load=True)
-    task = build_task(rec.task, model, bundle.preprocessing)
-    _attach_augment(task, rec, bundle)
-    return task, bundle, callbacks
+
+def parse_overrides(overrides: tuple[str, ...] | list[str], kw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``("trainer.epochs=3", ...)`` and ``trainer={"epochs": 3}`` keyword arguments -> ``{dotted key: value}``."""
+    ov: dict[str, Any] = {}
+    for o in overrides:
+        ov.update(dict([split_override(o)]))
+    for key, value in (kw or {}).items():
+        ov.update(_flatten(key, value))
+    return ov
+
+
+def _flatten(key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict) and key in ("task", "data", "trainer", "model"):
+        out = {}
+        for k, v in value.items():
+            out.update(
+                _flatten(f"{key}.{k}", v)
+                if isinstance(v, dict) and k in ("optimizer", "schedule")
+                else {f"{key}.{k}": v}
+            )
+        return out
+    return {key: value}
 
 
 def create_run_dir(rec: Recipe, batch_size: int, create) -> Path:
@@ -250,11 +176,11 @@ def create_run_dir(rec: Recipe, batch_size: int, create) -> Path:
 
 def check_launch(recipe: str | None, overrides: list[str], resume: Path | None, nproc: int) -> None:
     """Before starting ``nproc`` processes: the recipe resolves, and its batch splits evenly over them."""
-    ov = dict(_split(o) for o in overrides)
+    ov = parse_overrides(overrides)
     if resume is not None:
         if not (Path(resume) / "config.yaml").is_file():
             raise ConfigError(f"cannot resume {resume}: no config.yaml there (expected a deepkit run directory)")
-        rec = resolve_recipe(read_recipe_file(Path(resume) / "config.yaml"), ov)
+        rec = run_recipe(resume, ov)
     else:
         rec = resolve_recipe(recipe or "", ov)
     if rec.trainer.strategy == "none":
@@ -262,87 +188,59 @@ def check_launch(recipe: str | None, overrides: list[str], resume: Path | None, 
     distributed.check_global_batch(rec.data.batch_size, nproc)
 
 
-def _resume(run_dir: Path, ov: dict[str, Any], data: DataBundle | None, callbacks) -> RunResult:
+def _resume(run_dir: Path, ov: dict[str, Any], data: Any, callbacks) -> RunResult:
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"cannot resume {run_dir}: no config.yaml there (expected a deepkit run directory)")
-    last = find_checkpoint(run_dir / "checkpoints" / "last")
-    if last is None or not (last / "state.json").is_file():
-        raise CheckpointError(f"cannot resume {run_dir}: no resumable checkpoint in {run_dir / 'checkpoints' / 'last'}")
-    rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"), ov)
-    if _is_sequence_task(rec.task.name):
-        from deepkit import sequence_api
-
-        return sequence_api.resume(run_dir, ov, callbacks)
-    _, meta = load_weights(last / "model.safetensors")
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    bundle = data if data is not None else build_data(rec.data, rec.task.name, preprocessing=prep)
-    if rec.task.name in GENERATIVE_TASKS:
-        bundle = prepare_data(bundle, rec.task)
-    model = bind_model(rec.model, bundle)
-    callbacks = [*callbacks, *_setup_finetune(rec, model, load=False)]  # weights come from the checkpoint
-    task = build_task(rec.task, model, prep)
-    _attach_augment(task, rec, bundle)
-    if distributed.is_main_process():
-        _write_status(run_dir, "running", resumed=datetime.datetime.now().isoformat(timespec="seconds"))
-    return _fit_and_finish(run_dir, rec, task, bundle, callbacks, resume_from=last)
-
-
-def _setup_finetune(rec: Recipe, model: torch.nn.Module, load: bool) -> list:
-    """A recipe's ``finetune`` section: load pretrained weights, set backbone lr multipliers, freeze callback."""
-    from deepkit.train.finetune import BackboneFreezer, finetune_lr_mult, load_pretrained
-
-    ft = rec.finetune
-    if ft is None:
-        return []
-    if load and ft.weights:
-        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle, reset=ft.reset)
-    mult = finetune_lr_mult(model, ft)
-    if mult and not rec.trainer.optimizer.lr_mult:
-        rec.trainer.optimizer.lr_mult = mult
-    if not (ft.freeze_backbone_epochs or ft.freeze):
-        return []
-    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze, ft.reset)]
-
-
-def _attach_augment(task: Task, rec: Recipe, bundle: DataBundle) -> None:
-    """``data.augment`` -> a transform the task applies to training batches only; ``data.channels_last``."""
-    from deepkit.data.augment import build_augment
-
-    task.train_transform = build_augment(rec.data.augment, bundle.preprocessing, bundle.num_classes)
-    if rec.data.channels_last:  # weights in NHWC make convolutions run NHWC (inputs are converted on the fly)
-        task.model.to(memory_format=torch.channels_last)
-
-
-def _fit_and_finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, callbacks, resume_from) -> RunResult:
-    if rec.task.name in GENERATIVE_TASKS:
-        from deepkit.generative import generative_callbacks
-
-        callbacks = [*generative_callbacks(run_dir), *callbacks]
-        task.preview = bundle.val[0][:16] if bundle.val is not None else bundle.train[0][:16]
-    trainer = Trainer(rec.trainer, run_dir=run_dir, callbacks=callbacks)
-    trainer.checkpoint_meta = {
-        "preprocessing": bundle.preprocessing.to_dict(),
-        "task": to_dict(rec.task),
-        "recipe": rec.name,
-    }
+    lock = RunLock(run_dir).acquire() if distributed.is_main_process() else RunLock(run_dir)
     try:
-        history = trainer.fit(task, bundle, resume=resume_from)
-        if not rank0_goes_on(trainer):
-            return RunResult(run_dir, {}, history)
-        if trainer.dist and trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
-            task = _plain_copy(task, rec, bundle)
-        metrics = _finish(run_dir, rec, task, bundle, trainer)
-    except KeyboardInterrupt:
+        last = find_checkpoint(run_dir / "checkpoints" / "last")
+        if last is None or not (last / "state.json").is_file():
+            raise CheckpointError(
+                f"cannot resume {run_dir}: no resumable checkpoint in {run_dir / 'checkpoints' / 'last'}"
+            )
+        rec = run_recipe(run_dir, ov)
+        _, meta = load_weights(last / "model.safetensors")
+        saved = rec.family.load_saved(last, meta)
+        built = build(rec, saved=saved, given=data, fresh=False)
         if distributed.is_main_process():
-            _write_status(run_dir, "interrupted")
+            write_status(run_dir, "running", resumed=now())
+    except BaseException:
+        lock.release()
         raise
-    except BaseException as e:
-        if distributed.is_main_process():
-            _write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
-        raise
+    return _fit_and_finish(run_dir, rec, built, saved, callbacks, last, lock)
+
+
+def _fit_and_finish(
+    run_dir: Path, rec: Recipe, built: Built, saved: Saved, callbacks, resume_from: Path | None, lock: RunLock
+) -> RunResult:
+    family = rec.family
+    try:
+        callbacks = [*family.run_callbacks(rec, run_dir), *callbacks, *built.callbacks]
+        trainer = Trainer(rec.trainer, run_dir=run_dir, callbacks=callbacks)
+        trainer.checkpoint_meta = {**saved.meta(), "task": to_dict(rec.task), "recipe": rec.name}
+        for note in built.data.notes:
+            trainer.log(note)
+        try:
+            history = trainer.fit(built.task, built.data, resume=resume_from)
+            if not rank0_goes_on(trainer):
+                return RunResult(run_dir, {}, history)
+            task = built.task
+            if trainer.dist and trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
+                task = family.build_task(rec, family.build_model(rec, built.data), built.data)
+            metrics = _finish(run_dir, rec, task, built.data, trainer)
+        except KeyboardInterrupt:
+            if distributed.is_main_process():
+                write_status(run_dir, "interrupted")
+            raise
+        except BaseException as e:
+            if distributed.is_main_process():
+                write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            distributed.teardown()
+        write_status(run_dir, "finished", metrics=metrics, peak_memory=trainer.peak_memory)
     finally:
-        distributed.teardown()
-    _write_status(run_dir, "finished", metrics=metrics, peak_memory=trainer.peak_memory)
+        lock.release()
     return RunResult(run_dir, metrics, history, trainer.peak_memory)
 
 
@@ -354,220 +252,96 @@ def rank0_goes_on(trainer: Trainer) -> bool:
     return trainer.dist.is_main
 
 
-def _plain_copy(task: Task, rec: Recipe, bundle: DataBundle) -> Task:
-    """A new task with an unsharded model of the same architecture (weights are loaded from the checkpoint)."""
-    plain = build_task(rec.task, bind_model(rec.model, bundle), bundle.preprocessing)
-    if hasattr(task, "preview"):
-        plain.preview = task.preview
-    return plain
-
-
-def _finish(run_dir: Path, rec: Recipe, task: Task, bundle: DataBundle, trainer: Trainer) -> dict[str, float]:
-    """Evaluate the best checkpoint on the test split, write plots, sample inputs and results.json."""
-    if rec.task.name in GENERATIVE_TASKS:
-        from deepkit import generative
-
-        return generative.finish(run_dir, rec, task, bundle, trainer)
-    from deepkit.models.registry import load_state_dict_checked
-    from deepkit.viz.plots import plot_confusion_matrix, plot_pred_vs_true
+def _finish(run_dir: Path, rec: Recipe, task: Task, data: DataModule, trainer: Trainer) -> dict[str, float]:
+    """Evaluate the best checkpoint (test split, else val, else train); the family's report; results.json."""
+    import json
 
     best = find_checkpoint(run_dir / "checkpoints" / "best")
     weights, _ = load_weights(best / "model.safetensors")
     load_state_dict_checked(task.model, weights, str(best))
-    split = "test" if bundle.test is not None else ("val" if bundle.val is not None else "train")
-    metrics = trainer.evaluate(task, bundle, split)
-    x, y = bundle.split(split)
-    pred = trainer.predict(task, x)
-    plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    if rec.task.name == "classification":
-        names = bundle.preprocessing.class_names
-        cm = np.zeros((len(names), len(names)), dtype=np.int64)
-        np.add.at(cm, (y.cpu().numpy(), pred.argmax(1).numpy()), 1)
-        plot_confusion_matrix(
-            cm, names, plots / "confusion_matrix.png", f"confusion matrix ({split}, {len(y)} samples)"
-        )
-        (run_dir / "confusion_matrix.json").write_text(json.dumps({"classes": names, "matrix": cm.tolist()}))
-    elif rec.task.name == "regression":
-        plot_pred_vs_true(pred.numpy(), y.cpu().numpy(), plots / "pred_vs_true.png", f"predicted vs true ({split})")
-    _write_samples(run_dir, bundle, x[:8], y[:8])
+    split = data.first_split("test", "val", "train")
+    metrics = trainer.evaluate(task, data, split)
+    extra = rec.family.report(Finish(run_dir, rec, task, data, trainer, split, metrics))
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    atomic_write_text(run_dir / "results.json", json.dumps({"split": split, "metrics": metrics}, indent=1))
+    atomic_write_text(run_dir / "results.json", json.dumps({"split": split, "metrics": metrics, **extra}, indent=1))
     return metrics
 
 
-def _write_samples(run_dir: Path, bundle: DataBundle, x: torch.Tensor, y: torch.Tensor) -> None:
-    """A few held-out inputs as files, ready for ``deepkit predict RUN_DIR samples/*``."""
-    prep = bundle.preprocessing
-    out = run_dir / "samples"
-    out.mkdir(exist_ok=True)
-    raw = prep.inverse_transform(x.cpu().float())
-    names = prep.class_names
-    if prep.kind == "image" and raw.ndim == 4 and raw.shape[1] in (1, 3):
-        from PIL import Image
-
-        for i, (img, label) in enumerate(zip(raw, y.cpu(), strict=True)):
-            tag = names[int(label)] if names and bundle.task == "classification" else f"{float(label):g}"
-            arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-            Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(out / f"test_{i:02d}_label_{tag}.png")
-    elif prep.kind == "tabular":
-        cols = prep.feature_names or [f"x{i}" for i in range(raw.shape[1])]
-        lines = [",".join(cols)] + [",".join(f"{v:.6g}" for v in row.tolist()) for row in raw]
-        (out / "test_rows.csv").write_text("\n".join(lines) + "\n")
-
-
-def _is_sequence_task(name: str) -> bool:
-    from deepkit.data.sequences import SEQUENCE_TASKS
-
-    return name in SEQUENCE_TASKS
-
-
-def _split(text: str) -> tuple[str, Any]:
-    from deepkit.recipe import _split_override
-
-    return _split_override(text)
-
-
-def _flatten(key: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict) and key in ("task", "data", "trainer", "model"):
-        out = {}
-        for k, v in value.items():
-            out.update(
-                _flatten(f"{key}.{k}", v)
-                if isinstance(v, dict) and k in ("optimizer", "schedule")
-                else {f"{key}.{k}": v}
-            )
-        return out
-    return {key: value}
-
-
-# --- load / predict / evaluate ------------------------------------------------------------------------------------
-class Predictor:
-    """A trained model with its preprocessing: ``predict`` raw inputs the way training saw them.
-
-    Example:
-        >>> p = deepkit.load("runs/demo")          # doctest: +SKIP
-        >>> p.predict(images)                      # doctest: +SKIP  (class indices)
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        task: Task,
-        preprocessing: Preprocessing,
-        task_name: str,
-        run_dir: Path | None = None,
-    ):
-        self.model, self.task, self.preprocessing, self.task_name = model, task, preprocessing, task_name
-        self.run_dir = run_dir
-        self.trainer = Trainer(progress="none", device="auto")
-        self.trainer.device = resolve_device("auto")
-
-    @property
-    def class_names(self) -> list[str] | None:
-        return self.preprocessing.class_names
-
-    def _prepare(self, x) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
-        shape = tuple(self.preprocessing.input_shape)
-        if tuple(t.shape) == shape:
-            t = t[None]
-        self.preprocessing.check_shape(t, "input")
-        return self.preprocessing.transform(t)
-
-    def predict_proba(self, x) -> np.ndarray:
-        """Class probabilities (N, K) for classification, P(class 1) (N,) for binary; raw inputs (N, *shape)."""
-        if self.task_name == "regression":
-            raise ConfigError("predict_proba is for classification runs; use predict for regression")
-        return self.trainer.predict(self.task, self._prepare(x)).numpy()
-
-    def predict(self, x) -> np.ndarray:
-        """Class indices (classification) or values in the target's units (regression) for raw inputs."""
-        out = self.trainer.predict(self.task, self._prepare(x)).numpy()
-        if self.task_name == "classification":
-            return out.argmax(1)
-        if self.task_name == "binary":
-            return (out > 0.5).astype(np.int64)
-        return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
-
-    def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
-        """Predictions for image / .npy / CSV files, one record per input."""
-        names, x = read_inputs(paths, self.preprocessing)
-        out = self.trainer.predict(self.task, self.preprocessing.transform(x)).numpy()
-        records = []
-        for name, row in zip(names, out, strict=True):
-            if self.task_name == "classification":
-                order = np.argsort(-row)[:top_k]
-                top = [{"class": self.class_names[i], "probability": float(row[i])} for i in order]
-                records.append({"input": name, **top[0], **({"top_k": top} if top_k > 1 else {})})
-            elif self.task_name == "binary":
-                p1 = float(row)
-                cls = 1 if p1 > 0.5 else 0
-                records.append({"input": name, "class": self.class_names[cls], "probability": p1 if cls else 1 - p1})
-            else:
-                vals = np.atleast_1d(row).tolist()
-                records.append({"input": name, "value": vals[0] if len(vals) == 1 else vals})
-        return records
-
-
+# --- load / evaluate -----------------------------------------------------------------------------------------------
 def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
-    """Load a trained run (or a checkpoint directory / model.safetensors written by deepkit) for prediction."""
-    run_dir = Path(run_dir)
-    path = run_dir
-    if run_dir.is_dir() and (run_dir / "checkpoints").is_dir():
-        found = find_checkpoint(run_dir / "checkpoints" / checkpoint)
-        if found is None:
-            raise CheckpointError(f"{run_dir} has no '{checkpoint}' checkpoint (did the run finish an epoch?)")
-        path = found
-    state, meta = load_weights(path)
-    if "sequence" in meta:  # a text / language-model / forecasting run
-        from deepkit import sequence_api
+    """The predictor of a trained run (or of a checkpoint directory / model.safetensors written by deepkit).
 
-        return sequence_api.load(path, state, meta)
-    if (meta.get("task") or {}).get("name") in GENERATIVE_TASKS:
-        raise ConfigError(
-            f"{path} holds a {meta['task']['name']} model; use `deepkit sample` / `deepkit embed` / `deepkit eval` "
-            "(predict is for classifiers and regressors)"
-        )
-    if not meta.get("model") or "preprocessing" not in meta:
+    Its verbs depend on the run's family: ``predict`` (classifiers, regressors), ``generate``/``chat`` (language
+    models), ``translate``, ``forecast``, ``sample``/``encode`` (generative models), ``neighbours``/``analogy``
+    (word vectors). A file a family reads directly (e.g. word vectors in text format) loads too.
+    """
+    path = Path(run_dir)
+    if not path.exists():
+        raise CheckpointError(f"no run directory or checkpoint at {path} (expected the --out of deepkit train)")
+    try:
+        found, state, meta = read_checkpoint(path, checkpoint)
+    except CheckpointError:
+        for family in families():
+            predictor = family.open_file(path)
+            if predictor is not None:
+                return predictor
+        raise
+    task_name = (meta.get("task") or {}).get("name")
+    if not meta.get("model") or not task_name:
         raise CheckpointError(
-            f"{path} has no deepkit metadata (model name, preprocessing); "
+            f"{found} has no deepkit metadata (model name, task); "
             "use create_model(name, weights=...) for plain weight files"
         )
+    family = family_of(task_name)
+    saved = family.load_saved(found, meta)
     model = create_model(meta["model"], **meta.get("model_config", {}))
-    from deepkit.models.registry import load_state_dict_checked
-
-    load_state_dict_checked(model, state, str(path))
+    load_state_dict_checked(model, state, str(found))
     model.eval()
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    task_cfg = TaskConfig(**{k: v for k, v in meta.get("task", {}).items() if k in field_types(TaskConfig)})
-    task = build_task(task_cfg, model, prep)
-    return Predictor(model, task, prep, task_cfg.name, run_dir if run_dir.is_dir() else None)
+    run = path if path.is_dir() and (path / "config.yaml").is_file() else None
+    return family.predictor(model, task_name, saved, run)
+
+
+@dataclass
+class OpenRun:
+    """A trained run with its data rebuilt as it was (same preprocessing/tokenizer): for evaluation and reports."""
+
+    recipe: Recipe
+    saved: Saved
+    task: Task
+    data: DataModule
+    checkpoint: Path
+
+
+def open_run(
+    run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), checkpoint: str = "best"
+) -> OpenRun:
+    """The run's recipe (with ``data_overrides``: ``{"path": "other.csv"}`` or ``["path=other.csv"]``), its
+    checkpoint's weights in the family's task, and its data rebuilt with the run's saved preprocessing."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); expected the --out of deepkit train")
+    items = data_overrides if isinstance(data_overrides, dict) else parse_overrides(list(data_overrides))
+    items = {(k if k.startswith("data.") else f"data.{k}"): v for k, v in items.items()}
+    rec = run_recipe(run_dir, items)
+    found, state, meta = read_checkpoint(run_dir, checkpoint)
+    family = rec.family
+    saved = family.load_saved(found, meta)
+    data = family.build_data(rec, saved)
+    model = create_model(meta["model"], **meta.get("model_config", {}))
+    load_state_dict_checked(model, state, str(found))
+    return OpenRun(rec, saved, family.build_task(rec, model, data), data, found)
 
 
 def evaluate(
     run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), split: str = "test", checkpoint: str = "best"
 ) -> dict[str, float]:
-    """Metrics of a run's checkpoint on a split of its data (or other data given by ``data_overrides``)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    if isinstance(data_overrides, dict):
-        items = data_overrides
-    else:
-        items = dict(_split(o) for o in data_overrides)
-    items = {(k if k.startswith("data.") else f"data.{k}"): v for k, v in items.items()}
-    rec = validate(apply_overrides(read_recipe_file(run_dir / "config.yaml"), items))
-    if _is_sequence_task(rec.task.name):
-        from deepkit import sequence_api
-
-        return sequence_api.evaluate(run_dir, rec, split, checkpoint)
-    if rec.task.name in GENERATIVE_TASKS:
-        from deepkit import generative
-
-        return generative.evaluate(run_dir, items, split, checkpoint)
-    predictor = load(run_dir, checkpoint)
-    bundle = build_data(rec.data, rec.task.name, preprocessing=predictor.preprocessing)
-    if bundle.split(split) is None:
-        raise DeepkitError(f"the data has no '{split}' split")
-    return {k: v for k, v in predictor.trainer.evaluate(predictor.task, bundle, split).items() if math.isfinite(v)}
+    """Metrics of a run's checkpoint on a split of its data (or other data given by ``data_overrides``); a run
+    without a test split reports its validation split."""
+    run = open_run(run_dir, data_overrides, checkpoint)
+    if split == "test" and not run.data.has("test") and run.data.has("val"):
+        split = "val"  # corpora without a test part (Tiny Shakespeare, word2vec): the held-out validation
+    if not run.data.has(split):
+        raise DataError(f"the data has no '{split}' split")
+    trainer = Trainer(progress="none")
+    trainer.device = resolve_device("auto")
+    return {k: v for k, v in trainer.evaluate(run.task, run.data, split).items() if math.isfinite(v)}

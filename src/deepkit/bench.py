@@ -8,7 +8,6 @@ FLOPs per step (``torch.utils.flop_counter`` on one forward + backward) and MFU 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any
@@ -19,9 +18,6 @@ from deepkit.errors import ConfigError
 from deepkit.train import speed
 from deepkit.train.callbacks import Callback
 from deepkit.train.trainer import Trainer, batch_len, resolve_device
-
-TOKEN_TASKS = ("language_model", "text_classification", "translation")
-
 
 class _StepTimer(Callback):
     """Marks the time and sample count after the warm-up steps and after the last step (synchronizing a GPU)."""
@@ -50,8 +46,8 @@ class _StepTimer(Callback):
 class _TokenCounter:
     """Wraps a loader and counts the tokens of the batches it yields (on the device, no synchronization)."""
 
-    def __init__(self, loader: Any):
-        self.loader = loader
+    def __init__(self, loader: Any, count: Any):
+        self.loader, self.count = loader, count
         self.tokens: torch.Tensor | int = 0
         self.samples = 0
         self.counting = False
@@ -71,21 +67,9 @@ class _TokenCounter:
     def __iter__(self):
         for batch in self.loader:
             if self.counting:
-                self.tokens = self.tokens + batch_tokens(batch)
+                self.tokens = self.tokens + self.count(batch)
                 self.samples += batch_len(batch)
             yield batch
-
-
-def batch_tokens(batch: Any) -> torch.Tensor | int:
-    """Real (non-padding) tokens of a text batch: target tokens for language models and translation, input
-    tokens (their lengths) for text classification."""
-    if not isinstance(batch, dict):
-        return 0
-    if "lengths" in batch and "tokens" in batch:  # SequenceLoader: padded tokens, true lengths
-        return batch["lengths"].sum()
-    if "target" in batch and batch["target"].ndim == 2:  # LM windows / translation targets (-100 = padding)
-        return (batch["target"] >= 0).sum()
-    return batch["tokens"].numel() if "tokens" in batch else 0
 
 
 def count_flops(trainer: Trainer, task: Any, batch: Any) -> float | None:
@@ -102,13 +86,6 @@ def count_flops(trainer: Trainer, task: Any, batch: Any) -> float | None:
     task.model.zero_grad(set_to_none=True)
     total = counter.get_total_flops()
     return float(total) if total else None
-
-
-def _without_val(bundle: Any) -> Any:
-    """The bundle without its validation split (a benchmark does not validate)."""
-    if hasattr(bundle, "splits"):  # SequenceBundle: splits are counts per name
-        return dataclasses.replace(bundle, splits={k: v for k, v in bundle.splits.items() if k != "val"})
-    return dataclasses.replace(bundle, val=None)
 
 
 def bench(recipe: str | dict, *overrides: str, steps: int = 50, warmup: int = 10) -> dict[str, Any]:
@@ -128,19 +105,14 @@ def bench(recipe: str | dict, *overrides: str, steps: int = 50, warmup: int = 10
         >>> from deepkit.bench import bench
         >>> bench("digits_mlp", steps=20, warmup=5)["steps_per_s"] > 0   # doctest: +SKIP
     """
-    from deepkit import api, sequence_api
+    from deepkit.api import build, parse_overrides
     from deepkit.recipe import resolve_recipe
 
     if steps < 1 or warmup < 0:
         raise ConfigError(f"bench needs --steps >= 1 and --warmup >= 0, got steps={steps}, warmup={warmup}")
-    ov: dict[str, Any] = {}
-    for o in overrides:
-        ov.update(dict([api._split(o)]))
-    rec = resolve_recipe(recipe, ov)
-    if api._is_sequence_task(rec.task.name):
-        task, bundle, callbacks, _ = sequence_api.build_training(rec)
-    else:
-        task, bundle, callbacks = api.build_training(rec)
+    rec = resolve_recipe(recipe, parse_overrides(overrides))
+    built = build(rec)
+    task, bundle, callbacks = built.task, built.data, built.callbacks
     device = resolve_device(rec.trainer.device)
 
     # the full run's plan decides compile (it depends on the run's length, not the benchmark's)
@@ -152,15 +124,14 @@ def bench(recipe: str | dict, *overrides: str, steps: int = 50, warmup: int = 10
 
     timer = _StepTimer(warmup)
     counter: dict[str, _TokenCounter] = {}
-    data = _without_val(bundle)
-    if rec.task.name in TOKEN_TASKS:
+    data = bundle.without("val")  # a benchmark does not validate
+    if bundle.counts_tokens:  # text: tokens/s too
         make = data.loader
 
         def counting_loader(*a, **k):
-            counter["train"] = _TokenCounter(make(*a, **k))
+            counter["train"] = _TokenCounter(make(*a, **k), bundle.count_tokens)
             return counter["train"]
 
-        data = dataclasses.replace(data)
         data.loader = counting_loader  # an instance attribute shadows the method, for this copy only
 
         class _StartCounting(Callback):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -147,14 +150,19 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, .npy arrays or CSV files (one row per input).")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Image files, .npy arrays or CSV files (one row per input); text files (one per line)."),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per input.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list of records.")] = False,
 ) -> None:
     """Predict with a trained run: one line per input (class and probability, or value)."""
     from deepkit import api
 
-    records = api.load(run_dir).predict_files(inputs, top_k=top_k)
+    predictor = api.load(run_dir)
+    predictor.require("predict")
+    records = predictor.predict_files(inputs, top_k=top_k)
     if as_json:
         typer.echo(json.dumps(records))
         return
@@ -224,176 +232,57 @@ def recipes() -> None:
 
 
 @app.command()
-def generate(
-    run_dir: Annotated[Path, typer.Argument(help="A language-model run directory (e.g. from char_shakespeare).")],
-    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue.")] = "\n",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate.")] = 300,
-    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
-    top_p: Annotated[
-        float | None, typer.Option("--top-p", help="Sample from the smallest set of tokens with mass >= P (nucleus).")
-    ] = None,
-    repetition_penalty: Annotated[
-        float, typer.Option("--repetition-penalty", help=">1 discourages tokens already present (CTRL); 1 = off.")
-    ] = 1.0,
-    num_beams: Annotated[
-        int, typer.Option("--num-beams", help="Beam search with N beams (deterministic; ignores sampling options).")
-    ] = 1,
-    length_penalty: Annotated[
-        float, typer.Option("--length-penalty", help="Beam search: rank by log p / length**L (>1 favours longer).")
-    ] = 1.0,
-    stop: Annotated[
-        list[str] | None, typer.Option("--stop", help="Stop before this text (repeatable; '\\n' is a newline).")
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible samples.")] = None,
-    on_long_prompt: Annotated[
-        str, typer.Option("--on-long-prompt", help="Prompt longer than the context: truncate (keep the end) or error.")
-    ] = "truncate",
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not reuse past keys/values (Transformers).")] = False,
-    no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the text at the end, not as it comes.")] = False,
-) -> None:
-    """Generate text with a trained language model: prints the prompt and its continuation as it is generated.
+def tasks() -> None:
+    """List the task families and their tasks (the recipe's task.name)."""
+    from deepkit.families import families
 
-    Example: deepkit generate runs/shakespeare_char_gpt --prompt "ROMEO:" --top-p 0.9 --stop "\\n\\n"
-    """
-    from deepkit import api
-
-    predictor = api.load(run_dir)
-    if not hasattr(predictor, "stream"):
-        raise _usage(f"{run_dir} is not a language-model run; `deepkit generate` needs one (e.g. char_shakespeare)")
-    stops = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in stop or []]
-    pieces = predictor.stream(
-        prompt,
-        max_new_tokens,
-        temperature,
-        top_k,
-        seed,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        stop=stops,
-        use_cache=not no_cache,
-        on_long_prompt=on_long_prompt,
-    )
-    if no_stream:
-        typer.echo(prompt + "".join(pieces))
-        return
-    typer.echo(prompt, nl=False)
-    for piece in pieces:
-        typer.echo(piece, nl=False)
-        sys.stdout.flush()
-    typer.echo()
+    for family in families():
+        typer.echo(f"{family.name}: {family.description}")
+        for name, desc in family.tasks.items():
+            typer.echo(f"  {name:<22} {desc}")
 
 
-@app.command()
-def chat(
-    run_dir: Annotated[Path, typer.Argument(help="A language-model run directory.")],
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Most tokens per reply.")] = 200,
-    temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
-    top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass.")] = None,
-    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="CTRL penalty; 1 = off.")] = 1.0,
-    stop: Annotated[
-        list[str] | None,
-        typer.Option("--stop", help="A reply ends before this text (repeatable; default a blank line)."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible replies.")] = None,
-) -> None:
-    """Interactive generation: every line you type joins the conversation and the model continues it, streamed,
-    until a stop string. The conversation so far is the prompt (its last tokens once it outgrows the context).
-    An empty line or Ctrl-D ends the session.
-    """
-    import warnings
-
-    from deepkit import api
-    from deepkit.models.generation import LongPromptWarning
-
-    predictor = api.load(run_dir)
-    if not hasattr(predictor, "stream"):
-        raise _usage(f"{run_dir} is not a language-model run; `deepkit chat` needs one (e.g. char_shakespeare)")
-    stops = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in stop or ["\\n\\n"]]
-    history = ""
-    for turn, line in enumerate(sys.stdin):
-        line = line.rstrip("\n")
-        if not line:
-            break
-        history += line + "\n"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LongPromptWarning)  # a long conversation is expected to outgrow it
-            pieces = predictor.stream(
-                history,
-                max_new_tokens,
-                temperature,
-                top_k,
-                None if seed is None else seed + turn,
-                top_p=top_p,
-                repetition_penalty=repetition_penalty,
-                stop=stops,
-            )
-            reply = ""
-            for piece in pieces:
-                reply += piece
-                typer.echo(piece, nl=False)
-                sys.stdout.flush()
-        typer.echo()
-        history += reply + "\n"
+# --- the families' verbs -------------------------------------------------------------------------------------------
+RUN_DIR = Annotated[Path, typer.Argument(help="A run directory written by `deepkit train` (or a file the verb reads).")]
 
 
-@app.command()
-def embeddings(
-    run_dir: Annotated[Path, typer.Argument(help="A word2vec run directory (or a word2vec/GloVe .txt file).")],
-    neighbours: Annotated[str | None, typer.Option("--neighbours", help="Show the words nearest to WORD.")] = None,
-    analogy: Annotated[
-        tuple[str, str, str] | None, typer.Option("--analogy", help="A B C: words D with A : B :: C : D.")
-    ] = None,
-    k: Annotated[int, typer.Option("-k", help="How many words to show.")] = 10,
-    export: Annotated[Path | None, typer.Option("--export", help="Write the vectors in word2vec text format.")] = None,
-) -> None:
-    """Query word vectors: nearest neighbours, analogies, export to the word2vec text format."""
-    from deepkit.embeddings import WordVectors
+def family_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A family's verb ``fn(predictor, **options)`` as a typer command ``fn(run_dir, **options)``: the run's
+    predictor is loaded, and a run that does not offer the verb is a one-line error naming those it offers."""
+    verb = getattr(fn, "verb", fn.__name__)
+    sig = inspect.signature(fn, eval_str=True)
+    params = list(sig.parameters.values())[1:]
 
-    vecs = WordVectors.load(run_dir) if run_dir.is_file() else WordVectors.from_run(run_dir)
-    if not (neighbours or analogy or export):
-        raise _usage("embeddings needs --neighbours WORD, --analogy A B C or --export PATH")
-    if neighbours:
-        for word, sim in vecs.neighbours(neighbours, k):
-            typer.echo(f"{word:<20} {sim:.3f}")
-    if analogy:
-        for word, sim in vecs.analogy(*analogy, k=k):
-            typer.echo(f"{word:<20} {sim:.3f}")
-    if export:
-        typer.echo(f"wrote {vecs.save(export)} ({len(vecs.words)} words, {vecs.vectors.shape[1]} dimensions)")
+    @functools.wraps(fn)
+    def command(run_dir: Path, **options: Any) -> Any:
+        from deepkit import api
+
+        predictor = api.load(run_dir)
+        predictor.require(verb)
+        return fn(predictor, **options)
+
+    run_param = inspect.Parameter("run_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RUN_DIR)
+    command.__signature__ = sig.replace(parameters=[run_param, *params])  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in [run_param, *params]}
+    return command
 
 
-@app.command()
-def sample(
-    run_dir: Annotated[Path, typer.Argument(help="A GAN or VAE run directory written by `deepkit train`.")],
-    n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
-    label: Annotated[int | None, typer.Option("--label", help="Class to generate (conditional GAN).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="PNG grid to write (default RUN_DIR/samples.png).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
-) -> None:
-    """Generate images with a trained GAN or VAE and write them as a PNG grid."""
-    from deepkit import generative
+def add_family_commands(app: typer.Typer) -> None:
+    """Every family's verbs (generate, chat, translate, forecast, sample, encode, word-vectors, ...), once each;
+    called again, it adds the verbs of families registered since."""
+    from deepkit.families import families
 
-    path = generative.sample(run_dir, n=n, label=label, out=out, seed=seed)
-    typer.echo(f"wrote {n} samples to {path}")
-
-
-@app.command()
-def embed(
-    run_dir: Annotated[Path, typer.Argument(help="An autoencoder or VAE run directory written by `deepkit train`.")],
-    out: Annotated[
-        Path | None, typer.Option("--out", help=".csv or .npz (default RUN_DIR/embeddings_SPLIT.csv).")
-    ] = None,
-    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-) -> None:
-    """Write the latent codes (with labels) of a data split, encoded by a trained autoencoder or VAE."""
-    from deepkit import generative
-
-    path, rows, dims = generative.embed(run_dir, out=out, split=split)
-    typer.echo(f"wrote {rows} codes of dimension {dims} to {path}")
+    known = {info.name for info in app.registered_commands}
+    for family in families():
+        for fn in family.commands:
+            verb = getattr(fn, "verb", fn.__name__)
+            if verb in known:
+                continue
+            command = family_command(fn)
+            app.command(verb)(command)
+            for alias in getattr(fn, "aliases", ()):  # former names, kept working but not listed
+                app.command(alias, hidden=True)(command)
+            known.add(verb)
 
 
 def _usage(message: str):
@@ -426,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     if not debug:
         _one_line_warnings()
     try:
+        add_family_commands(app)  # families registered since this module was imported (plugins)
         app(args=argv, prog_name="deepkit")  # click handles its own usage errors (exit 2) in standalone mode
     except DeepkitError as e:
         if debug:
@@ -437,6 +327,11 @@ def main(argv: list[str] | None = None) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
 
+
+try:
+    add_family_commands(app)
+except Exception:  # noqa: BLE001 - a broken plugin family: main() reports it as a one-line error
+    pass
 
 if __name__ == "__main__":
     main()

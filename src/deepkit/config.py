@@ -130,3 +130,30 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def _dataclass_in(tp: Any) -> type | None:
+    """The dataclass in ``tp`` (``X`` or ``X | None``), if any."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        found = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def prune_unknown(data: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """Only the keys dataclass ``cls`` knows, recursively: how a config written by an older release (whose sections
+    held more keys) is read. A nested section stored as null where ``cls`` wants a mapping takes its defaults."""
+    types_ = field_types(cls)
+    out = {}
+    for key, value in data.items():
+        if key not in types_:
+            continue
+        inner = _dataclass_in(types_[key])
+        if inner is not None and isinstance(value, Mapping):
+            value = prune_unknown(value, inner)
+        elif inner is not None and value is None and inner is types_[key]:
+            continue
+        out[key] = value
+    return out

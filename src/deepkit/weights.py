@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from deepkit.errors import CheckpointError
 
@@ -58,12 +58,13 @@ def load_weights(path: str | Path, trust_pickle: bool = False) -> tuple[dict[str
     """
     p = resolve_weights_path(path)
     if is_safetensors(p):
-        try:
-            state = load_file(str(p))
-            from safetensors import safe_open
+        from safetensors.torch import load as load_bytes
 
-            with safe_open(str(p), framework="pt") as f:
-                raw = (f.metadata() or {}).get(META_KEY)
+        try:
+            data = p.read_bytes()  # one read: weights and metadata of the same version of the file
+            state = load_bytes(data)
+            n = int.from_bytes(data[:8], "little")
+            raw = (json.loads(data[8 : 8 + n]).get("__metadata__") or {}).get(META_KEY)
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"corrupt safetensors file {p}: {e}") from None
         return state, (json.loads(raw) if raw else {})

@@ -1,7 +1,8 @@
-"""From a recipe's ``data`` section to train/val/test tensors with preprocessing fitted on train only."""
+"""Tables and images: from a ``data`` section to train/val/test tensors, preprocessing fitted on train only."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,11 +11,10 @@ import torch
 
 from deepkit.data.augment import AugmentConfig
 from deepkit.data.loader import TensorLoader
-from deepkit.data.long_range import LongRangeConfig
+from deepkit.data.module import SPLITS, DataModule, check_split
 from deepkit.data.preprocess import Preprocessing
-from deepkit.data.series import SeriesConfig
 from deepkit.data.sources import RawData, load_csv, load_diabetes, load_digits, load_mnist
-from deepkit.data.text import TextConfig
+from deepkit.data.splits import hold_out, is_number, label_order, label_str
 from deepkit.errors import ConfigError, DataError, suggest
 
 DATASETS = {
@@ -30,9 +30,14 @@ DATASETS = {
 }
 
 
+TARGETS = ("label", "binary", "value")  # class labels (int64), binary 0/1 (float), real values (float, (N, K))
+
+
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits, diabetes, mnist, csv (arrays: Python API only)
+    """The ``data`` section of table and image recipes (supervised and generative families)."""
+
+    name: str = "digits"  # digits, diabetes, mnist, csv, ... (arrays: Python API only)
     path: str | None = None  # file or folder; default DATA_ROOT/<name> for public datasets
     target: str | None = None  # CSV: target column (default: last column)
     features: list[str] | None = None  # CSV: feature columns (default: all but the target)
@@ -53,16 +58,13 @@ class DataConfig:
     label_mode: Literal["fine", "coarse"] = "fine"  # CIFAR-100: 100 fine or 20 coarse classes
     augment: AugmentConfig | None = None  # training-batch augmentation (images)
     channels_last: bool = False  # conv nets: NHWC memory layout (faster with tensor cores / bf16 on GPUs)
-    text: TextConfig = field(default_factory=TextConfig)  # text datasets: tokenizer, max_len, ... (issue 4)
-    series: SeriesConfig = field(default_factory=SeriesConfig)  # time series: window, horizon, ... (issue 4)
-    long_range: LongRangeConfig = field(default_factory=LongRangeConfig)  # adding problem (issue 4)
 
 
 @dataclass
-class DataBundle:
+class DataBundle(DataModule):
     """Normalized tensors per split, plus the preprocessing that produced them (saved with the model)."""
 
-    task: str  # classification, binary, regression
+    task: str  # the task it was built for (classification, binary, regression, vae, ...)
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor] | None
     test: tuple[torch.Tensor, torch.Tensor] | None
@@ -71,25 +73,32 @@ class DataBundle:
     eval_batch_size: int = 1024
     extras: dict = field(default_factory=dict)
     config: DataConfig | None = None  # the data section that built it (recorded in the run's config.yaml)
+    target: str = "label"  # how targets are encoded: one of TARGETS
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def channels_last(self) -> bool:
+        return bool(self.config is not None and self.config.channels_last)
 
     @property
     def num_classes(self) -> int | None:
         names = self.preprocessing.class_names
-        return len(names) if names and self.task == "classification" else None
+        return len(names) if names and self.target == "label" else None
 
     @property
     def num_outputs(self) -> int:
         """Width of the model's last layer."""
-        if self.task == "classification":
+        if self.target == "label":
             return len(self.preprocessing.class_names or [])
-        if self.task == "binary":
+        if self.target == "binary":
             return 1
         return int(self.train[1].shape[1]) if self.train[1].ndim > 1 else 1
 
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v[0]) for k in SPLITS if (v := getattr(self, k)) is not None and len(v[0])}
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if name not in ("train", "val", "test"):
-            raise ConfigError(f"unknown split '{name}'{suggest(name, ['train', 'val', 'test'])}")
-        return getattr(self, name)
+        return getattr(self, check_split(name))
 
     def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> TensorLoader:
         s = self.split(name)
@@ -104,6 +113,10 @@ class DataBundle:
             drop_last=drop_last,
             seed=seed,
         )
+
+    def without(self, name: str) -> DataBundle:
+        """A copy without split ``name`` (a benchmark does not validate)."""
+        return dataclasses.replace(self, **{check_split(name): None})
 
 
 def read_raw(cfg: DataConfig) -> RawData:
@@ -128,26 +141,26 @@ def read_raw(cfg: DataConfig) -> RawData:
 
 
 def encode_targets(
-    task: str, y: np.ndarray, class_names: list[str] | None, where: str
+    target: str, y: np.ndarray, class_names: list[str] | None, where: str
 ) -> tuple[torch.Tensor, list | None]:
-    """Raw targets -> tensors: int64 labels (classification), float 0/1 (binary), float (N, 1) (regression)."""
-    if task == "regression":
+    """Raw targets -> tensors: int64 labels (``label``), float 0/1 (``binary``), float (N, 1) (``value``)."""
+    if target == "value":
         try:
             values = np.asarray(y, dtype=np.float32)
         except ValueError:
-            bad = next(v for v in y if not _is_number(v))
+            bad = next(v for v in y if not is_number(v))
             raise DataError(f"{where}: regression target value '{bad}' is not a number") from None
         if not np.isfinite(values).all():
             raise DataError(f"{where}: {int((~np.isfinite(values)).sum())} target values are NaN or Inf")
         return torch.from_numpy(values.reshape(len(values), -1)), None
     if class_names is None:
-        uniq = sorted(set(y.tolist()), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
-        class_names = [_label_str(v) for v in uniq]
+        uniq = label_order(set(y.tolist()))
+        class_names = [label_str(v) for v in uniq]
         lookup = {v: i for i, v in enumerate(uniq)}
         labels = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
     else:
         labels = np.asarray(y, dtype=np.int64)
-    if task == "binary":
+    if target == "binary":
         if len(class_names) != 2:
             raise DataError(
                 f"{where}: binary classification needs exactly 2 classes, got {len(class_names)} "
@@ -159,20 +172,6 @@ def encode_targets(
     return torch.from_numpy(labels), class_names
 
 
-def _is_number(v) -> bool:
-    try:
-        float(v)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _label_str(v) -> str:
-    if _is_number(v) and float(v).is_integer():
-        return str(int(float(v)))
-    return str(v)
-
-
 def check_finite(x: torch.Tensor, where: str) -> None:
     bad = ~torch.isfinite(x)
     if bad.any():
@@ -182,31 +181,15 @@ def check_finite(x: torch.Tensor, where: str) -> None:
         )
 
 
-def _split(n: int, frac: float, labels: torch.Tensor | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out); stratified by class when labels are given."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(n)
-    if frac <= 0:
-        return idx, idx[:0]
-    n_out = max(1, round(n * frac))
-    strat = labels.numpy() if labels is not None else None
-    if strat is not None and (np.bincount(strat.astype(np.int64)) < 2).any():
-        strat = None  # a class with one sample cannot be split in both parts
-    if strat is not None and min(n_out, n - n_out) < len(np.unique(strat)):
-        strat = None
-    if n_out >= n:
-        raise DataError(f"split fraction {frac} of {n} samples leaves nothing to train on")
-    keep, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=strat)
-    return np.sort(keep), np.sort(out)
-
-
-def build_data(cfg: DataConfig, task: str, preprocessing: Preprocessing | None = None) -> DataBundle:
+def read_tensors(
+    cfg: DataConfig, target: str, task: str, preprocessing: Preprocessing | None = None
+) -> DataBundle:
     """Read the dataset, split it, fit preprocessing on the training part (unless given) and normalize.
 
     Args:
         cfg: the recipe's data section.
-        task: ``classification``, ``binary`` or ``regression``.
+        target: how targets are encoded, one of :data:`TARGETS`.
+        task: the task the data is for (recorded in the bundle).
         preprocessing: reuse a fitted one (evaluating a trained run) instead of fitting anew.
     """
     raw = read_raw(cfg)
@@ -214,37 +197,43 @@ def build_data(cfg: DataConfig, task: str, preprocessing: Preprocessing | None =
         from deepkit.data.images import apply_data_options
 
         raw = apply_data_options(raw, cfg)
-    return bundle_from_raw(raw, cfg, task, preprocessing, where=f"dataset '{cfg.name}'")
+    return bundle_from_raw(raw, cfg, target, task, preprocessing, where=f"dataset '{cfg.name}'")
 
 
 def bundle_from_raw(
-    raw: RawData, cfg: DataConfig, task: str, preprocessing: Preprocessing | None = None, where: str = "data"
+    raw: RawData,
+    cfg: DataConfig,
+    target: str,
+    task: str,
+    preprocessing: Preprocessing | None = None,
+    where: str = "data",
 ) -> DataBundle:
     if len(raw.x) == 0:
         raise DataError(f"{where} is empty; expected at least one sample")
+    labelled = target != "value"
     class_names = preprocessing.class_names if preprocessing is not None else raw.class_names
-    if preprocessing is not None and class_names is not None and raw.class_names is None and task != "regression":
+    if preprocessing is not None and class_names is not None and raw.class_names is None and labelled:
         lookup = {name: i for i, name in enumerate(class_names)}
-        unknown = sorted({_label_str(v) for v in raw.y.tolist()} - set(lookup))
+        unknown = sorted({label_str(v) for v in raw.y.tolist()} - set(lookup))
         if unknown:
             raise DataError(f"{where}: labels {unknown[:5]} were not seen in training (classes: {class_names})")
-        raw.y = np.array([lookup[_label_str(v)] for v in raw.y.tolist()], dtype=np.int64)
+        raw.y = np.array([lookup[label_str(v)] for v in raw.y.tolist()], dtype=np.int64)
         if raw.y_test is not None:
-            raw.y_test = np.array([lookup[_label_str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
-    y, class_names = encode_targets(task, raw.y, class_names, where)
+            raw.y_test = np.array([lookup[label_str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
+    y, class_names = encode_targets(target, raw.y, class_names, where)
     x = raw.x.float()
     check_finite(x, where)
-    strat = y if task != "regression" else None
+    strat = y if labelled else None
     if raw.x_test is not None:
-        y_test, _ = encode_targets(task, raw.y_test, class_names, where + " (test)")
+        y_test, _ = encode_targets(target, raw.y_test, class_names, where + " (test)")
         x_test = raw.x_test.float()
         check_finite(x_test, where + " (test)")
     else:
-        keep, out = _split(len(x), cfg.test_split, strat, cfg.split_seed)
+        keep, out = hold_out(len(x), cfg.test_split, strat, cfg.split_seed)
         x_test, y_test = (x[out], y[out]) if len(out) else (None, None)
         x, y = x[keep], y[keep]
-        strat = y if task != "regression" else None
-    keep, out = _split(len(x), cfg.val_split, strat, cfg.split_seed)
+        strat = y if labelled else None
+    keep, out = hold_out(len(x), cfg.val_split, strat, cfg.split_seed)
     val = (x[out], y[out]) if len(out) else None
     x, y = x[keep], y[keep]
     if cfg.limit is not None:
@@ -262,7 +251,7 @@ def bundle_from_raw(
             feature_names=raw.feature_names,
             target_name=raw.target_name,
         ).fit(x)
-        if task == "regression" and cfg.standardize_target:
+        if not labelled and cfg.standardize_target:
             preprocessing.fit_target(y)
     else:
         preprocessing.check_shape(x, f"{where} samples")
@@ -279,28 +268,12 @@ def bundle_from_raw(
         cfg.batch_size,
         cfg.eval_batch_size,
         config=cfg,
+        target=target,
     )
 
 
-def from_arrays(
-    x, y, task: str = "classification", x_test=None, y_test=None, class_names: list[str] | None = None, **data_options
-) -> DataBundle:
-    """Build a :class:`DataBundle` from NumPy arrays or tensors (Python API).
-
-    Args:
-        x: inputs (N, F) for tables or (N, C, H, W) for images (floats; images in [0, 1]).
-        y: labels (N,) for classification or values (N,) / (N, K) for regression.
-        task: ``classification``, ``binary`` or ``regression``.
-        x_test, y_test: an explicit test split (otherwise ``test_split`` of the data is held out).
-        **data_options: any :class:`DataConfig` field (``val_split``, ``batch_size``, ``normalize``, ...).
-
-    Example:
-        >>> import numpy as np
-        >>> bundle = from_arrays(np.random.rand(100, 4), np.arange(100) % 2, task="classification")
-    """
-    from deepkit.config import from_dict
-
-    cfg = from_dict(DataConfig, {"name": "arrays", **data_options}, "data")
+def raw_from_arrays(x, y, target: str, x_test=None, y_test=None, class_names: list[str] | None = None) -> RawData:
+    """NumPy arrays or tensors -> :class:`RawData` (images when ``x`` is (N, C, H, W)), with checks."""
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     kind = "image" if xt.ndim == 4 else "tabular"
     if xt.ndim not in (2, 4):
@@ -311,8 +284,6 @@ def from_arrays(
     raw = RawData(kind, xt, ya, class_names=class_names)
     if x_test is not None:
         raw.x_test, raw.y_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32), np.asarray(y_test)
-    if class_names is not None or task == "regression":
-        pass
-    elif ya.dtype.kind in "iu" and len(ya) and ya.min() >= 0:
+    if class_names is None and target != "value" and ya.dtype.kind in "iu" and len(ya) and ya.min() >= 0:
         raw.class_names = [str(i) for i in range(int(ya.max()) + 1)]
-    return bundle_from_raw(raw, cfg, task, where="arrays")
+    return raw

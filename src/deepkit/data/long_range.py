@@ -7,11 +7,15 @@ gives MSE 1/6 ≈ 0.167; solving it needs information from ≥ length/2 steps ba
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from deepkit.data.loader import TensorLoader
+from deepkit.data.module import LoaderData
 from deepkit.errors import ConfigError
+
+LONG_RANGE = {"adding": "the adding problem (synthetic): sum of two marked values in a long sequence"}
 
 ADDING_BASELINE_MSE = 1 / 6  # variance of the sum of two U(0, 1) values
 
@@ -25,6 +29,39 @@ class LongRangeConfig:
     num_val: int = 1000
     num_test: int = 2000
     tolerance: float = 0.04  # a prediction counts as correct within this absolute error
+
+
+@dataclass
+class LongRangeDataConfig:
+    """The ``data`` section of a long-range recipe."""
+
+    name: str = "adding"
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    split_seed: int = 0  # fixes the sequences of every split, independently of the training seed
+    long_range: LongRangeConfig = field(default_factory=LongRangeConfig)
+
+
+@dataclass
+class LongRangeData(LoaderData):
+    """The splits' tensors: inputs (N, length, 2), targets (N, 1)."""
+
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+def long_range_data(cfg: LongRangeDataConfig) -> LongRangeData:
+    lr = cfg.long_range
+    sizes = {"train": lr.num_train, "val": lr.num_val, "test": lr.num_test}
+    # fixed seeds per split (independent of the training seed), so every model sees the same sequences
+    splits = {k: adding_problem(n, lr.length, seed=cfg.split_seed * 10 + i) for i, (k, n) in enumerate(sizes.items())}
+
+    def make(split: str, shuffle: bool, seed: int) -> TensorLoader:
+        x, y = splits[split]
+        bs = cfg.batch_size if split == "train" else cfg.eval_batch_size
+        return TensorLoader(x, y, bs, shuffle=shuffle, seed=seed)
+
+    counts = {k: len(v[0]) for k, v in splits.items()}
+    return LongRangeData(make, counts, cfg.batch_size, cfg.eval_batch_size, tensors=splits)
 
 
 def adding_problem(n: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

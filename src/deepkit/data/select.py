@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from deepkit.data.sources import RawData
+from deepkit.data.splits import hold_out, label_order, label_str
 from deepkit.errors import ConfigError, DataError
 
 
@@ -13,19 +14,12 @@ def _label_names(raw: RawData) -> tuple[np.ndarray, list[str]]:
     """Labels as indices into a list of class names (string labels from a CSV are indexed here)."""
     if raw.class_names is not None:
         return np.asarray(raw.y, dtype=np.int64), list(raw.class_names)
-    from deepkit.data.build import _is_number, _label_str
-
     seen = set(raw.y.tolist()) | (set(raw.y_test.tolist()) if raw.y_test is not None else set())
-    # the order build_data uses: numbers numerically, then strings
-    values = [
-        _label_str(v)
-        for v in sorted(seen, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
-    ]
-    values = list(dict.fromkeys(values))
+    values = list(dict.fromkeys(label_str(v) for v in label_order(seen)))  # the order build_data uses
     lookup = {v: i for i, v in enumerate(values)}
-    raw.y = np.array([lookup[_label_str(v)] for v in raw.y.tolist()], dtype=np.int64)
+    raw.y = np.array([lookup[label_str(v)] for v in raw.y.tolist()], dtype=np.int64)
     if raw.y_test is not None:
-        raw.y_test = np.array([lookup[_label_str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
+        raw.y_test = np.array([lookup[label_str(v)] for v in raw.y_test.tolist()], dtype=np.int64)
     raw.class_names = values
     return raw.y, values
 
@@ -71,9 +65,7 @@ def per_class_subset(raw: RawData, per_class: int, seed: int, test_split: float)
         raise ConfigError(f"data.per_class must be >= 1, got {per_class}")
     y, names = _label_names(raw)
     if raw.x_test is None:
-        from deepkit.data.build import _split
-
-        keep, out = _split(len(y), test_split, torch.from_numpy(y), seed)
+        keep, out = hold_out(len(y), test_split, torch.from_numpy(y), seed)
         raw.x_test, raw.y_test = raw.x[out], y[out]
         raw.x, raw.y = raw.x[keep], y[keep]
         y = raw.y

@@ -19,7 +19,16 @@ from typing import Literal
 import numpy as np
 import torch
 
+from deepkit.data.loader import TensorLoader
+from deepkit.data.module import LoaderData
+from deepkit.data.sources import dataset_path
 from deepkit.errors import ConfigError, DataError
+
+TIME_SERIES = {
+    "airline": "airline passengers, monthly 1949-1960 (DATA_ROOT/timeseries/airline-passengers.csv)",
+    "sunspots": "Zurich monthly sunspot numbers 1749-1983 (DATA_ROOT/timeseries/monthly-sunspots.csv)",
+    "series_csv": "a CSV time series (data.path), one value column (data.series.column, default the last)",
+}
 
 
 @dataclass
@@ -35,6 +44,17 @@ class SeriesConfig:
     log: bool = False  # model log(values) (multiplicative growth, e.g. airline passengers)
     difference: bool = False  # model first differences (removes a trend)
     scale: Literal["standard", "none"] = "standard"
+
+
+@dataclass
+class SeriesDataConfig:
+    """The ``data`` section of a forecasting recipe."""
+
+    name: str = "series_csv"  # airline, sunspots, series_csv
+    path: str | None = None  # series_csv: the CSV file (airline/sunspots: default DATA_ROOT/timeseries/...)
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    series: SeriesConfig = field(default_factory=SeriesConfig)
 
 
 def read_series_csv(path: str | Path, column: str | None = None) -> tuple[list[str], np.ndarray, str]:
@@ -222,3 +242,33 @@ def forecast_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
         "rmse": float(mean_squared_error(p, t, squared=False)),
         "mape": float(mean_absolute_percentage_error(p, t)) * 100,
     }
+
+
+# --- the data contract ---------------------------------------------------------------------------------------------
+@dataclass
+class SeriesWindows(LoaderData):
+    """Train/val/test windows of one series, with the series itself (baselines, plots, forecasts)."""
+
+    series: SeriesData | None = None
+    path: str = ""
+
+
+def series_data(cfg: SeriesDataConfig) -> SeriesWindows:
+    """Read ``cfg.name`` (a CSV series), fit the transform on its training part, cut the windows."""
+    files = {"airline": "airline-passengers.csv", "sunspots": "monthly-sunspots.csv"}
+    if cfg.name == "series_csv":
+        if not cfg.path:
+            raise ConfigError("data.name=series_csv needs data.path (a CSV file)")
+        path = dataset_path(cfg, "")
+    else:
+        path = dataset_path(cfg, "timeseries", files[cfg.name])
+    labels, values, _ = read_series_csv(path, cfg.series.column)
+    series = build_series(labels, values, cfg.series)
+
+    def make(split: str, shuffle: bool, seed: int) -> TensorLoader:
+        x, y = series.splits[split]
+        bs = cfg.batch_size if split == "train" else cfg.eval_batch_size
+        return TensorLoader(x, y, bs, shuffle=shuffle, seed=seed)
+
+    sizes = {k: len(v[0]) for k, v in series.splits.items()}
+    return SeriesWindows(make, sizes, cfg.batch_size, cfg.eval_batch_size, series=series, path=str(path))

@@ -35,6 +35,19 @@ def data_root() -> Path:
     return Path(cache) / "deepkit" / "datasets"
 
 
+def dataset_path(cfg, folder: str, filename: str | None = None) -> Path:
+    """``data.path`` (a file, or a folder holding ``filename``), else ``DATA_ROOT/folder[/filename]``; must exist."""
+    base = Path(cfg.path).expanduser() if cfg.path else data_root() / folder
+    if filename and base.is_dir():
+        base = base / filename
+    if not base.exists():
+        raise DataError(
+            f"dataset '{cfg.name}' not found at {base}; set data.path or DEEPKIT_DATA (expected {folder}/"
+            f"{filename or ''})"
+        )
+    return base
+
+
 def load_digits() -> RawData:
     """scikit-learn's 8×8 handwritten digits (1,797 images, UCI), shipped inside scikit-learn."""
     from sklearn.datasets import load_digits as sk_digits

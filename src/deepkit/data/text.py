@@ -6,17 +6,20 @@ Loaders follow the Trainer's protocol (``__iter__``, ``__len__``, ``set_epoch(ep
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from deepkit.data.loader import BucketedLoader
+from deepkit.data.module import LoaderData
 from deepkit.errors import ConfigError, DataError
 
 
@@ -50,6 +53,48 @@ class TextConfig:
     doc_stride: int | None = None
 
 
+@dataclass
+class TextDataConfig:
+    """The ``data`` section of the text families (text, sequence-to-sequence, word vectors)."""
+
+    name: str = "text_file"  # sst2, text_table, tinyshakespeare, text_file, multi30k, ...
+    path: str | None = None  # file or folder; default DATA_ROOT/<name> for public datasets
+    target: str | None = None  # text tables: the label column (default: label)
+    features: list[str] | None = None  # text tables: [text column] (default: sentence, text or the other column)
+    val_split: float = 0.1  # fraction held out for validation (of the training part, or the end of a corpus)
+    test_split: float = 0.2  # fraction held out for test when the dataset has no official test split
+    split_seed: int = 0  # fixes the held-out sets independently of the training seed
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    limit: int | None = None  # use only the first N training texts / characters (quick experiments)
+    text: TextConfig = field(default_factory=TextConfig)
+
+
+@dataclass
+class TextData(LoaderData):
+    """Token data of one split layout, with what the model and the run need to know about it."""
+
+    tokenizer: Any = None  # the vocabulary (deepkit.data.tokenizers.Tokenizer), saved in the run
+    src_tokenizer: Any = None  # translation: the source language's vocabulary
+    class_names: list[str] | None = None  # classes (text classification) or tags (token classification)
+    model_sizes: dict[str, int] = field(default_factory=dict)  # model config fields that follow from the data
+    parts: dict[str, Any] = field(default_factory=dict)  # raw text per split (baselines, samples, BLEU references)
+    encoded: dict[str, Any] = field(default_factory=dict)  # token ids per split (decoding for BLEU)
+    counts: Literal["lengths", "targets"] | None = None  # what a tokens/s figure counts (None: not reported)
+    vocab_at_least: bool = False  # the model's embedding may have more rows than the vocabulary (a pretrained one)
+
+    @property
+    def counts_tokens(self) -> bool:
+        return self.counts is not None
+
+    def count_tokens(self, batch: Any) -> Any:
+        if self.counts == "lengths":  # SequenceLoader: padded tokens, true lengths
+            return batch["lengths"].sum()
+        if self.counts == "targets":  # LM windows / translation targets (-100 = padding)
+            return (batch["target"] >= 0).sum()
+        return None
+
+
 # --- reading -------------------------------------------------------------------------------------------------------
 def read_text(path: str | Path) -> str:
     """A UTF-8 text file (``.gz`` allowed) as one string; empty or non-UTF-8 files are a ``DataError``."""
@@ -72,6 +117,39 @@ def read_text(path: str | Path) -> str:
 def read_lines(path: str | Path) -> list[str]:
     """Lines of a UTF-8 text file, without line endings (``.gz`` allowed)."""
     return read_text(path).rstrip("\n").split("\n")
+
+
+def read_text_table(path: Path, text_column: str | None, label_column: str | None) -> tuple[list[str], list[str]]:
+    """Texts and label strings from a TSV (``.tsv``) or CSV file with a header row."""
+    try:
+        content = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte offset {e.start})") from None
+    delimiter = "\t" if path.suffix in (".tsv", ".tab") else ","
+    rows = list(
+        csv.reader(io.StringIO(content), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else 0)
+    )
+    rows = [r for r in rows if r]
+    if len(rows) < 2:
+        raise DataError(f"{path} has no data rows; expected a header and one text per line")
+    header = [h.strip() for h in rows[0]]
+    label_column = label_column or "label"
+    if label_column not in header:
+        raise DataError(f"{path} has no label column '{label_column}'; columns: {', '.join(header)} (set data.target)")
+    if text_column is None:
+        text_column = next((h for h in ("sentence", "text") if h in header), None) or next(
+            h for h in header if h != label_column
+        )
+    if text_column not in header:
+        raise DataError(f"{path} has no text column '{text_column}'; columns: {', '.join(header)}")
+    ti, li = header.index(text_column), header.index(label_column)
+    texts, labels = [], []
+    for n, r in enumerate(rows[1:], 2):
+        if len(r) <= max(ti, li):
+            raise DataError(f"{path} line {n}: {len(r)} fields, expected {len(header)} ({', '.join(header)})")
+        texts.append(r[ti].strip())
+        labels.append(r[li].strip())
+    return texts, labels
 
 
 # --- padding, masks, truncation ------------------------------------------------------------------------------------

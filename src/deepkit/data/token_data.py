@@ -1,7 +1,7 @@
 """Data for Transformer objectives and heads: MLM / span-corruption corpora, token tagging (CoNLL or JSONL),
 extractive QA (SQuAD JSON or JSONL) and text-to-text pairs (TSV or JSONL; Multi30k German→English).
 
-Every builder returns a :class:`~deepkit.data.sequences.SequenceBundle`; the tokenizer is trained on the training
+Every builder returns a :class:`~deepkit.data.text.TextData`; the tokenizer is trained on the training
 part (or reused: evaluation, fine-tuning) and saved in the run.
 """
 
@@ -19,7 +19,8 @@ import torch
 
 from deepkit.data.loader import BucketedLoader
 from deepkit.data.masking import IGNORE, MaskedLMLoader, PairBatcher, random_spans_noise_mask, span_corruption
-from deepkit.data.text import read_lines, read_text
+from deepkit.data.sources import data_root, dataset_path
+from deepkit.data.text import TextData, read_lines, read_text, read_text_table
 from deepkit.data.tokenizers import MASK, SPECIALS, Tokenizer, build_tokenizer, sentinel
 from deepkit.errors import ConfigError, DataError
 
@@ -66,11 +67,9 @@ def _hold_out(items: list, cfg) -> dict[str, list]:
 
 
 def _read_parts(cfg, reader) -> dict[str, list]:
-    from deepkit.data.sequences import _default_path
-
     if not cfg.path:
         raise ConfigError(f"data.name={cfg.name} needs data.path (a file or a folder with train/val/test files)")
-    path = _default_path(cfg, "")
+    path = dataset_path(cfg, "")
     parts = {k: reader(p) for k, p in _split_files(path).items()} if path.is_dir() else _hold_out(reader(path), cfg)
     if cfg.limit:
         parts["train"] = parts["train"][: cfg.limit]
@@ -106,10 +105,8 @@ def check_vocab(tokenizer: Tokenizer, vocab_size: int | None, where: str = "mode
 
 # --- pretraining corpora (masked LM, span corruption) --------------------------------------------------------------
 def pretraining_sentences(cfg) -> dict[str, list[str]]:
-    from deepkit.data.sequences import _default_path, read_text_table
-
     if cfg.name in ("multi30k", "sst2_multi30k"):
-        m30k = _default_path(cfg, "multi30k") if cfg.name == "multi30k" else _data_dir("multi30k")
+        m30k = dataset_path(cfg, "multi30k") if cfg.name == "multi30k" else _data_dir("multi30k")
         parts = {"train": read_lines(m30k / "train.en.gz"), "val": read_lines(m30k / "val.en.gz")}
         if cfg.name == "sst2_multi30k":
             sst = _data_dir("sst2")
@@ -117,7 +114,7 @@ def pretraining_sentences(cfg) -> dict[str, list[str]]:
     else:
         if not cfg.path:
             raise ConfigError("data.name=text_file needs data.path (a UTF-8 text file, one sentence per line)")
-        lines = [ln for ln in read_text(_default_path(cfg, "")).splitlines() if ln.strip()]
+        lines = [ln for ln in read_text(dataset_path(cfg, "")).splitlines() if ln.strip()]
         n_val = max(1, int(len(lines) * cfg.val_split))
         parts = {"train": lines[:-n_val], "val": lines[-n_val:]}
     parts = {k: [s for s in v if s.strip()] for k, v in parts.items()}
@@ -127,8 +124,6 @@ def pretraining_sentences(cfg) -> dict[str, list[str]]:
 
 
 def _data_dir(name: str) -> Path:
-    from deepkit.data.sources import data_root
-
     path = data_root() / name
     if not path.is_dir():
         raise DataError(f"dataset folder {path} not found; set DEEPKIT_DATA (expected {name}/ under it)")
@@ -145,8 +140,7 @@ def _encode_sentences(tok: Tokenizer, texts: list[str], max_len: int) -> list[li
     return out
 
 
-def masked_lm_bundle(cfg, tokenizer: Tokenizer | None):
-    from deepkit.data.sequences import SequenceBundle
+def masked_lm_data(cfg, tokenizer: Tokenizer | None = None) -> TextData:
 
     tc = cfg.text
     parts = pretraining_sentences(cfg)
@@ -181,13 +175,15 @@ def masked_lm_bundle(cfg, tokenizer: Tokenizer | None):
         )
 
     n_tokens = sum(len(s) for s in encoded["train"])
-    return SequenceBundle(
-        "masked_lm",
+    return TextData(
         make,
         {k: len(v) for k, v in encoded.items() if v},
-        tokenizer=tokenizer,
-        raw={"model_overrides": {"vocab_size": tokenizer.vocab_size}},
+        cfg.batch_size,
+        cfg.eval_batch_size,
         notes=[f"masked LM: {len(encoded['train'])} training sentences, {n_tokens} tokens"],
+        tokenizer=tokenizer,
+        vocab_at_least=True,
+        model_sizes={"vocab_size": tokenizer.vocab_size},
     )
 
 
@@ -198,8 +194,7 @@ def sentinel_ids(tokenizer: Tokenizer, n: int) -> list[int]:
     return ids
 
 
-def span_corruption_bundle(cfg, tokenizer: Tokenizer | None):
-    from deepkit.data.sequences import SequenceBundle
+def span_corruption_data(cfg, tokenizer: Tokenizer | None = None) -> TextData:
 
     tc = cfg.text
     parts = pretraining_sentences(cfg)
@@ -229,12 +224,14 @@ def span_corruption_bundle(cfg, tokenizer: Tokenizer | None):
 
         return _t5_batcher(cfg, tokenizer, split, [len(s) for s in seqs], pairs, shuffle, seed)
 
-    return SequenceBundle(
-        "span_corruption",
+    return TextData(
         make,
         {k: len(v) for k, v in encoded.items() if v},
+        cfg.batch_size,
+        cfg.eval_batch_size,
         tokenizer=tokenizer,
-        raw={"model_overrides": _t5_overrides(tokenizer)},
+        vocab_at_least=True,
+        model_sizes=_t5_overrides(tokenizer),
     )
 
 
@@ -373,8 +370,7 @@ def align_labels(
     return [*ids, tokenizer.eos_id], [*out, IGNORE], starts
 
 
-def token_classification_bundle(cfg, tokenizer: Tokenizer | None):
-    from deepkit.data.sequences import SequenceBundle
+def token_classification_data(cfg, tokenizer: Tokenizer | None = None) -> TextData:
 
     tc = cfg.text
     parts = _read_parts(cfg, read_tagged)
@@ -404,13 +400,15 @@ def token_classification_bundle(cfg, tokenizer: Tokenizer | None):
             {"tokens": ids, "target": labels}, {"tokens": tokenizer.pad_id, "target": IGNORE}, bs, shuffle, seed
         )
 
-    return SequenceBundle(
-        "token_classification",
+    return TextData(
         make,
         {k: len(v[0]) for k, v in loaders_data.items()},
+        cfg.batch_size,
+        cfg.eval_batch_size,
         tokenizer=tokenizer,
+        vocab_at_least=True,
         class_names=tags,
-        raw={"model_overrides": {"vocab_size": tokenizer.vocab_size, "num_classes": len(tags)}},
+        model_sizes={"vocab_size": tokenizer.vocab_size, "num_classes": len(tags)},
     )
 
 
@@ -515,8 +513,7 @@ def qa_features(
     return feats
 
 
-def qa_bundle(cfg, tokenizer: Tokenizer | None):
-    from deepkit.data.sequences import SequenceBundle
+def qa_data(cfg, tokenizer: Tokenizer | None = None) -> TextData:
 
     tc = cfg.text
     parts = _read_parts(cfg, read_squad)
@@ -552,13 +549,15 @@ def qa_bundle(cfg, tokenizer: Tokenizer | None):
         # evaluation batches keep all windows of a question together, so its best span is chosen over all of them
         return ExampleLoader(fields, pads, bs, shuffle, seed, meta=[f["meta"] for f in fs], groups=groups[split])
 
-    return SequenceBundle(
-        "question_answering",
+    return TextData(
         make,
         {k: len(v) for k, v in feats.items() if v},
-        tokenizer=tokenizer,
-        raw={"model_overrides": {"vocab_size": tokenizer.vocab_size}, "max_answer_len": tc.max_answer_len},
+        cfg.batch_size,
+        cfg.eval_batch_size,
         notes=notes,
+        tokenizer=tokenizer,
+        vocab_at_least=True,
+        model_sizes={"vocab_size": tokenizer.vocab_size},
     )
 
 
@@ -587,11 +586,9 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
 
 
 def text_pair_parts(cfg) -> dict[str, list[tuple[str, str]]]:
-    from deepkit.data.sequences import _default_path
-
     if cfg.name != "multi30k":
         return _read_parts(cfg, read_pairs)
-    folder = _default_path(cfg, "multi30k")
+    folder = dataset_path(cfg, "multi30k")
     parts = {}
     for split, stem in {"train": "train", "val": "val", "test": "test_2016_flickr"}.items():
         src, tgt = read_lines(folder / f"{stem}.de.gz"), read_lines(folder / f"{stem}.en.gz")
@@ -605,9 +602,8 @@ def text_pair_parts(cfg) -> dict[str, list[tuple[str, str]]]:
     return parts
 
 
-def text_to_text_bundle(cfg, tokenizer: Tokenizer | None):
+def text_to_text_data(cfg, tokenizer: Tokenizer | None = None) -> TextData:
     """One tokenizer for both sides (T5 shares its embedding between encoder, decoder and output layer)."""
-    from deepkit.data.sequences import SequenceBundle
 
     tc = cfg.text
     parts = text_pair_parts(cfg)
@@ -634,10 +630,14 @@ def text_to_text_bundle(cfg, tokenizer: Tokenizer | None):
 
         return _t5_batcher(cfg, tokenizer, split, [len(s) for s in src], pairs, shuffle, seed)
 
-    return SequenceBundle(
-        "text_to_text",
+    return TextData(
         make,
         {k: len(v) for k, v in parts.items() if v},
+        cfg.batch_size,
+        cfg.eval_batch_size,
         tokenizer=tokenizer,
-        raw={"model_overrides": _t5_overrides(tokenizer), "parts": parts, "encoded": encoded},
+        vocab_at_least=True,
+        model_sizes=_t5_overrides(tokenizer),
+        parts=parts,
+        encoded=encoded,
     )

@@ -1,12 +1,12 @@
 """Autoencoder: reconstruction loss (per-pixel BCE or MSE), optional denoising, anomaly scores.
 
 The anomaly score of an image is its reconstruction error; a threshold picked on (normal) validation data turns
-it into a decision, and ROC-AUC on test data measures it without a threshold (see :mod:`deepkit.generative`).
+it into a decision, and ROC-AUC on test data measures it without a threshold (see :mod:`deepkit.families.generative`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -24,6 +24,14 @@ class AutoencoderTaskConfig:
     noise: float = 0.0  # denoising autoencoder: std of Gaussian noise added to training inputs (Vincent et al., 2008)
     anomaly_class: int | None = None  # hold this class out of training; it is the anomaly at test time
     threshold_quantile: float = 0.99  # anomaly threshold: this quantile of validation (normal) errors
+
+
+@dataclass
+class AutoencoderTaskSection:
+    """The ``task`` section of an autoencoder recipe: ``{name: autoencoder, autoencoder: {...}}``."""
+
+    name: str = "autoencoder"
+    autoencoder: AutoencoderTaskConfig = field(default_factory=AutoencoderTaskConfig)
 
 
 class AutoencoderTask(Task):

@@ -49,6 +49,14 @@ class GANTaskConfig:
     g_loss_ceiling: float = 15.0  # collapse: generator loss above this (nonsaturating); wgan-gp: |loss| > 1e4
 
 
+@dataclass
+class GANTaskSection:
+    """The ``task`` section of a GAN recipe (dcgan/cdcgan): ``{name: gan, gan: {...}}``."""
+
+    name: str = "gan"
+    gan: GANTaskConfig = field(default_factory=GANTaskConfig)
+
+
 class GANTask(Task):
     """Trains a ``dcgan``/``cdcgan`` model. Logs ``d_loss``, ``g_loss``, ``d_real`` and ``d_fake`` (mean D(x))."""
 

@@ -3,14 +3,14 @@ importance-weighted estimate of -log p(x) (Burda et al., 2016).
 
 Images are pixel intensities in [0, 1]. With ``likelihood=bernoulli`` the data are binarized: ``dynamic`` draws
 x ~ Bernoulli(pixel) afresh for every training batch (validation/test splits are binarized once, with a fixed seed,
-by the data preparation in :mod:`deepkit.generative`), ``threshold`` uses pixel > 0.5. ``continuous_bernoulli``
+by the data preparation in :mod:`deepkit.families.generative`), ``threshold`` uses pixel > 0.5. ``continuous_bernoulli``
 models the grey levels themselves (Loaiza-Ganem & Cunningham, 2019).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -29,6 +29,14 @@ class VAETaskConfig:
     beta: float = 1.0  # weight of the KL term after warm-up (1 = the ELBO)
     kl_warmup_steps: int = 0  # KL weight rises linearly from 0 to beta over this many steps (Bowman et al., 2016)
     iw_samples: int = 100  # importance samples per image for the test log-likelihood estimate
+
+
+@dataclass
+class VAETaskSection:
+    """The ``task`` section of a VAE recipe (vae/conv_vae): ``{name: vae, vae: {...}}``."""
+
+    name: str = "vae"
+    vae: VAETaskConfig = field(default_factory=VAETaskConfig)
 
 
 def binarize(x: torch.Tensor, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:

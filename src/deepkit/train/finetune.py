@@ -83,12 +83,6 @@ def unfreeze(model: nn.Module, patterns: list[str]) -> list[str]:
     return set_trainable(model, patterns, True)
 
 
-def backbone_patterns(model: nn.Module) -> list[str]:
-    """Patterns naming every parameter outside the head."""
-    head = set(head_parameter_names(model))
-    return [n for n, _ in model.named_parameters() if n not in head]
-
-
 def load_pretrained(
     model: nn.Module,
     weights: str | Path,
@@ -157,3 +151,19 @@ class BackboneFreezer(Callback):
                     m.eval()
         if frozen and trainer.state.batch == 0:
             trainer.log(f"finetune: backbone frozen in epoch {trainer.state.epoch + 1} (head only)", echo=False)
+
+
+def setup_finetune(ft: FinetuneConfig | None, model: nn.Module, optimizer, load: bool) -> list[Callback]:
+    """A recipe's ``finetune`` section: load the pretrained weights (``load``: a new run; a resumed one has its own),
+    set the backbone's learning-rate multiplier in ``optimizer`` (the trainer's optimizer section) unless it sets
+    one, and return the backbone-freezing callback when the section asks for one."""
+    if ft is None:
+        return []
+    if load and ft.weights:
+        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle, reset=ft.reset)
+    mult = finetune_lr_mult(model, ft)
+    if mult and not optimizer.lr_mult:
+        optimizer.lr_mult = mult
+    if not (ft.freeze_backbone_epochs or ft.freeze):
+        return []
+    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze, ft.reset)]

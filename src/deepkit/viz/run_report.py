@@ -21,24 +21,24 @@ def visualize_run(
         out_dir: where the PNGs go (default ``RUN_DIR/plots/inside``).
         top_k: how many confidently misclassified test images to show.
     """
-    from deepkit.api import load
-    from deepkit.data.build import build_data
+    from deepkit.api import load, open_run
     from deepkit.data.inputs import read_inputs
-    from deepkit.recipe import read_recipe_file, validate
     from deepkit.viz import cnn_plots, inside
 
     run_dir = Path(run_dir)
     predictor = load(run_dir)
-    prep, model = predictor.preprocessing, predictor.model.cpu().eval()
-    if prep.kind != "image" or predictor.task_name != "classification":
+    prep = getattr(predictor, "preprocessing", None)
+    labels = getattr(getattr(predictor, "task", None), "num_classes", None)  # a multi-class classifier's classes
+    if prep is None or prep.kind != "image" or not labels:
+        kind = prep.kind if prep is not None else "non-image"
         raise ConfigError(
-            f"deepkit viz needs an image classification run; {run_dir} is {prep.kind} {predictor.task_name}"
+            f"deepkit viz needs an image classification run; {run_dir} is a {kind} '{predictor.task_name}' run"
         )
+    model = predictor.model.cpu().eval()
     out = Path(out_dir) if out_dir else run_dir / "plots" / "inside"
     written = [cnn_plots.plot_filters(inside.first_layer_filters(model), out / "filters.png")]
 
-    rec = validate(read_recipe_file(run_dir / "config.yaml"))
-    bundle = build_data(rec.data, rec.task.name, preprocessing=prep)
+    bundle = open_run(run_dir).data
     split = "test" if bundle.test is not None else "val"
     x, y = bundle.split(split)
     if image is not None:
