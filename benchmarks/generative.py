@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 
 import deepkit
-from deepkit.api import load
+from deepkit.api import load, open_run
 from deepkit.data.sources import data_root, load_mnist
-from deepkit.generative import load_run
 from deepkit.metrics.generative import ClassifierFeatures, classifier_fid, conditional_accuracy
 
 OUT = Path(__file__).parent / "out"
@@ -77,11 +76,11 @@ def main() -> None:
         )
         rows.append((f"VAE test -log p(x), importance-weighted ({iw.split('_')[-1]})", f"{m[iw]:.2f}", "-"))
         rows.append(("VAE test reconstruction / KL, nats", f"{m['recon']:.2f} / {m['kl']:.2f}", "-"))
-        task, _, _ = load_run(runs["vae"])
+        task = open_run(runs["vae"]).task
         fid["VAE samples (decoder means)"] = classifier_fid(real_test, task.model.sample(args.n, generator=g), feats)
     if "autoencoder" in runs:
         m = results(runs["autoencoder"])
-        task, rec, _ = load_run(runs["autoencoder"])
+        task = open_run(runs["autoencoder"]).task
         k = task.cfg.anomaly_class
         rows.append(
             (f"autoencoder anomaly ROC-AUC (digit {k} held out, test set)", f"{m['anomaly_auroc']:.4f}", "≥ 0.90")
@@ -110,7 +109,7 @@ def main() -> None:
             )
         )
     if "gan" in runs:
-        task, _, _ = load_run(runs["gan"])
+        task = open_run(runs["gan"]).task
         labels = torch.arange(args.n) % 10
         images = torch.cat([task.model.sample(1000, labels=lb, generator=g) for lb in labels.split(1000)])
         acc = conditional_accuracy(images, labels, clf.model, clf.preprocessing)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from deepkit import create_model
-from deepkit.data.sequences import build_sequence_data
+from deepkit.data.corpora import language_model_data
 from deepkit.recipe import resolve_recipe
 
 
@@ -122,7 +122,7 @@ def main() -> None:
         "shakespeare_char_gpt",
         {"data.batch_size": args.batch, "data.text.block_size": args.block},
     )
-    bundle = build_sequence_data(rec.data, "language_model")
+    bundle = language_model_data(rec.data)
     vocab = bundle.tokenizer.vocab_size
     val = bundle.loader("val").stream[: args.val_chars + 1]
     torch.manual_seed(0)

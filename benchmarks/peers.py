@@ -50,10 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit import create_model
-from deepkit.data import DataConfig, from_arrays
-from deepkit.data.sequences import SequenceBundle, build_sequence_data
+from deepkit.data import from_arrays
+from deepkit.data.corpora import language_model_data, text_classification_data
 from deepkit.data.sources import data_root, load_mnist
-from deepkit.data.text import LMWindowLoader, SequenceLoader, TextConfig
+from deepkit.data.text import LMWindowLoader, SequenceLoader, TextConfig, TextData, TextDataConfig
 from deepkit.errors import DataError
 from deepkit.tasks import ClassificationTask
 from deepkit.tasks.sequence import LanguageModelTask, TextClassificationTask
@@ -79,7 +79,7 @@ class Workload:
 
     ``x``/``y``: cnn (N, 1, 28, 28) normalized floats / (N,) labels; lstm (N, T) token ids right-padded with 0 /
     (N,) labels, with ``lengths`` (N,); gpt (N, T) input windows / (N, T) next-token targets.
-    ``deepkit_data``: the same data as deepkit's own bundle (DataBundle or SequenceBundle).
+    ``deepkit_data``: the same data as deepkit's own (a DataBundle or TextData).
     """
 
     name: str
@@ -123,9 +123,9 @@ def cnn_workload(n: int, synthetic: bool = False, batch_size: int = BATCH["cnn"]
     return Workload("cnn", xn, yn, None, batch_size, 10, CNN, data, f"{source}, {len(xn)} images")
 
 
-def _train_only(task: str, make: Callable, n: int, **kw) -> SequenceBundle:
-    """A bundle with just a train split (no validation pass after the timed steps)."""
-    return SequenceBundle(task, lambda split, shuffle, seed: make(shuffle, seed), {"train": n}, **kw)
+def _train_only(make: Callable, n: int, **kw) -> TextData:
+    """Data with just a train split (no validation pass after the timed steps)."""
+    return TextData(lambda split, shuffle, seed: make(shuffle, seed), {"train": n}, **kw)
 
 
 def lstm_workload(
@@ -134,8 +134,8 @@ def lstm_workload(
     seqs, y, vocab, source = None, None, 10_000, "synthetic tokens"
     if not synthetic:
         try:
-            cfg = DataConfig(name="sst2", val_split=0.05, text=TextConfig(vocab_size=vocab, max_len=max_len))
-            bundle = build_sequence_data(cfg, "text_classification")
+            cfg = TextDataConfig(name="sst2", val_split=0.05, text=TextConfig(vocab_size=vocab, max_len=max_len))
+            bundle = text_classification_data(cfg)
             ld = bundle.loader("train", shuffle=False)
             seqs = [ld.flat[ld.offsets[i] : ld.offsets[i + 1]].tolist() for i in range(min(n, len(ld.lengths)))]
             y, vocab, source = ld.targets[: len(seqs)], bundle.tokenizer.vocab_size, "SST-2 (word tokens)"
@@ -152,7 +152,6 @@ def lstm_workload(
         tokens[i, : len(s)] = torch.tensor(s)
     bs = batch_size
     data = _train_only(
-        "text_classification",
         lambda shuffle, seed: SequenceLoader(seqs, y, bs, shuffle=shuffle, bucket=False, seed=seed),
         len(seqs),
         class_names=["negative", "positive"],
@@ -165,12 +164,12 @@ def gpt_workload(n: int, synthetic: bool = False, block: int = GPT_BLOCK, batch_
     stream, vocab, source = None, 69, "synthetic characters"
     if not synthetic:
         try:
-            cfg = DataConfig(
+            cfg = TextDataConfig(
                 name="tinyshakespeare",
                 val_split=0.1,
                 text=TextConfig(tokenizer="char", vocab_size=None, lowercase=False, block_size=block),
             )
-            bundle = build_sequence_data(cfg, "language_model")
+            bundle = language_model_data(cfg)
             stream = bundle.loader("train", shuffle=False).stream
             vocab, source = bundle.tokenizer.vocab_size, "Tiny Shakespeare (characters)"
         except DataError:
@@ -181,9 +180,7 @@ def gpt_workload(n: int, synthetic: bool = False, block: int = GPT_BLOCK, batch_
     starts = torch.arange(0, len(stream) - block, block)  # non-overlapping windows, (N, T + 1)
     w = stream[starts[:, None] + torch.arange(block + 1)]
     bs = batch_size
-    data = _train_only(
-        "language_model", lambda shuffle, seed: LMWindowLoader(stream, block, bs, shuffle=shuffle, seed=seed), len(w)
-    )
+    data = _train_only(lambda shuffle, seed: LMWindowLoader(stream, block, bs, shuffle=shuffle, seed=seed), len(w))
     kw = dict(GPT, vocab_size=vocab, n_positions=block)
     return Workload("gpt", w[:, :-1], w[:, 1:], None, bs, vocab, kw, data, f"{source}, {len(w)} windows of {block}")
 

@@ -64,14 +64,14 @@ BENCHES = {
 
 def ngram_baseline(run_dir: Path) -> dict[str, float]:
     """Kneser-Ney trigram on the run's own token streams (same tokenizer, <eos> after every caption)."""
-    from deepkit.data.sequences import build_sequence_data
+    from deepkit.data.corpora import language_model_data
     from deepkit.data.tokenizers import load_tokenizer
     from deepkit.models.ngram import KneserNeyLM
-    from deepkit.recipe import read_recipe_file, resolve_recipe
+    from deepkit.recipe import run_recipe
 
-    rec = resolve_recipe(read_recipe_file(run_dir / "config.yaml"))
+    rec = run_recipe(run_dir)
     tok = load_tokenizer(run_dir / "tokenizer.json")
-    bundle = build_sequence_data(rec.data, "language_model", tokenizer=tok)
+    bundle = language_model_data(rec.data, tokenizer=tok)
     train = bundle.loader("train", shuffle=False).stream.tolist()
     test = bundle.loader("test").stream.tolist()
     t0 = time.perf_counter()
@@ -84,7 +84,7 @@ def ngram_baseline(run_dir: Path) -> dict[str, float]:
 
 
 def analogy_rank(run_dir: Path) -> dict[str, float]:
-    from deepkit.embeddings import WordVectors
+    from deepkit.families.word2vec import WordVectors
 
     vecs = WordVectors.from_run(run_dir)
     ranked = [w for w, _ in vecs.analogy("man", "woman", "boy", k=50)]

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import deepkit
+from deepkit.api import open_run
 from deepkit.cli import main
 
 FAST = ["data.name=digits", "trainer.epochs=2", "trainer.progress=none", "data.batch_size=64"]
@@ -58,10 +59,11 @@ def test_vae_run_reports_elbo_terms_and_iw_nll_and_writes_grids(vae_run):
 
 
 def test_vae_val_split_is_binarized_once_and_training_is_dynamic(vae_run):
-    task, _, bundle = deepkit.generative.load_run(vae_run, with_data=True)
+    run = open_run(vae_run)
+    task, bundle = run.task, run.data
     val = bundle.val[0]
     assert set(val.unique().tolist()) == {0.0, 1.0}
-    _, _, again = deepkit.generative.load_run(vae_run, with_data=True)
+    again = open_run(vae_run).data
     assert (again.val[0] == val).all(), "held-out binarization must be the same every time"
     train = bundle.train[0]
     assert len(train.unique()) > 2  # grey pixels; Bernoulli draws happen per batch
@@ -81,7 +83,7 @@ def test_sample_writes_a_grid_for_vae_and_conditional_gan(vae_run, gan_run, tmp_
 
 
 def test_conditional_samples_follow_the_label(gan_run):
-    task, _, _ = deepkit.generative.load_run(gan_run)
+    task = open_run(gan_run).task
     import torch
 
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
@@ -97,15 +99,15 @@ def test_autoencoder_anomaly_report_latent_plot_and_embed(ae_run, tmp_path, caps
         assert key in res, key
     assert 0.0 <= res["anomaly_auroc"] <= 1.0
     assert (ae_run / "plots" / "latent_vs_pca.png").is_file()
-    _, _, bundle = deepkit.generative.load_run(ae_run, with_data=True)
+    bundle = open_run(ae_run).data
     assert 0 not in bundle.train[1].tolist() and 0 not in bundle.val[1].tolist()  # the anomaly is held out
     assert 0 in bundle.test[1].tolist()
-    code, out, _ = cli(capsys, "embed", ae_run, "--out", tmp_path / "codes.csv")
+    code, out, _ = cli(capsys, "encode", ae_run, "--out", tmp_path / "codes.csv")
     assert code == 0
     lines = (tmp_path / "codes.csv").read_text().splitlines()
     assert lines[0] == "label," + ",".join(f"z{i}" for i in range(8))
     assert len(lines) - 1 == len(bundle.test[1]) and f"wrote {len(bundle.test[1])} codes of dimension 8" in out
-    code, _, _ = cli(capsys, "embed", ae_run, "--split", "val", "--out", tmp_path / "codes.npz")
+    code, _, _ = cli(capsys, "embed", ae_run, "--split", "val", "--out", tmp_path / "codes.npz")  # the former name
     assert code == 0 and np.load(tmp_path / "codes.npz")["codes"].shape == (len(bundle.val[1]), 8)
 
 

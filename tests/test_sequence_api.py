@@ -109,7 +109,7 @@ def test_cli_predict_text_file_and_long_input_policy(sentiment_run, tmp_path, ca
     records = json.loads(out)
     assert [r["class"] for r in records] == ["pos", "neg"]
     p = deepkit.load(sentiment_run.run_dir)
-    p.meta["max_len"], p.meta["truncation"] = 4, "error"
+    p.saved.max_len, p.saved.truncation = 4, "error"
     with pytest.raises(DataError, match="more than max_len=4"):
         p.predict(["the film was really quite good"])
     p.meta["truncation"] = "warn"
@@ -333,17 +333,17 @@ def test_forecast_beats_naive_baselines_on_a_seasonal_series(tmp_path):
 
 
 def test_pretrained_word_vectors_initialize_the_embedding(sentiment_tsv, tmp_path):
-    from deepkit import sequence_api
-    from deepkit.data.sequences import build_sequence_data
+    from deepkit.api import build
+    from deepkit.families.text import load_vectors
     from deepkit.recipe import resolve_recipe
 
     (tmp_path / "vec.txt").write_text(
         "2 16\n" + "superb " + " ".join(["0.5"] * 16) + "\nawful " + " ".join(["-1"] * 16)
     )
     rec = resolve_recipe(_text_recipe(sentiment_tsv, text={"vectors": str(tmp_path / "vec.txt")}))
-    bundle = build_sequence_data(rec.data, rec.task.name)
-    model = sequence_api.bind_sequence_model(rec.model, bundle)
-    note = sequence_api._load_vectors(rec, model, bundle)
+    built = build(rec)
+    bundle, model = built.data, built.task.model
+    note = bundle.notes[0]
     weight = model.inputs.embedding.weight
     assert torch.equal(weight[bundle.tokenizer.token_to_id("superb")], torch.full((16,), 0.5))
     assert torch.equal(weight[bundle.tokenizer.token_to_id("awful")], torch.full((16,), -1.0))
@@ -355,4 +355,4 @@ def test_pretrained_word_vectors_initialize_the_embedding(sentiment_tsv, tmp_pat
         }
     )
     with pytest.raises(ConfigError, match="embed_dim=8 but the word vectors have 16"):
-        sequence_api._load_vectors(rec, sequence_api.bind_sequence_model(rec.model, bundle), bundle)
+        load_vectors(rec, rec.family.build_model(rec, bundle), bundle)

@@ -278,6 +278,8 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
     path = Path(run_dir)
     if not path.exists():
         raise CheckpointError(f"no run directory or checkpoint at {path} (expected the --out of deepkit train)")
+    if path.is_dir() and not any((path / p).exists() for p in ("config.yaml", "checkpoints", "model.safetensors")):
+        raise ConfigError(f"{path} is not a run directory (no config.yaml); expected the --out of deepkit train")
     try:
         found, state, meta = read_checkpoint(path, checkpoint)
     except CheckpointError:
@@ -312,9 +314,7 @@ class OpenRun:
     checkpoint: Path
 
 
-def open_run(
-    run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), checkpoint: str = "best"
-) -> OpenRun:
+def open_run(run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), checkpoint: str = "best") -> OpenRun:
     """The run's recipe (with ``data_overrides``: ``{"path": "other.csv"}`` or ``["path=other.csv"]``), its
     checkpoint's weights in the family's task, and its data rebuilt with the run's saved preprocessing."""
     run_dir = Path(run_dir)

@@ -19,6 +19,7 @@ from deepkit.train import speed
 from deepkit.train.callbacks import Callback
 from deepkit.train.trainer import Trainer, batch_len, resolve_device
 
+
 class _StepTimer(Callback):
     """Marks the time and sample count after the warm-up steps and after the last step (synchronizing a GPU)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -328,10 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-try:
+with contextlib.suppress(Exception):  # a broken plugin family: main() reports it as a one-line error
     add_family_commands(app)
-except Exception:  # noqa: BLE001 - a broken plugin family: main() reports it as a one-line error
-    pass
 
 if __name__ == "__main__":
     main()

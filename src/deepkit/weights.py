@@ -62,7 +62,8 @@ def load_weights(path: str | Path, trust_pickle: bool = False) -> tuple[dict[str
 
         try:
             data = p.read_bytes()  # one read: weights and metadata of the same version of the file
-            state = load_bytes(data)
+            loaded = load_bytes(data)
+            state = {k: loaded[k] for k in sorted(loaded)}  # name order, as safetensors' load_file gives them
             n = int.from_bytes(data[:8], "little")
             raw = (json.loads(data[8 : 8 + n]).get("__metadata__") or {}).get(META_KEY)
         except (SafetensorError, OSError, ValueError) as e:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from deepkit.data.build import DataConfig
-from deepkit.data.sequences import build_sequence_data
+from deepkit.data.corpora import text_classification_data, translation_data
+from deepkit.data.series import SeriesDataConfig, series_data
+from deepkit.data.text import TextDataConfig
 
 
 def datasets_root() -> Path:
@@ -25,19 +26,19 @@ def need(*parts: str):
 
 def test_sst2_splits_and_classes():
     folder = need("sst2", "train.tsv").parent
-    cfg = DataConfig(name="sst2", path=str(folder), val_split=0.05)
-    bundle = build_sequence_data(cfg, "text_classification")
+    cfg = TextDataConfig(name="sst2", path=str(folder), val_split=0.05)
+    bundle = text_classification_data(cfg)
     assert bundle.class_names == ["negative", "positive"]
     assert bundle.splits["test"] == 872  # GLUE dev is the test split
     assert bundle.splits["train"] + bundle.splits["val"] == 67349
-    assert int(bundle.raw["test"][1].sum()) == 444  # positives in dev
+    assert int(bundle.parts["test"][1].sum()) == 444  # positives in dev
 
 
 def test_airline_series_and_multi30k_pairs():
     need("timeseries", "airline-passengers.csv")
-    bundle = build_sequence_data(DataConfig(name="airline"), "forecast")
+    bundle = series_data(SeriesDataConfig(name="airline"))
     assert len(bundle.series.values) == 144 and bundle.series.values.sum() == 40363
     assert bundle.series.labels[bundle.series.test_start] == "1959-01"
     need("multi30k", "train.de.gz")
-    mt = build_sequence_data(DataConfig(name="multi30k", limit=50), "translation")
+    mt = translation_data(TextDataConfig(name="multi30k", limit=50))
     assert mt.splits == {"train": 50, "val": 1014, "test": 1000}

@@ -9,8 +9,8 @@ import torch
 import deepkit
 from deepkit import create_model
 from deepkit.data.word2vec import Word2VecLoader
-from deepkit.embeddings import WordVectors
 from deepkit.errors import DataError
+from deepkit.families.word2vec import WordVectors
 from deepkit.tasks.word2vec import Word2VecTask
 
 SENTS = [[4, 5, 6, 7], [8, 9], [10, 4, 1, 5]]  # id 1 = <unk>: dropped

@@ -324,14 +324,13 @@ def test_regression_losses(loss):
 
 
 def test_unknown_task_and_loss():
-    from deepkit.data.preprocess import Preprocessing
-    from deepkit.tasks import TaskConfig, build_task
+    from deepkit.families import family_of
 
     model = create_model("mlp", in_features=2, num_classes=1)
     with pytest.raises(ConfigError, match="did you mean 'huber'"):
         RegressionTask(model, 1, loss="hubber")
     with pytest.raises(ConfigError, match="did you mean 'regression'"):
-        build_task(TaskConfig(name="regresion"), model, Preprocessing())
+        family_of("regresion")
 
 
 # --- config and callbacks --------------------------------------------------------------------------------------------

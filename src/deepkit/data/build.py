@@ -181,9 +181,7 @@ def check_finite(x: torch.Tensor, where: str) -> None:
         )
 
 
-def read_tensors(
-    cfg: DataConfig, target: str, task: str, preprocessing: Preprocessing | None = None
-) -> DataBundle:
+def read_tensors(cfg: DataConfig, target: str, task: str, preprocessing: Preprocessing | None = None) -> DataBundle:
     """Read the dataset, split it, fit preprocessing on the training part (unless given) and normalize.
 
     Args:

@@ -180,13 +180,18 @@ class Predictor:
     """
 
     verbs: ClassVar[dict[str, tuple[str, ...]]] = {}
+    kind: ClassVar[str] = ""  # what runs it serves, for messages: "language-model run"
     _verb_of: ClassVar[dict[str, str]] = {}  # every Python verb method of every predictor -> its CLI verb
+    _kinds: ClassVar[dict[str, list[str]]] = {}  # CLI verb -> the kinds of run that offer it
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         for verb, methods in cls.verbs.items():
             for method in methods:
                 Predictor._verb_of[method] = verb
+            kinds = Predictor._kinds.setdefault(verb, [])
+            if cls.kind and cls.kind not in kinds:
+                kinds.append(cls.kind)
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: Saved, run_dir: Path | None = None):
         from deepkit.train.trainer import resolve_device
@@ -201,8 +206,10 @@ class Predictor:
     def require(self, verb: str) -> None:
         """Raise :class:`VerbError` unless this run offers the CLI verb ``verb``."""
         if verb not in self.verbs:
-            offers = ", ".join(self.verbs) if self.verbs else "no verb besides `deepkit eval`"
-            raise VerbError(f"`{verb}` does not apply: {self._where()} is a '{self.task_name}' run; it offers {offers}")
+            kinds = Predictor._kinds.get(verb) or []
+            needs = f"`{verb}` needs a {' or a '.join(kinds)}" if kinds else f"`{verb}` does not apply here"
+            use = " or ".join(f"`deepkit {v}`" for v in self.verbs) if self.verbs else "only `deepkit eval`"
+            raise VerbError(f"{needs}; {self._where()} is a '{self.task_name}' run: use {use}")
 
     def __getattr__(self, name: str) -> Any:
         verb = Predictor._verb_of.get(name)

@@ -222,6 +222,7 @@ class GenerativePredictor(Predictor):
         >>> images = gan.sample(64, label=7, out="sevens.png")        # doctest: +SKIP  (64, 1, 28, 28) in [0, 1]
     """
 
+    kind = "GAN, VAE or autoencoder run"
     verbs = {"sample": ("sample",), "encode": ("encode", "encode_split")}
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: Preprocessed, run_dir: Path | None = None):
@@ -273,7 +274,9 @@ class GenerativePredictor(Predictor):
 
     def _encoder(self) -> None:
         if self.task_name == "gan":
-            raise ConfigError(f"{self._where()} holds a GAN, which has no encoder; encode needs an autoencoder or vae run")
+            raise ConfigError(
+                f"{self._where()} holds a GAN, which has no encoder; encode needs an autoencoder or vae run"
+            )
 
     def encode(self, images) -> np.ndarray:
         """Latent codes (N, D) of raw images (N, C, H, W) in [0, 1]."""

@@ -162,6 +162,7 @@ class TranslatorPredictor(TokenPredictor):
         >>> t.translate(["ein hund läuft im schnee ."])                 # doctest: +SKIP
     """
 
+    kind = "translation or text-to-text run"
     verbs = {"translate": ("translate",)}
 
     def translate(self, texts: list[str], beam_size: int = 5, max_len: int = 60) -> list[str]:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
     from deepkit.data.long_range import LongRangeData
     from deepkit.data.module import LoaderData
-    from deepkit.data.series import SeriesWindows
     from deepkit.recipe import Recipe
     from deepkit.tasks.base import Task
 
@@ -267,6 +266,7 @@ class ForecastPredictor(SeriesPredictor):
         >>> f.forecast(passengers[-36:], steps=12)                 # doctest: +SKIP
     """
 
+    kind = "forecasting run"
     verbs = {"forecast": ("forecast",), "predict": ("predict_files",)}
 
     def forecast(self, values, steps: int | None = None) -> np.ndarray:

@@ -289,6 +289,7 @@ class TensorPredictor(Predictor):
         >>> p.predict(images)                      # doctest: +SKIP  (class indices)
     """
 
+    kind = "classification or regression run (tables, images)"
     verbs = {"predict": ("predict", "predict_proba", "predict_files")}
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: Preprocessed, run_dir: Path | None = None):

@@ -440,7 +440,9 @@ class TokenPredictor(Predictor):
             if not isinstance(t, str):
                 raise DataError(f"input {i} is a {type(t).__name__}, expected text")
             enc = self.tokenizer.encode(t, add_special=self.saved.add_special)
-            ids.append(truncate(enc, self.saved.max_len, self.saved.truncation, f"input {i}") or [self.tokenizer.unk_id])
+            ids.append(
+                truncate(enc, self.saved.max_len, self.saved.truncation, f"input {i}") or [self.tokenizer.unk_id]
+            )
         tokens, lengths = pad_batch(ids, self.tokenizer.pad_id)
         return tokens.to(self.device), lengths
 
@@ -453,6 +455,7 @@ class TextClassifierPredictor(TokenPredictor):
         >>> p.predict(["a gripping, funny film"])              # doctest: +SKIP  (class indices)
     """
 
+    kind = "text-classification run"
     verbs = {"predict": ("predict", "predict_proba", "predict_files")}
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -536,6 +539,7 @@ class ChatSession:
 class LanguageModelPredictor(TokenPredictor):
     """A language model: ``generate``/``stream`` a continuation of a prompt, ``chat`` line by line."""
 
+    kind = "language-model run"
     verbs = {"generate": ("generate", "stream"), "chat": ("chat",)}
 
     def generate(

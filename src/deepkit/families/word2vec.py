@@ -164,6 +164,7 @@ class Word2VecFamily(TokenFamily):
 class WordVectorsPredictor(Predictor):
     """Word vectors of a word2vec run (or of a vectors file): ``neighbours``, ``analogy``, ``export``."""
 
+    kind = "word2vec run (or word-vectors file)"
     verbs = {"word-vectors": ("neighbours", "analogy", "export")}
 
     def __init__(self, model: torch.nn.Module | None, task_name: str, saved: Saved, run_dir: Path | None = None):
