@@ -1,4 +1,4 @@
-"""What each fast-path switch does on this CPU: the measurements behind the ``auto`` rules of train/speed.py.
+"""What each fast-path switch does on this CPU: the measurements behind the ``auto`` rules of train/speed/rules.py.
 
 Runs ``deepkit bench RECIPE`` (same data, model, task and Trainer as ``deepkit train``) with each switch forced on,
 alternating the variants round by round so that load from other processes hits them alike, and reports the

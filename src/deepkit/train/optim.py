@@ -82,7 +82,7 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, fused: bool = False)
     """An optimizer over ``model``'s trainable parameters, as ``cfg`` says.
 
     Args:
-        fused: sgd/adam/adamw as one fused kernel per step (the Trainer sets it on CUDA, see train/speed.py).
+        fused: sgd/adam/adamw as one fused kernel per step (the Trainer sets it on CUDA, see train/speed/).
     """
     if cfg.lr <= 0:
         raise ConfigError(f"trainer.optimizer.lr must be > 0, got {cfg.lr}")

@@ -1,7 +1,8 @@
 """The Trainer: ``fit(task, data)``, ``evaluate``, ``predict``.
 
-The loop fits on one screen; checkpointing, logging and plotting are callbacks, the optimizer and schedule
-are small helpers. Per-step logs stay on the device and are synchronized only at log intervals.
+The loop fits on one screen: setup (``_setup``) and the per-batch step (``_train_step``) are helpers it calls;
+checkpointing, logging and plotting are callbacks; the optimizer, schedule, precision and distribution are small
+helpers. Per-step logs stay on the device and are synchronized only at log intervals.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class TrainerConfig:
     progress: Literal["auto", "bar", "plain", "none"] = "auto"
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
     strategy: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # several processes (--nproc, torchrun): auto = ddp
-    speed: SpeedConfig = field(default_factory=SpeedConfig)  # fast-path switches (train/speed.py), auto by default
+    speed: SpeedConfig = field(default_factory=SpeedConfig)  # fast-path switches (train/speed/), auto by default
 
 
 @dataclass
@@ -89,6 +90,22 @@ class LoopState:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch (metrics.csv)
     sums: dict[str, torch.Tensor] = field(default_factory=dict)  # running sums of per-step logs this epoch
     count: int = 0  # samples behind `sums`
+
+
+@dataclass
+class _Run:
+    """What one ``fit`` sets up for its loop (:meth:`Trainer._setup`)."""
+
+    task: Task
+    train: Any  # loader: on the device or copying to it, sharded with several processes
+    val: Any
+    schedule: Schedule
+    opt: torch.optim.Optimizer  # the optimizer (manual tasks: the first), whose lr the logs report
+    manual: ManualStep | None  # manual-optimization tasks: what training_step gets to step its optimizers
+    wrapped: torch.nn.Module  # the model, wrapped for distribution; compiled around the loop
+    params: list[torch.nn.Parameter]  # trainable parameters (gradient clipping)
+    penalized: list[torch.nn.Parameter]  # ... of them, the weight matrices and kernels (trainer.l1, trainer.l2)
+    autocast: Any  # the precision's context manager, entered for each forward
 
 
 def batch_len(batch: Any) -> int:
@@ -174,6 +191,40 @@ class Trainer:
             resume: a checkpoint directory (``RUN_DIR/checkpoints/last``) to continue from, exactly.
         """
         cfg = self.config
+        run = self._setup(task, data, resume)
+        s = self.state
+        with self._fast_path(task, run):
+            try:
+                while s.epoch < cfg.epochs and not s.stop and not (cfg.max_steps and s.step >= cfg.max_steps):
+                    task.model.train()
+                    run.train.set_epoch(s.epoch, start_batch=s.batch)
+                    self._fire("on_epoch_start")
+                    t0 = time.perf_counter()
+                    for batch in run.train:
+                        if not self._train_step(run, batch):
+                            continue  # keep accumulating gradients
+                        s.step += 1
+                        if s.step % cfg.log_every == 0:
+                            self._sync_logs()
+                            self._check_finite()
+                        self._fire("on_step_end")
+                        if cfg.max_steps and s.step >= cfg.max_steps:
+                            s.stop = True
+                            break
+                    self._end_epoch(run, t0)
+            except BaseException as e:
+                self._fire("on_exception", error=e)
+                raise
+        self.peak_memory = speed.peak_memory(self.device)
+        self._fire("on_fit_end")
+        if self.dist:
+            self.dist.barrier()  # rank 0 has written every file before any rank goes on
+        return s.history
+
+    def _setup(self, task: Task, data: DataBundle, resume: str | Path | None) -> _Run:
+        """Everything before the first batch, in this order: device, processes and seed; loaders and schedule; the
+        speed plan; data placement and sharding; the model; optimizers; callbacks; the resumed state; on_fit_start."""
+        cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
@@ -190,109 +241,117 @@ class Trainer:
         self.batches_per_epoch = len(train)
         steps_per_epoch = math.ceil(len(train) / cfg.accumulate)
         schedule = Schedule(cfg.schedule, cfg.max_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
-        manual = task.manual_optimization  # the task steps its own optimizers (GAN: generator + discriminator)
-        if manual and self.dist:
+        if task.manual_optimization and self.dist:  # the task steps its own optimizers (GAN: generator + discriminator)
             raise ConfigError(
                 f"task '{task.name}' steps its own optimizers, which distributed training does not support yet "
                 f"({self.dist.world_size} processes); train it in one process"
             )
         plan = self.speed = speed.plan_for(self, task, data, [train, val], schedule.total)
         self.log(plan.table(), echo=cfg.speed.explain)
+        train, val = self._place(train, val, plan)
+        speed.prepare_model(task.model, plan)
+        wrapped = self.dist.prepare(task.model) if self.dist else task.model  # FSDP2 shards in place: before optim
+        opt, ctx = self._build_optimizers(task, schedule, plan)
+        self.callbacks = self._default_callbacks() + self.extra_callbacks
+        self.state = LoopState()
+        if resume is not None:
+            self._restore(resume)
+            self.state.stop = False  # an explicit resume continues a run that stopped early (e.g. with more epochs)
+        self._fire("on_fit_start")
+        params = [p for p in task.model.parameters() if p.requires_grad]
+        penalized = [p for p in params if p.ndim >= 2]
+        return _Run(task, train, val, schedule, opt, ctx, wrapped, params, penalized, self._autocast())
+
+    def _build_optimizers(
+        self, task: Task, schedule: Schedule, plan: SpeedPlan
+    ) -> tuple[torch.optim.Optimizer, ManualStep | None]:
+        """The optimizer, or a manual task's named optimizers and the :class:`ManualStep` that hands them over."""
+        cfg = self.config
+        fused = plan.on("fused_optimizer") and not (self.dist and self.dist.strategy == "fsdp")  # FSDP2: DTensors
+        if task.manual_optimization:
+            self.optimizers = build_named_optimizers(task, cfg)
+            return next(iter(self.optimizers.values())), ManualStep(self.optimizers, schedule, cfg.grad_clip)
+        self.optimizers = {}
+        self.optimizer = build_optimizer(task.model, cfg.optimizer, fused=fused)
+        return self.optimizer, None
+
+    def _place(self, train: Any, val: Any, plan: SpeedPlan) -> tuple[Any, Any]:
+        """Loaders on the device (or copying to it); with several processes, each rank's share of every batch."""
         train = speed.place_loader(train, self.device, plan)
         val = speed.place_loader(val, self.device, plan) if val is not None else None
         if self.dist:  # each rank takes its share of every global batch; outermost, so its per-batch share is current
             train = self.dist.shard(train, pad=True)
             val = None if val is None else self.dist.shard(val, pad=False)
-        speed.prepare_model(task.model, plan)
-        wrapped = self.dist.prepare(task.model) if self.dist else task.model  # FSDP2 shards in place: before optim
-        fused = plan.on("fused_optimizer") and not (self.dist and self.dist.strategy == "fsdp")  # FSDP2: DTensors
-        if manual:
-            self.optimizers = build_named_optimizers(task, cfg)
-            ctx = ManualStep(self.optimizers, schedule, cfg.grad_clip)
-            opt = next(iter(self.optimizers.values()))
-        else:
-            self.optimizers = {}
-            self.optimizer = opt = build_optimizer(task.model, cfg.optimizer, fused=fused)
-        self.callbacks = self._default_callbacks() + self.extra_callbacks
-        self.state = s = LoopState()
-        if resume is not None:
-            self._restore(resume)
-            s = self.state
-            s.stop = False  # an explicit resume continues a run that stopped early (e.g. with more epochs)
-        self._fire("on_fit_start")
-        params = [p for p in task.model.parameters() if p.requires_grad]
-        penalized = [p for p in params if p.ndim >= 2]
-        autocast = self._autocast()
+        return train, val
+
+    @contextlib.contextmanager
+    def _fast_path(self, task: Task, run: _Run):
+        """For the loop: the compiled model (if the plan compiles), a fresh memory peak, and TF32 flags (restored)."""
         uncompiled = task.model
-        task.model = speed.compile_model(wrapped, plan)
+        task.model = speed.compile_model(run.wrapped, self.speed)
         speed.reset_peak_memory(self.device)
-        restore_flags = speed.set_backend_flags(plan)
+        restore_flags = speed.set_backend_flags(self.speed)
         try:
-            while s.epoch < cfg.epochs and not s.stop and not (cfg.max_steps and s.step >= cfg.max_steps):
-                task.model.train()
-                train.set_epoch(s.epoch, start_batch=s.batch)
-                self._fire("on_epoch_start")
-                t0 = time.perf_counter()
-                for batch in train:
-                    n = batch_len(batch)
-                    weight, seen = 1.0, n
-                    if self.dist:  # this rank's share of the global batch and its loss weight (ShardedLoader)
-                        n, weight, seen = train.local_n, train.weight, train.global_n
-                    if manual:  # the task does backward + step for each of its optimizers
-                        with autocast:
-                            out = task.training_step(batch, ctx.at(s.step))
-                        self._accumulate(out, n)
-                        s.batch += 1
-                        s.samples += seen
-                    else:
-                        group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
-                        if self.dist and cfg.accumulate > 1:  # all-reduce gradients on a group's last batch only
-                            last = (s.batch + 1) % cfg.accumulate == 0 or s.batch + 1 == len(train)
-                            self.dist.set_grad_sync(task.model, last)
-                        with autocast:
-                            out = task.training_step(batch)
-                        loss = out["loss"] * weight if weight != 1 else out["loss"]  # weight: distributed share
-                        if cfg.l1:
-                            loss = loss + cfg.l1 * distributed.plain(sum(p.abs().sum() for p in penalized))
-                        if cfg.l2:
-                            loss = loss + cfg.l2 * distributed.plain(sum(p.pow(2).sum() for p in penalized))
-                        (loss / group if group > 1 else loss).backward()
-                        self._accumulate(out, n)
-                        s.batch += 1
-                        s.samples += seen
-                        if s.batch % cfg.accumulate and s.batch != len(train):
-                            continue  # keep accumulating gradients
-                        if cfg.grad_clip:
-                            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                        schedule.apply(opt, s.step)
-                        opt.step()
-                        opt.zero_grad(set_to_none=True)
-                    s.step += 1
-                    if s.step % cfg.log_every == 0:
-                        self._sync_logs()
-                        self._check_finite()
-                    self._fire("on_step_end")
-                    if cfg.max_steps and s.step >= cfg.max_steps:
-                        s.stop = True
-                        break
-                s.train_time += time.perf_counter() - t0
-                self._sync_logs()
-                self._check_finite()
-                logs = self._epoch_logs(task, val, opt, time.perf_counter() - t0)
-                s.history.append(logs)
-                s.epoch, s.batch, s.sums, s.count = s.epoch + 1, 0, {}, 0
-                self._fire("on_epoch_end", logs=logs)
-        except BaseException as e:
-            self._fire("on_exception", error=e)
-            raise
+            yield
         finally:
             task.model = uncompiled
             restore_flags()
-        self.peak_memory = speed.peak_memory(self.device)
-        self._fire("on_fit_end")
-        if self.dist:
-            self.dist.barrier()  # rank 0 has written every file before any rank goes on
-        return s.history
+
+    def _train_step(self, run: _Run, batch: Any) -> bool:
+        """One batch: forward and backward, then the optimizer step at the end of an accumulation group (manual
+        tasks step their own optimizers). Returns False while gradients are still being accumulated."""
+        cfg, s, task, train = self.config, self.state, run.task, run.train
+        n = batch_len(batch)
+        weight, seen = 1.0, n
+        if self.dist:  # this rank's share of the global batch and its loss weight (ShardedLoader)
+            n, weight, seen = train.local_n, train.weight, train.global_n
+        if run.manual is not None:  # the task does backward + step for each of its optimizers
+            with run.autocast:
+                out = task.training_step(batch, run.manual.at(s.step))
+            self._accumulate(out, n)
+            s.batch += 1
+            s.samples += seen
+            return True
+        group = min(cfg.accumulate, len(train) - (s.batch // cfg.accumulate) * cfg.accumulate)
+        if self.dist and cfg.accumulate > 1:  # all-reduce gradients on a group's last batch only
+            last = (s.batch + 1) % cfg.accumulate == 0 or s.batch + 1 == len(train)
+            self.dist.set_grad_sync(task.model, last)
+        with run.autocast:
+            out = task.training_step(batch)
+        loss = out["loss"] * weight if weight != 1 else out["loss"]  # weight: distributed share
+        loss = self._penalized(loss, run.penalized)
+        (loss / group if group > 1 else loss).backward()
+        self._accumulate(out, n)
+        s.batch += 1
+        s.samples += seen
+        if s.batch % cfg.accumulate and s.batch != len(train):
+            return False
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.schedule.apply(run.opt, s.step)
+        run.opt.step()
+        run.opt.zero_grad(set_to_none=True)
+        return True
+
+    def _penalized(self, loss: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        """``trainer.l1`` / ``trainer.l2``: the loss plus the penalties on the weight matrices and kernels."""
+        cfg = self.config
+        if cfg.l1:
+            loss = loss + cfg.l1 * distributed.plain(sum(p.abs().sum() for p in weights))
+        if cfg.l2:
+            loss = loss + cfg.l2 * distributed.plain(sum(p.pow(2).sum() for p in weights))
+        return loss
+
+    def _end_epoch(self, run: _Run, t0: float) -> None:
+        """Close an epoch: training time, the NaN check, validation, the history row; then on_epoch_end."""
+        s = self.state
+        s.train_time += time.perf_counter() - t0
+        self._sync_logs()
+        self._check_finite()
+        logs = self._epoch_logs(run.task, run.val, run.opt, time.perf_counter() - t0)
+        s.history.append(logs)
+        s.epoch, s.batch, s.sums, s.count = s.epoch + 1, 0, {}, 0
+        self._fire("on_epoch_end", logs=logs)
 
     # --- evaluation and prediction -------------------------------------------------------------------------------
     @torch.no_grad()
