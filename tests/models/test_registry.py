@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,41 +16,30 @@ from deepkit.models.mlp import MLP, MLPConfig
 from deepkit.models.token_model import TokenModel
 from deepkit.nn import get_act, get_norm
 
-# one input that fits each model: (batch shape, config overrides)
-INPUTS = {
-    "mlp": ((4, 1, 8, 8), {"in_features": 64}),
-    "lenet5": ((4, 1, 28, 28), {}),
-    "simple_cnn": ((4, 1, 16, 16), {}),
-    # torchvision-compatible families on reduced inputs (32 px; AlexNet needs ≥ 63 px). AlexNet/VGG also get
-    # narrower FC layers (hidden=256): their 4096-wide FCs hold ~100M parameters and dominate the time; the
-    # reference sizes are checked key by key in test_vision_models.py.
-    "alexnet": ((2, 3, 64, 64), {"hidden": 256}),
-    "vgg11": ((2, 3, 32, 32), {"hidden": 256}),
-    "vgg11_bn": ((2, 3, 32, 32), {"hidden": 256}),
-    "vgg16": ((2, 3, 32, 32), {"hidden": 256}),
-    "vgg16_bn": ((2, 3, 32, 32), {"hidden": 256}),
-    "resnet18": ((2, 3, 32, 32), {}),
-    "resnet34": ((2, 3, 32, 32), {}),
-    "resnet50": ((2, 3, 32, 32), {}),
-    "resnet20": ((4, 3, 32, 32), {}),
-    "resnet32": ((4, 3, 28, 28), {}),
-    "resnet56": ((4, 3, 32, 32), {}),
-    # recurrent models (issue 4): token ids or real-valued steps, reduced sizes to keep the smoke test fast
+# Every model is built from its registered config; these overrides only shrink the big ones so the smoke tests stay
+# fast (the reference sizes are checked in test_vision_models.py and tests/models/test_<family>.py). The inputs come
+# from the model itself: model.example_input() (the convention is in deepkit/models/base.py).
+SMALL = {
+    # AlexNet/VGG: their 4096-wide FCs hold ~100M parameters and dominate the time
+    **{name: {"hidden": 256} for name in ("alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn")},
+    # recurrent models (issue 4)
     **{
-        name: (lambda: torch.randint(1, 50, (4, 9)), {"vocab_size": 50, "hidden_size": 16, "embed_dim": 8})
+        name: {"vocab_size": 50, "hidden_size": 16, "embed_dim": 8}
         for name in ("rnn_classifier", "lstm_classifier", "gru_classifier", "bilstm_classifier")
     },
-    "lstm_forecaster": ((4, 12, 1), {"hidden_size": 16}),
-    "gru_forecaster": ((4, 12, 1), {"hidden_size": 16}),
-    # generative models (not classifiers): images in for autoencoders, noise z in for GANs
-    "autoencoder": ((4, 1, 28, 28), {}),
-    "conv_autoencoder": ((4, 1, 28, 28), {}),
-    "vae": ((4, 1, 28, 28), {}),
-    "conv_vae": ((4, 1, 28, 28), {}),
-    "dcgan": ((4, 100), {}),
-    "cdcgan": ((4, 100), {}),
+    "lstm_forecaster": {"hidden_size": 16},
+    "gru_forecaster": {"hidden_size": 16},
+    **{
+        name: {"vocab_size": 30, "hidden_size": 16, "embed_dim": 8}
+        for name in ("lstm_lm", "gru_lm", "rnn_lm", "char_lstm_lm")
+    },
+    "bilstm_tagger": {"vocab_size": 30, "hidden_size": 16},
+    **{
+        name: {"src_vocab_size": 30, "tgt_vocab_size": 20, "hidden_size": 16, "embed_dim": 8}
+        for name in ("seq2seq_bahdanau", "seq2seq_luong")
+    },
+    **{name: {"vocab_size": 30, "embed_dim": 8} for name in ("word2vec_skipgram", "word2vec_cbow")},
 }
-
 
 # Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
 # of a family to a tiny width/depth (the reference sizes are checked in tests/models/test_<family>.py)
@@ -67,54 +58,53 @@ TINY = {
     "T5Config": dict(num_layers=2, d_model=32, d_kv=8, d_ff=48, num_heads=2, vocab_size=101),
 }
 
-# models whose output is not one row of num_classes values per sample: (inputs factory, config overrides,
-# expected output shape); they get the forward/backward smoke test, not the classifier-interface tests
-OTHER_INPUTS = {
+# Models whose output is not one row of num_classes values per sample: the expected output shape(s) for their
+# example input. They get the forward/backward smoke test, not the classifier-interface tests.
+OTHER_OUTPUTS = {
     **{
-        name: (
-            lambda: (torch.randint(1, 30, (3, 7)),),
-            {"vocab_size": 30, "hidden_size": 16, "embed_dim": 8},
-            (3, 7, 30),
-        )
+        name: lambda m, i: (*i["x"].shape, m.cfg.vocab_size)  # next-token logits (B, T, V)
         for name in ("lstm_lm", "gru_lm", "rnn_lm", "char_lstm_lm")
     },
-    "bilstm_tagger": (lambda: (torch.randint(1, 30, (3, 7)),), {"vocab_size": 30, "hidden_size": 16}, (3, 7, 17)),
+    "bilstm_tagger": lambda m, i: (*i["x"].shape, m.cfg.num_classes),  # one tag per token (B, T, tags)
     **{
-        name: (
-            lambda: (torch.randint(4, 30, (3, 6)), torch.tensor([6, 4, 2]), torch.randint(4, 20, (3, 5))),
-            {"src_vocab_size": 30, "tgt_vocab_size": 20, "hidden_size": 16, "embed_dim": 8},
-            (3, 5, 20),
-        )
+        name: lambda m, i: (*i["tgt_in"].shape, m.cfg.tgt_vocab_size)  # teacher-forced logits (B, T_tgt, V)
         for name in ("seq2seq_bahdanau", "seq2seq_luong")
     },
     # word2vec returns (positive (B,), negative (B, K)) scores
-    "word2vec_skipgram": (
-        lambda: (torch.randint(4, 30, (5,)), torch.randint(4, 30, (5,)), torch.randint(4, 30, (5, 3))),
-        {"vocab_size": 30, "embed_dim": 8},
-        ((5,), (5, 3)),
-    ),
-    "word2vec_cbow": (
-        lambda: (torch.randint(4, 30, (5,)), torch.randint(0, 30, (5, 4)), torch.randint(4, 30, (5, 3))),
-        {"vocab_size": 30, "embed_dim": 8},
-        ((5,), (5, 3)),
-    ),
+    **{
+        name: lambda m, i: (tuple(i["center"].shape), tuple(i["negatives"].shape))
+        for name in ("word2vec_skipgram", "word2vec_cbow")
+    },
+    # generative models: autoencoders reconstruct their input (VAEs also return mu, logvar), GANs score G(z)
+    **{name: lambda m, i: i["x"].shape for name in ("autoencoder", "conv_autoencoder")},
+    **{
+        name: lambda m, i: (tuple(i["x"].shape), (len(i["x"]), m.cfg.latent_dim), (len(i["x"]), m.cfg.latent_dim))
+        for name in ("vae", "conv_vae")
+    },
+    **{name: lambda m, i: (len(i["z"]),) for name in ("dcgan", "cdcgan")},
 }
-# generative models (autoencoders, VAEs, GANs) take INPUTS but have no classifier head
-OTHERS = [
-    n
-    for n in list_models()
-    if n in INPUTS and n not in OTHER_INPUTS and not issubclass(registry.get_entry(n).cls, Classifier)
-]
-CLASSIFIERS = [n for n in list_models() if n not in OTHER_INPUTS and n not in TOKEN_MODELS and n not in OTHERS]
+CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
+OTHERS = [n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS]
+BATCH = 3  # not example_input's default, so the tests see that batch_size is honoured
 
 
-def build(name: str, **overrides) -> tuple[nn.Module, torch.Tensor]:
-    if name not in INPUTS:
-        pytest.fail(f"model '{name}' was registered but tests/models/test_registry.py has no input shape for it")
-    shape, kw = INPUTS[name]
+def small_config(name: str) -> dict:
+    return {**TINY.get(registry.get_entry(name).config_cls.__name__, {}), **SMALL.get(name, {})}
+
+
+def build(name: str, batch_size: int = BATCH, **overrides) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The model (shrunk by small_config, then ``overrides``) and its own example input for ``batch_size``."""
     torch.manual_seed(0)
-    x = shape() if callable(shape) else torch.randn(shape)
-    return create_model(name, **{**kw, **overrides}), x
+    model = create_model(name, **{**small_config(name), **overrides})
+    if not callable(getattr(model, "example_input", None)):
+        pytest.fail(
+            f"model '{name}' ({type(model).__name__}) is registered but has no example_input(batch_size) method: "
+            "every registered model returns the keyword arguments of one small valid forward call "
+            "(see the convention in deepkit/models/base.py)"
+        )
+    inputs = model.example_input(batch_size=batch_size)
+    assert isinstance(inputs, dict) and inputs, f"{name}.example_input() must return a dict of forward's kwargs"
+    return model, inputs
 
 
 def test_list_models_has_the_builtin_families():
@@ -123,18 +113,21 @@ def test_list_models_has_the_builtin_families():
     assert names == sorted(names)
 
 
-@pytest.mark.parametrize("name", sorted(OTHER_INPUTS))
+@pytest.mark.parametrize("name", OTHERS)
 def test_non_classifier_forward_backward(name):
-    make, kw, expected = OTHER_INPUTS[name]
-    torch.manual_seed(0)
-    model = create_model(name, **kw)
+    """Models without the classifier interface: output shapes, forward, backward, every parameter gets a gradient."""
+    if name not in OTHER_OUTPUTS:
+        pytest.fail(f"model '{name}' was registered but tests/models/test_registry.py has no expected output for it")
+    model, inputs = build(name)
     assert model.model_name == name
     torch.manual_seed(1)
     for p in model.parameters():  # word2vec starts its output vectors at zero: perturb so every gradient is nonzero
         p.data.add_(0.01 * torch.randn_like(p))
-    out = model(*make())
+    out = model(**inputs)
+    expected = OTHER_OUTPUTS[name](model, inputs)
     outs, shapes = (out, expected) if isinstance(out, tuple) else ((out,), (expected,))
     assert [tuple(o.shape) for o in outs] == [tuple(s) for s in shapes]
+    assert outs[0].shape[0] == BATCH
     assert all(torch.isfinite(o).all() for o in outs)
     sum(o.float().logsumexp(-1).mean() for o in outs).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -144,13 +137,13 @@ def test_non_classifier_forward_backward(name):
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_backward_shapes_and_finiteness(name):
-    model, x = build(name, num_classes=7)
+    model, inputs = build(name, num_classes=7)
     assert model.model_name == name
     assert model.model_config.num_classes == 7
-    out = model(x)
-    assert out.shape == (x.shape[0], 7)
+    out = model(**inputs)
+    assert out.shape == (BATCH, 7)
     assert torch.isfinite(out).all()
-    loss = F.cross_entropy(out, torch.arange(x.shape[0]) % 7)
+    loss = F.cross_entropy(out, torch.arange(BATCH) % 7)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
@@ -160,38 +153,45 @@ def test_forward_backward_shapes_and_finiteness(name):
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_forward_is_head_of_features(name):
-    model, x = build(name)
+    model, inputs = build(name)
     model.eval()
     with torch.no_grad():
-        feats = model.forward_features(x)
-        assert feats.ndim == 2 and feats.shape[0] == x.shape[0]
-        torch.testing.assert_close(model(x), model.forward_head(feats), rtol=0, atol=0)
+        feats = model.forward_features(**inputs)
+        if hasattr(model, "feature_info"):  # CNN backbones: the unpooled last-stage map (B, C, H, W)
+            assert feats.ndim == 4 and feats.shape[:2] == (BATCH, model.feature_info[-1]["num_chs"])
+        else:  # dense and recurrent classifiers: already a vector
+            assert feats.ndim == 2 and feats.shape[0] == BATCH
+        torch.testing.assert_close(model(**inputs), model.forward_head(feats), rtol=0, atol=0)
+        pre = model.forward_head(feats, pre_logits=True)  # what the classifier layer sees
+        assert pre.shape == (BATCH, model.num_features)
+        torch.testing.assert_close(model.get_classifier()(pre), model.forward_head(feats), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_reset_classifier_changes_output_width(name):
-    model, x = build(name, num_classes=10)
+    model, inputs = build(name, num_classes=10)
     model.eval()
     with torch.no_grad():
-        feats_before = model.forward_features(x)
+        feats_before = model.forward_features(**inputs)
+        pre_before = model.forward_head(feats_before, pre_logits=True)
         model.reset_classifier(5)
-        out = model(x)
-        feats_after = model.forward_features(x)
-    assert out.shape == (x.shape[0], 5)
+        out = model(**inputs)
+        feats_after = model.forward_features(**inputs)
+        pre_after = model.forward_head(feats_after, pre_logits=True)
+    assert out.shape == (BATCH, 5)
     assert model.model_config.num_classes == 5
     torch.testing.assert_close(feats_before, feats_after, rtol=0, atol=0)  # only the head changed
+    torch.testing.assert_close(pre_before, pre_after, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", TOKEN_MODELS)
 def test_token_model_forward_backward(name):
-    entry = registry.get_entry(name)
-    torch.manual_seed(0)
-    model = create_model(name, **TINY[entry.config_cls.__name__])
+    model, inputs = build(name)
     assert model.model_name == name
-    inputs = model.example_input(batch_size=3, seq_len=8)
+    assert inputs["input_ids"].shape == (BATCH, 8)  # example_input's default length fits the tiny context
     out = model(**inputs)
     length = inputs.get("decoder_input_ids", inputs["input_ids"]).shape[1]
-    assert out.shape == (3, length, model.cfg.vocab_size)  # the default head predicts tokens
+    assert out.shape == (BATCH, length, model.cfg.vocab_size)  # the default head predicts tokens
     assert torch.isfinite(out).all()
     F.cross_entropy(out.flatten(0, 1), torch.arange(3 * length) % model.cfg.vocab_size).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -199,18 +199,65 @@ def test_token_model_forward_backward(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", OTHERS)
-def test_non_classifier_forward_backward_finite(name):
-    """Models without the classifier interface: forward, backward, every trainable parameter gets a gradient."""
-    model, x = build(name)
-    assert model.model_name == name
-    out = model(x)
-    outs = out if isinstance(out, tuple) else (out,)
-    assert outs[0].shape[0] == x.shape[0] and all(torch.isfinite(o).all() for o in outs)
-    sum(o.float().pow(2).mean() for o in outs).backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
-    assert all(torch.isfinite(g).all() for g in grads)
+@pytest.mark.parametrize("name", list_models())
+def test_example_input_is_valid_deterministic_and_leaves_the_global_rng(name):
+    model, inputs = build(name)
+    for key, value in inputs.items():
+        assert isinstance(value, torch.Tensor) and value.shape[0] == BATCH, f"{name}: {key} is not a (B, ...) tensor"
+    params = inspect.signature(model.forward).parameters
+    assert set(inputs) <= set(params), f"{name}: keys {sorted(set(inputs) - set(params))} are not forward arguments"
+    state = torch.random.get_rng_state()
+    again = model.example_input(batch_size=BATCH)
+    assert torch.equal(torch.random.get_rng_state(), state), "example_input must not consume the global RNG"
+    assert again.keys() == inputs.keys() and all(torch.equal(again[k], inputs[k]) for k in inputs)
+    assert model.example_input()[next(iter(inputs))].shape[0] == 2  # the default batch size
+    if "x" in inputs and inputs["x"].dtype.is_floating_point and hasattr(model, "check_input"):
+        model.check_input(tuple(inputs["x"].shape[1:]))  # the model's own input check accepts it
+
+
+def test_model_without_example_input_fails_the_registry_test(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+
+    @register_model("bare_model_for_test", MLPConfig)
+    class Bare(nn.Module):
+        """A model that forgot example_input."""
+
+        def __init__(self, cfg):
+            super().__init__()
+            self.lin = nn.Linear(cfg.in_features, cfg.num_classes)
+
+    with pytest.raises(pytest.fail.Exception, match=r"'bare_model_for_test' .*has no example_input\(batch_size\)"):
+        build("bare_model_for_test")
+
+
+def test_example_input_follows_the_config():
+    def shapes(name, **kw):
+        with torch.device("meta"):  # shapes only
+            model = create_model(name, **{**small_config(name), **kw})
+        inputs = model.example_input()
+        assert all(v.device.type == "meta" for v in inputs.values())  # on the model's device
+        return {k: tuple(v.shape) for k, v in inputs.items()}
+
+    assert shapes("resnet18", in_channels=1) == {"x": (2, 1, 32, 32)}
+    assert shapes("resnet20") == {"x": (2, 3, 32, 32)}
+    assert shapes("alexnet") == {"x": (2, 3, 63, 63)}  # its minimum size
+    assert shapes("lenet5") == {"x": (2, 1, 28, 28)} and shapes("lenet5", padding=0) == {"x": (2, 1, 32, 32)}
+    assert shapes("simple_cnn", global_pool="flatten", input_size=[20, 24]) == {"x": (2, 1, 20, 24)}
+    assert shapes("mlp", in_features=12) == {"x": (2, 12)}
+    assert shapes("lstm_forecaster", in_features=3) == {"x": (2, 8, 3)}
+    assert shapes("autoencoder", in_channels=3, input_size=[16, 12]) == {"x": (2, 3, 16, 12)}
+    assert shapes("dcgan", latent_dim=7) == {"z": (2, 7)}
+    assert shapes("cdcgan") == {"z": (2, 100), "labels": (2,)}
+    assert shapes("word2vec_cbow") == {"center": (2,), "context": (2, 4), "negatives": (2, 3)}
+    assert shapes("seq2seq_luong") == {"src": (2, 8), "src_lengths": (2,), "tgt_in": (2, 5)}
+    assert shapes("gpt2", n_positions=4) == {"input_ids": (2, 4), "attention_mask": (2, 4)}  # cut to the context
+    assert shapes("t5") == {"input_ids": (2, 8), "attention_mask": (2, 8), "decoder_input_ids": (2, 4)}
+    for name, vocab, key in [("gpt2", 7, "input_ids"), ("lstm_lm", 5, "x"), ("seq2seq_bahdanau", 3, "src")]:
+        model = create_model(
+            name, **{**small_config(name), ("src_vocab_size" if key == "src" else "vocab_size"): vocab}
+        )
+        ids = model.example_input(batch_size=16)[key]
+        assert ids.dtype == torch.long and int(ids.min()) >= 0 and int(ids.max()) < vocab
 
 
 def test_unknown_model_suggests_nearest():
@@ -245,11 +292,11 @@ def test_numeric_strings_are_coerced():
     [("sigmoid", nn.Sigmoid), ("tanh", nn.Tanh), ("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU), ("gelu", nn.GELU)],
 )
 def test_activation_lookup_in_mlp(act, cls):
-    model, x = build("mlp", act=act, depth=2)
+    model, inputs = build("mlp", act=act, depth=2, in_features=64)
     found = [m for m in model.modules() if isinstance(m, cls)]
     assert len(found) == 2, f"expected one {cls.__name__} per hidden layer"
-    out = model(x)
-    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    out = model(**inputs)
+    assert out.shape == (BATCH, 10) and torch.isfinite(out).all()
 
 
 def test_unknown_activation_and_norm():
@@ -265,12 +312,12 @@ def test_unknown_activation_and_norm():
 
 @pytest.mark.parametrize("norm,cls", [("batchnorm", nn.BatchNorm1d), ("layernorm", nn.LayerNorm)])
 def test_mlp_norm_layers(norm, cls):
-    model, x = build("mlp", norm=norm, depth=2, width=16)
+    model, inputs = build("mlp", norm=norm, depth=2, width=16, in_features=64)
     layers = [m for m in model.modules() if isinstance(m, cls)]
     assert len(layers) == 2 and all(
         m.normalized_shape == (16,) if cls is nn.LayerNorm else m.num_features == 16 for m in layers
     )
-    assert model(x).shape == (4, 10)
+    assert model(**inputs).shape == (BATCH, 10)
 
 
 def test_mlp_without_norm_has_no_norm_layers():
@@ -282,11 +329,11 @@ def test_mlp_without_norm_has_no_norm_layers():
     "norm,cls", [("batchnorm", nn.BatchNorm2d), ("groupnorm", nn.GroupNorm), ("layernorm", nn.GroupNorm)]
 )
 def test_simple_cnn_norm_layers(norm, cls):
-    model, x = build("simple_cnn", norm=norm, channels=[8, 16])
+    model, inputs = build("simple_cnn", norm=norm, channels=[8, 16])
     assert any(isinstance(m, cls) for m in model.modules())
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all(c.bias is None for c in convs), "a conv followed by a norm layer needs no bias"
-    assert model(x).shape == (4, 10)
+    assert model(**inputs).shape == (BATCH, 10)
 
 
 def test_lenet5_rejects_small_images():

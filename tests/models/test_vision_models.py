@@ -137,16 +137,135 @@ def test_torchvision_state_dict_loads_and_logits_match():
 
 
 @pytest.mark.parametrize(
-    "name,size,feats", [("resnet20", 32, 64), ("resnet32", 28, 64), ("resnet18", 32, 512), ("resnet50", 32, 2048)]
+    "name,size,feats,side",
+    [("resnet20", 32, 64, 8), ("resnet32", 28, 64, 7), ("resnet18", 32, 512, 1), ("resnet50", 32, 2048, 1)],
 )
-def test_resnet_variants_forward(name, size, feats):
+def test_resnet_variants_forward(name, size, feats, side):
     model = create_model(name, num_classes=10, in_channels=1).eval()
     x = torch.randn(2, 1, size, size)
     with torch.no_grad():
-        f = model.forward_features(x)
-    assert f.shape == (2, feats)
+        f = model.forward_features(x)  # the unpooled last stage: stride 4 (CIFAR stem) or 32 (ImageNet stem)
+        pre = model.forward_head(f, pre_logits=True)
+    assert f.shape == (2, feats, side, side)
+    assert pre.shape == (2, feats) == (2, model.num_features)
     assert model.forward_head(f).shape == (2, 10)
     assert model.get_classifier() is model.fc
+
+
+# CNN backbones: (name, config overrides, input side, exact stride) — "exact" when every stage's side is input/stride
+BACKBONES = [
+    ("resnet18", {}, 64, True),
+    ("resnet50", {}, 64, True),
+    ("resnet20", {}, 32, True),
+    ("vgg11", {"hidden": 64}, 64, True),
+    ("vgg16_bn", {"hidden": 64}, 64, True),
+    ("alexnet", {"hidden": 64}, 127, False),  # 11×11/4 conv and unpadded 3×3/2 pools: nominal strides
+    ("simple_cnn", {"channels": [8, 16, 32]}, 32, True),
+    ("lenet5", {}, 28, False),  # unpadded 5×5 conv before S4
+]
+EXPECTED_STAGES = {  # (num_chs, reduction) per stage, from the architectures' definitions
+    "resnet18": [(64, 2), (64, 4), (128, 8), (256, 16), (512, 32)],
+    "resnet50": [(64, 2), (256, 4), (512, 8), (1024, 16), (2048, 32)],
+    "resnet20": [(16, 1), (32, 2), (64, 4)],
+    "vgg11": [(64, 2), (128, 4), (256, 8), (512, 16), (512, 32)],
+    "vgg16_bn": [(64, 2), (128, 4), (256, 8), (512, 16), (512, 32)],
+    "alexnet": [(64, 8), (192, 16), (256, 32)],
+    "simple_cnn": [(8, 2), (16, 4), (32, 8)],
+    "lenet5": [(6, 2), (16, 4)],
+}
+
+
+@pytest.mark.parametrize("name,kw,size,exact", BACKBONES)
+def test_feature_info_and_stage_maps(name, kw, size, exact):
+    torch.manual_seed(0)
+    model = create_model(name, **kw).eval()
+    info = model.feature_info
+    assert [(i["num_chs"], i["reduction"]) for i in info] == EXPECTED_STAGES[name]
+    x = torch.randn(2, model.cfg.in_channels, size, size)
+    modules = dict(model.named_modules())
+    hooked = {}
+    hooks = [
+        modules[i["module"]].register_forward_hook(lambda m, a, o, k=i["module"]: hooked.setdefault(k, o.clone()))
+        for i in info
+    ]
+    with torch.no_grad():
+        maps = model.forward_features(x, stages=True)
+        last = model.forward_features(x)
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    assert len(maps) == len(info)
+    for m, i in zip(maps, info, strict=True):
+        assert m.shape[:2] == (2, i["num_chs"]), i
+        if exact:
+            assert m.shape[2:] == (size // i["reduction"], size // i["reduction"]), i
+        torch.testing.assert_close(m, hooked[i["module"]], rtol=0, atol=0)  # "module" names the map's source
+    sides = [m.shape[-1] for m in maps]
+    assert sides == sorted(sides, reverse=True)
+    torch.testing.assert_close(maps[-1], last, rtol=0, atol=0)  # the last stage is forward_features(x)
+    torch.testing.assert_close(model.forward_head(last), logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name,kw,size,exact", BACKBONES)
+def test_pre_logits_is_what_the_classifier_sees(name, kw, size, exact):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, **kw).eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(2, model.cfg.in_channels, size, size))
+        pre = model.forward_head(feats, pre_logits=True)
+        assert pre.shape == (2, model.num_features)
+        torch.testing.assert_close(model.get_classifier()(pre), model.forward_head(feats), rtol=0, atol=0)
+
+
+def test_resnet_default_act_and_norm_are_relu_and_batchnorm():
+    torch.manual_seed(0)
+    default = create_model("resnet18")
+    torch.manual_seed(0)
+    named = create_model("resnet18", act="relu", norm="batchnorm")
+    assert default.state_dict().keys() == named.state_dict().keys()
+    assert all(torch.equal(v, named.state_dict()[k]) for k, v in default.state_dict().items())
+    relus = [m for m in default.modules() if isinstance(m, torch.nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in default.modules()) == 20  # 1 + 8 × 2 + 3 downsample
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in default.modules())
+
+
+@pytest.mark.parametrize(
+    "name,act,norm,act_cls,norm_cls",
+    [
+        ("resnet20", "gelu", "groupnorm", torch.nn.GELU, torch.nn.GroupNorm),
+        ("resnet18", "silu", "layernorm", torch.nn.SiLU, torch.nn.GroupNorm),
+        ("resnet50", "leaky_relu", "batchnorm", torch.nn.LeakyReLU, torch.nn.BatchNorm2d),
+    ],
+)
+def test_resnet_act_and_norm_by_name(name, act, norm, act_cls, norm_cls):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, act=act, norm=norm, zero_init_residual=True)
+    kinds = {type(m) for m in model.modules()}
+    assert act_cls in kinds and norm_cls in kinds
+    assert torch.nn.ReLU not in kinds and (norm_cls is torch.nn.BatchNorm2d or torch.nn.BatchNorm2d not in kinds)
+    out = model(**model.example_input())
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+    out.logsumexp(-1).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_resnet_without_norm_has_conv_biases_and_identity_blocks():
+    model = create_model("resnet20", norm="none", zero_init_residual=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.GroupNorm) for m in model.modules())
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.bias is not None for c in convs)
+    assert all(float(b.conv2.weight.detach().abs().sum()) == 0 for stage in model.stages for b in stage)
+    assert torch.isfinite(model(**model.example_input())).all()
+
+
+def test_resnet_unknown_act_or_norm_is_config_error_naming_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"model\.act: unknown activation 'swishy'.*valid: .*gelu.*relu.*silu"):
+        create_model("resnet18", act="swishy")
+    with pytest.raises(ConfigError, match=r"model\.act: .*did you mean 'relu'"):
+        create_model("resnet20", act="rellu")
+    with pytest.raises(ConfigError, match=r"model\.norm: unknown norm 'instance'.*valid: batchnorm, groupnorm"):
+        create_model("resnet20", norm="instance")
 
 
 def test_cifar_resnet_depths():

@@ -14,7 +14,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 
 class ClassifierFeatures(nn.Module):
-    """Images in [0, 1] -> the classifier's normalization -> ``forward_features`` (B, F), in eval mode."""
+    """Images in [0, 1] -> the classifier's normalization -> its penultimate features (B, F), in eval mode: the
+    vector its classifier layer sees, ``forward_head(forward_features(x), pre_logits=True)``."""
 
     def __init__(self, classifier: nn.Module, preprocessing):
         super().__init__()
@@ -22,11 +23,14 @@ class ClassifierFeatures(nn.Module):
         self.preprocessing = preprocessing
         with torch.no_grad():
             shape = (1, *preprocessing.input_shape)
-            self.num_features = int(classifier.forward_features(torch.zeros(shape)).shape[1])
+            self.num_features = int(self.penultimate(torch.zeros(shape)).shape[1])
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.forward_head(self.classifier.forward_features(x), pre_logits=True)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.forward_features(self.preprocessing.transform(x.float()))
+        return self.penultimate(self.preprocessing.transform(x.float()))
 
 
 def classifier_fid(

@@ -1,13 +1,16 @@
 """AlexNet (Krizhevsky, Sutskever & Hinton, 2012), in torchvision's single-tower form.
 
 Parameter names equal torchvision's ``alexnet`` (``features.0.weight`` ... ``classifier.6.bias``), so a torchvision
-state dict loads without renaming. ``forward_features`` runs everything up to the last hidden FC layer (B, 4096);
-the head is ``classifier.6``.
+state dict loads without renaming. ``forward_features`` is the convolutional ``features`` block: the unpooled map
+(B, 256, H', W') (6×6 at 224 px); ``forward_head`` pools it to 6×6 and runs the three FC layers, the last of which
+(``classifier.6``) is the classifier; ``forward_head(feats, pre_logits=True)`` stops before it (B, hidden).
+``forward_features(x, stages=True)`` gives the map after each of the three max poolings (``feature_info``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,15 +64,31 @@ class AlexNet(Classifier):
         )
         self.num_features = cfg.hidden
 
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        # nominal strides: the 11×11/4 conv and the three 3×3/2 poolings (224 px -> 27, 13, 6)
+        return [
+            {"num_chs": 64, "reduction": 8, "module": "features.2"},
+            {"num_chs": 192, "reduction": 16, "module": "features.5"},
+            {"num_chs": 256, "reduction": 32, "module": "features.12"},
+        ]
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         check_image_input("alexnet", self.cfg.in_channels, self.min_size, shape)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, 9216)
-        return self.classifier[:6](x)  # (B, hidden)
+    def forward_features(self, x: torch.Tensor, stages: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        if stages:
+            maps = []
+            for start, end in ((0, 3), (3, 6), (6, 13)):
+                x = self.features[start:end](x)
+                maps.append(x)
+            return maps
+        return self.features(x)  # (B, 256, H', W')
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.classifier[6](feats)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(feats), 1)  # (B, 9216)
+        x = self.classifier[:6](x)  # (B, hidden)
+        return x if pre_logits else self.classifier[6](x)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[6]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ShapeError
+from deepkit.models.base import example_generator, model_device
 from deepkit.models.registry import register_model
 from deepkit.nn import get_act
 
@@ -87,6 +88,13 @@ def _check(cfg: AutoencoderConfig, shape: tuple[int, ...]) -> None:
             )
 
 
+def _example(model: nn.Module, batch_size: int) -> dict[str, torch.Tensor]:
+    """``{"x": images (B, in_channels, *input_size)}`` uniform in [0, 1], the range the decoder reconstructs."""
+    cfg = model.cfg
+    x = torch.rand(batch_size, cfg.in_channels, *cfg.input_size, generator=example_generator(), device="cpu")
+    return {"x": x.to(model_device(model))}
+
+
 @register_model("autoencoder", AutoencoderConfig)
 class Autoencoder(nn.Module):
     """Deterministic autoencoder (dense by default; arch=conv for the convolutional one): x -> z -> logits."""
@@ -100,6 +108,9 @@ class Autoencoder(nn.Module):
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         _check(self.cfg, shape)
+
+    def example_input(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        return _example(self, batch_size)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # (B, C, H, W) -> (B, latent_dim)
@@ -129,6 +140,9 @@ class VAE(nn.Module):
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         _check(self.cfg, shape)
+
+    def example_input(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        return _example(self, batch_size)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, latent_dim) each

@@ -1,8 +1,14 @@
-"""Convolution → pooling → fully connected networks: LeNet-5 and a configurable ``simple_cnn``."""
+"""Convolution → pooling → fully connected networks: LeNet-5 and a configurable ``simple_cnn``.
+
+``forward_features`` returns the last pooled convolutional map (B, C, H, W); ``forward_head`` flattens or pools it,
+runs the FC layers and the classifier (see :mod:`deepkit.models.base`). ``forward_features(x, stages=True)`` gives
+the map after each 2× pooling, described by ``feature_info``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,7 +46,7 @@ class LeNet5(Classifier):
             _pool(cfg.pool),  # C1, S2
             nn.Conv2d(6, 16, 5),
             get_act(cfg.act),
-            _pool(cfg.pool),  # C3, S4: (B, 16, 5, 5) at 28/32 px
+            _pool(cfg.pool),  # C3, S4: (B, 16, 5, 5) at 28/32 px; forward_features ends here (features[:6])
             nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's sizes; lets larger images through
             nn.Flatten(),
             nn.Linear(16 * 5 * 5, 120),
@@ -52,11 +58,27 @@ class LeNet5(Classifier):
         self.num_features = 84
         self.head = nn.Linear(84, cfg.num_classes)
 
+    @property
+    def min_size(self) -> int:
+        return 28 - 2 * self.cfg.padding  # smallest side that still yields a 5×5 map after C3/S4
+
+    @property
+    def example_size(self) -> tuple[int, int]:
+        s = 32 - 2 * self.cfg.padding  # the paper's 32×32 geometry: 28 px (MNIST) at the default padding 2
+        return s, s
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        return [
+            {"num_chs": 6, "reduction": 2, "module": "features.2"},  # S2
+            {"num_chs": 16, "reduction": 4, "module": "features.5"},  # S4
+        ]
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 3:
             raise ShapeError(f"lenet5 expects images (C, H, W), got samples of shape {tuple(shape)}")
         c, h, w = shape
-        need = 28 - 2 * self.cfg.padding  # smallest side that still yields a 5×5 map after C3/S4
+        need = self.min_size
         if c != self.cfg.in_channels:
             raise ShapeError(f"lenet5 was built for {self.cfg.in_channels} channel(s), got images with {c}")
         if min(h, w) < need:
@@ -64,11 +86,15 @@ class LeNet5(Classifier):
                 f"lenet5 needs images of at least {need}×{need} px (padding={self.cfg.padding}), got {h}×{w}"
             )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (B, C, H, W) -> (B, 84)
+    def forward_features(self, x: torch.Tensor, stages: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        if stages:
+            s2 = self.features[:3](x)  # (B, 6, H/2, W/2)
+            return [s2, self.features[3:6](s2)]
+        return self.features[:6](x)  # (B, C, H, W) -> (B, 16, 5, 5) at the paper's sizes
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        feats = self.features[6:](feats)  # pool to 5×5 -> flatten -> C5 -> F6: (B, 84)
+        return feats if pre_logits else self.head(feats)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes)
@@ -134,13 +160,28 @@ class SimpleCNN(Classifier):
         self.num_features = n
         self.head = nn.Linear(n, cfg.num_classes)
 
+    @property
+    def min_size(self) -> int:
+        return 2 ** len(self.cfg.channels)  # one 2× pooling per stage
+
+    @property
+    def example_size(self) -> tuple[int, int]:
+        return tuple(self.cfg.input_size) if self.cfg.input_size else super().example_size
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        return [
+            {"num_chs": c, "reduction": 2 ** (i + 1), "module": f"features.{i}"}
+            for i, c in enumerate(self.cfg.channels)
+        ]
+
     def check_input(self, shape: tuple[int, ...]) -> None:
         if len(shape) != 3:
             raise ShapeError(f"simple_cnn expects images (C, H, W), got samples of shape {tuple(shape)}")
         c, h, w = shape
         if c != self.cfg.in_channels:
             raise ShapeError(f"simple_cnn was built for {self.cfg.in_channels} channel(s), got images with {c}")
-        need = 2 ** len(self.cfg.channels)
+        need = self.min_size
         if self.cfg.global_pool == "flatten" and [h, w] != list(self.cfg.input_size):
             raise ShapeError(
                 f"simple_cnn was built for {self.cfg.input_size[0]}×{self.cfg.input_size[1]} images "
@@ -152,11 +193,18 @@ class SimpleCNN(Classifier):
                 f"{need}×{need} px, got {h}×{w}"
             )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.features(x)))  # (B, C, H, W) -> (B, hidden)
+    def forward_features(self, x: torch.Tensor, stages: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        if stages:
+            maps = []
+            for stage in self.features:
+                x = stage(x)
+                maps.append(x)  # (B, channels[i], H / 2^(i+1), W / 2^(i+1))
+            return maps
+        return self.features(x)  # (B, C, H, W) -> (B, channels[-1], H / 2^n, W / 2^n)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        feats = self.fc(self.pool(feats))  # global pool (or flatten) -> FC: (B, num_features)
+        return feats if pre_logits else self.head(feats)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes)

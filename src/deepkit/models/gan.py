@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
 from deepkit.errors import ConfigError, ShapeError
+from deepkit.models.base import example_generator, model_device
 from deepkit.models.registry import register_model
 from deepkit.nn import get_norm
 
@@ -117,6 +118,12 @@ class DCGAN(nn.Module):
     def default_labels(self, n: int, device) -> torch.Tensor | None:
         """Labels 0, 1, ..., K-1, 0, 1, ... (a grid row per class if n % K == 0); None if unconditional."""
         return torch.arange(n, device=device) % self.cfg.num_classes if self.conditional else None
+
+    def example_input(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        """``{"z": noise (B, latent_dim)}``, plus ``"labels"`` 0, 1, ... (B,) when conditional."""
+        device = model_device(self)
+        z = torch.randn(batch_size, self.cfg.latent_dim, generator=example_generator(), device="cpu").to(device)
+        return {"z": z} if not self.conditional else {"z": z, "labels": self.default_labels(batch_size, device)}
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """One adversarial pass, D(G(z, y), y): discriminator logits (B,) for generated images."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepkit.models.base import Classifier
+from deepkit.models.base import Classifier, example_generator, model_device
 from deepkit.models.registry import register_model
 from deepkit.nn import get_act, get_norm
 
@@ -44,8 +44,13 @@ class MLP(Classifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, ...) -> (B, width)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)  # (B, width) -> (B, num_classes)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return feats if pre_logits else self.head(feats)  # (B, width) -> (B, num_classes)
+
+    def example_input(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        """``{"x": (batch_size, in_features)}``, standard normal."""
+        x = torch.randn(batch_size, self.cfg.in_features, generator=example_generator(), device="cpu")
+        return {"x": x.to(model_device(self))}
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepkit.errors import ConfigError, ShapeError
-from deepkit.models.base import Classifier
+from deepkit.models.base import Classifier, example_generator, model_device, random_ids
 from deepkit.models.registry import register_model
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -190,6 +190,18 @@ class _InputLayer(nn.Module):
             raise ShapeError(f"this model takes (B, T, {self.size}) real-valued steps; got shape {tuple(x.shape)}")
         return self.dropout(x.float())
 
+    def example(self, batch_size: int, seq_len: int) -> torch.Tensor:
+        """Token ids (B, T) in [1, vocab_size), or standard-normal steps (B, T, in_features)."""
+        g = example_generator()
+        if self.embedding is not None:
+            return random_ids(g, self.vocab_size, (batch_size, seq_len), low=1)  # 1: skip the usual padding id 0
+        return torch.randn(batch_size, seq_len, self.size, generator=g, device="cpu")
+
+
+def _sequence_example(model: nn.Module, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
+    """``{"x": ...}`` for the models that take ``(x, lengths=None)``; every sequence has the full length."""
+    return {"x": model.inputs.example(batch_size, seq_len).to(model_device(model))}
+
 
 # --- sequence classification / regression ------------------------------------------------------------------------
 @dataclass
@@ -229,8 +241,13 @@ class RNNClassifier(Classifier):
         mask = None if lengths is None else length_mask(lengths.to(out.device), out.shape[1])
         return self.pool(out, mask, self.encoder.last_hidden(state))  # (B, D*H)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_dropout(feats))  # (B, num_classes)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        feats = self.head_dropout(feats)
+        return feats if pre_logits else self.head(feats)  # (B, num_classes)
+
+    def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
+        """``{"x": token ids (B, seq_len)}``, or real-valued steps (B, seq_len, in_features) for forecasters."""
+        return _sequence_example(self, batch_size, seq_len)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes)
@@ -305,6 +322,10 @@ class RNNTagger(nn.Module):
         out, _ = self.encoder(self.inputs(x), lengths)
         return self.head(out)  # (B, T, num_classes); rows past each length are padding
 
+    def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
+        """``{"x": token ids (B, seq_len)}``."""
+        return _sequence_example(self, batch_size, seq_len)
+
 
 # --- language model ----------------------------------------------------------------------------------------------
 @dataclass
@@ -373,6 +394,10 @@ class RNNLanguageModel(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         out, _ = self.encoder(self.inputs(x), lengths)
         return self.logits(out)  # (B, T, V)
+
+    def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
+        """``{"x": token ids (B, seq_len)}``."""
+        return _sequence_example(self, batch_size, seq_len)
 
 
 register_model("lstm_lm", RNNLanguageModelConfig, cell="lstm")(RNNLanguageModel)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ConfigError
+from deepkit.models.base import example_generator, model_device, random_ids
 from deepkit.models.generation import encoder_decoder_beam
 from deepkit.models.registry import register_model
 from deepkit.models.rnn import CELLS, RecurrentEncoder, State, length_mask
@@ -173,6 +174,19 @@ class Seq2Seq(nn.Module):
         if attn[0] is not None:
             self.last_attention = torch.stack(attn, 1).detach()
         return torch.stack(logits, 1)
+
+    def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
+        """``{"src": (B, seq_len), "src_lengths": (B,), "tgt_in": (B, seq_len - 3)}``: right-padded sources of
+        decreasing lengths (the first is full) and targets that start with BOS; ids from 4 (past pad/unk/BOS/EOS)."""
+        g, c = example_generator(), self.cfg
+        src = random_ids(g, c.src_vocab_size, (batch_size, seq_len), low=4)
+        # lengths seq_len, seq_len - 1, ... (cycling through the upper half of the range)
+        lengths = seq_len - torch.arange(batch_size, device="cpu") % max(1, (seq_len + 1) // 2)
+        src = src.masked_fill(~length_mask(lengths, seq_len), c.padding_idx)
+        tgt_in = random_ids(g, c.tgt_vocab_size, (batch_size, max(1, seq_len - 3)), low=4)
+        tgt_in[:, 0] = c.bos_id
+        device = model_device(self)
+        return {"src": src.to(device), "src_lengths": lengths.to(device), "tgt_in": tgt_in.to(device)}
 
     # --- inference -----------------------------------------------------------------------------------------------
     @torch.no_grad()

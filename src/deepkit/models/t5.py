@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError, ShapeError
+from deepkit.models.base import example_generator, random_ids
 from deepkit.models.generation import encoder_decoder_beam
 from deepkit.models.registry import register_model
 from deepkit.models.token_model import TokenModel, check_head, hf_activation
@@ -249,9 +250,10 @@ class T5(TokenModel):
             nn.init.normal_(self.lm_head.weight, std=1.0)
 
     def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
+        """The encoder's ``input_ids``/``attention_mask`` and ``decoder_input_ids`` of half the length."""
         inputs = super().example_input(batch_size, seq_len)
-        g = torch.Generator().manual_seed(1)
-        inputs["decoder_input_ids"] = torch.randint(0, self.cfg.vocab_size, (batch_size, seq_len // 2), generator=g)
+        dec = random_ids(example_generator(1), self.cfg.vocab_size, (batch_size, max(1, seq_len // 2)))
+        inputs["decoder_input_ids"] = dec.to(inputs["input_ids"].device)
         return inputs
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:

@@ -8,12 +8,13 @@ class attributes below tell :mod:`deepkit.interop.hf` how the family's config an
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from deepkit.errors import ConfigError, ShapeError, suggest
+from deepkit.models.base import example_generator, model_device, random_ids
 
 
 class TokenModel(nn.Module):
@@ -30,12 +31,14 @@ class TokenModel(nn.Module):
     hf_architectures: ClassVar[dict[str, str]] = {}
 
     def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
-        """Keyword arguments for ``forward`` with random token ids (and a padding mask with one padded row end)."""
-        g = torch.Generator().manual_seed(0)
-        ids = torch.randint(0, self.cfg.vocab_size, (batch_size, seq_len), generator=g)
-        mask = torch.ones(batch_size, seq_len, dtype=torch.long)
-        mask[0, seq_len // 2 :] = 0  # the first row is half padding
-        return {"input_ids": ids, "attention_mask": mask}
+        """Keyword arguments for ``forward``: random token ids ``(B, T)`` and a padding mask whose first row ends in
+        padding; ``T`` is ``seq_len`` cut to the model's ``context_length``."""
+        seq_len = min(seq_len, getattr(self, "context_length", seq_len))
+        ids = random_ids(example_generator(), self.cfg.vocab_size, (batch_size, seq_len))
+        mask = torch.ones(batch_size, seq_len, dtype=torch.long, device="cpu")
+        mask[0, max(1, seq_len // 2) :] = 0  # the first row is half padding (one real token at least)
+        device = model_device(self)
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
     def check_ids(self, input_ids: torch.Tensor, max_len: int | None = None, offset: int = 0) -> None:
         """Raise ``ShapeError`` for ids that are not (B, T) integers within the vocabulary and context length."""
@@ -80,9 +83,3 @@ def hf_activation(name: str) -> nn.Module:
 
 def config_fields(cfg_cls: type) -> set[str]:
     return {f.name for f in fields(cfg_cls)}
-
-
-def shared_hf_fields(cfg: Any, hf: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a ``config.json`` whose names are fields of deepkit config ``cfg`` (same names as HF)."""
-    names = config_fields(type(cfg)) if not isinstance(cfg, type) else config_fields(cfg)
-    return {k: v for k, v in hf.items() if k in names}

@@ -1,13 +1,17 @@
 """VGG (Simonyan & Zisserman, 2015): stacks of 3×3 convolutions and 2×2 max pooling, then three FC layers.
 
 Parameter names equal torchvision's ``vgg11``/``vgg11_bn``/``vgg16``/``vgg16_bn`` (``features.N.*``,
-``classifier.{0,3,6}.*``), so torchvision state dicts load without renaming. ``forward_features`` ends after the
-second FC layer (B, 4096); the head is ``classifier.6``.
+``classifier.{0,3,6}.*``), so torchvision state dicts load without renaming. ``forward_features`` is the
+convolutional ``features`` block: the unpooled map (B, 512, H/32, W/32); ``forward_head`` pools it to 7×7 and runs
+the three FC layers, the last of which (``classifier.6``) is the classifier; ``forward_head(feats, pre_logits=True)``
+stops before it (B, hidden). ``forward_features(x, stages=True)`` gives the map after each of the five max poolings
+(strides 2 to 32, ``feature_info``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,6 +95,19 @@ class VGG(Classifier):
         self.num_features = cfg.hidden
         self._init_weights()
 
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """One entry per 2× max pooling: the channels of the conv before it, stride 2, 4, 8, 16, 32."""
+        info, c, i = [], self.cfg.in_channels, 0
+        for v in VGG_LAYERS[self.cfg.depth]:
+            if v == "M":
+                info.append({"num_chs": c, "reduction": 2 ** (len(info) + 1), "module": f"features.{i}"})
+                i += 1
+            else:
+                c = v
+                i += 3 if self.cfg.norm == "batchnorm" else 2  # conv, (norm), relu
+        return info
+
     def _init_weights(self) -> None:
         # as torchvision: He init (fan_out) for convs, N(0, 0.01) for linear layers, zero biases
         for m in self.modules():
@@ -107,12 +124,21 @@ class VGG(Classifier):
     def check_input(self, shape: tuple[int, ...]) -> None:
         check_image_input(getattr(self, "model_name", "vgg"), self.cfg.in_channels, self.min_size, shape)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, 25088)
-        return self.classifier[:6](x)  # (B, hidden)
+    def forward_features(self, x: torch.Tensor, stages: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        if stages:
+            maps, start = [], 0
+            for info in self.feature_info:
+                end = int(info["module"].split(".")[1]) + 1  # up to and including this pooling
+                x = self.features[start:end](x)
+                maps.append(x)
+                start = end
+            return maps
+        return self.features(x)  # (B, 512, H/32, W/32)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.classifier[6](feats)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(feats), 1)  # (B, 25088)
+        x = self.classifier[:6](x)  # (B, hidden)
+        return x if pre_logits else self.classifier[6](x)
 
     def get_classifier(self) -> nn.Module:
         return self.classifier[6]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ConfigError
+from deepkit.models.base import example_generator, model_device, random_ids
 from deepkit.models.registry import register_model
 
 
@@ -59,6 +60,16 @@ class Word2Vec(nn.Module):
         pos = (h * self.out_embed(target)).sum(-1)  # (B,)
         neg = torch.einsum("bd,bkd->bk", h, self.out_embed(negatives))  # (B, K)
         return pos, neg
+
+    def example_input(self, batch_size: int = 2, window: int = 2, negatives: int = 3) -> dict[str, torch.Tensor]:
+        """``{"center": (B,), "context": (B,) skip-gram or (B, 2·window) CBOW, "negatives": (B, negatives)}``, ids
+        from 1 (past the padding id 0)."""
+        g, v = example_generator(), self.cfg.vocab_size
+        center = random_ids(g, v, (batch_size,), low=1)
+        context = random_ids(g, v, (batch_size,) if self.cfg.mode == "skipgram" else (batch_size, 2 * window), low=1)
+        neg = random_ids(g, v, (batch_size, negatives), low=1)
+        device = model_device(self)
+        return {"center": center.to(device), "context": context.to(device), "negatives": neg.to(device)}
 
     def vectors(self) -> torch.Tensor:
         """The learned word vectors (V, D)."""
