@@ -112,7 +112,7 @@ def test_cli_predict_text_file_and_long_input_policy(sentiment_run, tmp_path, ca
     p.saved.max_len, p.saved.truncation = 4, "error"
     with pytest.raises(DataError, match="more than max_len=4"):
         p.predict(["the film was really quite good"])
-    p.meta["truncation"] = "warn"
+    p.saved.truncation = "warn"
     with pytest.warns(UserWarning, match="truncated"):
         p.predict(["the film was really quite good"])
 

@@ -5,13 +5,13 @@
 >>> deepkit.load(result.run_dir).predict(images)                # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from deepkit.api import RunResult, evaluate, load, train  # noqa: E402
 from deepkit.errors import DeepkitError  # noqa: E402
 from deepkit.families import Predictor, families, register_family  # noqa: E402
+from deepkit.interop import hf as _hf  # noqa: E402, F401  (create_model reads Hugging Face checkpoint directories)
 from deepkit.models import create_model, list_models, register_model  # noqa: E402
 from deepkit.train import Trainer  # noqa: E402
+from deepkit.version import __version__
 
 __all__ = [
     "DeepkitError",

@@ -10,51 +10,20 @@ suggests the nearest valid key; values are type-checked.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from deepkit.config import coerce, from_dict, prune_unknown, to_dict
+from deepkit.config import coerce, from_dict, prune_unknown
 from deepkit.errors import ConfigError, suggest
-from deepkit.families.base import Family
+from deepkit.families.base import Family, Recipe
 from deepkit.families.registry import DEFAULT_TASK, family_of
 from deepkit.models.registry import get_entry, model_config
 from deepkit.train.trainer import TrainerConfig
 
 SECTIONS = ("name", "description", "task", "model", "data", "trainer")  # every family's; families may add more
-
-
-@dataclass
-class Recipe:
-    """A validated recipe: the family's ``task`` and ``data`` sections, the model section, the trainer's."""
-
-    name: str
-    description: str
-    task: Any  # the family's task-section dataclass (has ``name``)
-    model: dict[str, Any]  # name + that model's config fields
-    data: Any  # the family's data-section dataclass
-    trainer: TrainerConfig
-    family: Family = field(repr=False, compare=False)
-    extra: dict[str, Any] = field(default_factory=dict)  # the family's optional sections (None when absent)
-
-    @property
-    def finetune(self) -> Any:
-        """The ``finetune`` section (transfer learning), or None."""
-        return self.extra.get("finetune")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {
-            "name": self.name,
-            "description": self.description,
-            "task": to_dict(self.task),
-            "model": to_dict(self.model),
-            "data": to_dict(self.data),
-            "trainer": to_dict(self.trainer),
-        }
-        return {**out, **{k: to_dict(self.extra.get(k)) for k in self.family.sections}}
 
 
 def bundled_recipes() -> dict[str, Path]:

@@ -174,7 +174,7 @@ def write_config(run_dir: Path, resolved: dict[str, Any], command: list[str] | N
     import torch
     import yaml
 
-    from deepkit import __version__
+    from deepkit.version import __version__
     from deepkit.weights import atomic_write_text
 
     resolved = dict(resolved)

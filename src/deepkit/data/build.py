@@ -30,7 +30,7 @@ DATASETS = {
 }
 
 
-TARGETS = ("label", "binary", "value")  # class labels (int64), binary 0/1 (float), real values (float, (N, K))
+TARGETS = ("label", "bit", "value")  # class labels (int64), 0/1 bits (float), real values (float, (N, K))
 
 
 @dataclass
@@ -90,7 +90,7 @@ class DataBundle(DataModule):
         """Width of the model's last layer."""
         if self.target == "label":
             return len(self.preprocessing.class_names or [])
-        if self.target == "binary":
+        if self.target == "bit":
             return 1
         return int(self.train[1].shape[1]) if self.train[1].ndim > 1 else 1
 
@@ -143,7 +143,7 @@ def read_raw(cfg: DataConfig) -> RawData:
 def encode_targets(
     target: str, y: np.ndarray, class_names: list[str] | None, where: str
 ) -> tuple[torch.Tensor, list | None]:
-    """Raw targets -> tensors: int64 labels (``label``), float 0/1 (``binary``), float (N, 1) (``value``)."""
+    """Raw targets -> tensors: int64 labels (``label``), float 0/1 (``bit``), float (N, 1) (``value``)."""
     if target == "value":
         try:
             values = np.asarray(y, dtype=np.float32)
@@ -160,7 +160,7 @@ def encode_targets(
         labels = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
     else:
         labels = np.asarray(y, dtype=np.int64)
-    if target == "binary":
+    if target == "bit":
         if len(class_names) != 2:
             raise DataError(
                 f"{where}: binary classification needs exactly 2 classes, got {len(class_names)} "

@@ -19,7 +19,7 @@ list its verbs, and ``deepkit --help`` should not pay for torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,9 +29,41 @@ if TYPE_CHECKING:
     import torch
 
     from deepkit.data.module import DataModule
-    from deepkit.recipe import Recipe
     from deepkit.tasks.base import Task
-    from deepkit.train.trainer import Trainer
+    from deepkit.train.trainer import Trainer, TrainerConfig
+
+
+@dataclass
+class Recipe:
+    """A validated recipe (``deepkit.recipe.validate``): the family's ``task`` and ``data`` sections, the model
+    section, the trainer's, and the family's optional sections."""
+
+    name: str
+    description: str
+    task: Any  # the family's task-section dataclass (has ``name``)
+    model: dict[str, Any]  # name + that model's config fields
+    data: Any  # the family's data-section dataclass
+    trainer: TrainerConfig
+    family: Family = field(repr=False, compare=False)  # the family that owns task.name
+    extra: dict[str, Any] = field(default_factory=dict)  # the family's optional sections (None when absent)
+
+    @property
+    def finetune(self) -> Any:
+        """The ``finetune`` section (transfer learning), or None."""
+        return self.extra.get("finetune")
+
+    def to_dict(self) -> dict[str, Any]:
+        from deepkit.config import to_dict
+
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "task": to_dict(self.task),
+            "model": to_dict(self.model),
+            "data": to_dict(self.data),
+            "trainer": to_dict(self.trainer),
+        }
+        return {**out, **{k: to_dict(self.extra.get(k)) for k in self.family.sections}}
 
 
 class Saved:

@@ -29,7 +29,7 @@ TASKS = {
     "binary": "binary classification: BCE with logits, accuracy, F1, ROC-AUC",
     "regression": "regression: MSE/MAE/Huber loss, RMSE, MAE, R²",
 }
-TARGET = {"classification": "label", "binary": "binary", "regression": "value"}  # how each task encodes targets
+TARGET = {"classification": "label", "binary": "bit", "regression": "value"}  # how each task encodes targets
 
 
 @dataclass

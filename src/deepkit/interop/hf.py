@@ -27,7 +27,7 @@ from torch import nn
 
 from deepkit.config import to_dict
 from deepkit.errors import CheckpointError, ConfigError
-from deepkit.models.registry import get_entry, load_state_dict_checked, model_config
+from deepkit.models.registry import get_entry, load_state_dict_checked, model_config, register_weight_reader
 from deepkit.models.token_model import TokenModel, config_fields
 from deepkit.weights import atomic_write_text, load_weights
 
@@ -269,3 +269,6 @@ def export_hf(model: nn.Module, path: str | Path) -> Path:
     if tok is not None:
         tok.save(str(out / "tokenizer.json"))
     return out
+
+
+register_weight_reader(is_hf_checkpoint, load_hf)  # create_model(name, weights=HF_DIR)

@@ -28,6 +28,15 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_WEIGHT_READERS: list[tuple[Any, Any]] = []  # (recognizes(path), build(name, path, trust_pickle, **overrides))
+
+
+def register_weight_reader(recognizes, build) -> None:
+    """Teach :func:`create_model` another checkpoint layout: ``recognizes(path) -> bool`` says whether ``weights``
+    is one, ``build(name, path, trust_pickle=..., **overrides) -> model`` builds the model from it. The Hugging Face
+    reader (``deepkit.interop.hf``) registers itself this way when ``deepkit`` is imported."""
+    if (recognizes, build) not in _WEIGHT_READERS:
+        _WEIGHT_READERS.append((recognizes, build))
 
 
 def register_model(name: str, config: type, description: str | None = None, **defaults: Any):
@@ -84,10 +93,9 @@ def create_model(
     """
     state = meta = None
     if weights is not None:
-        from deepkit.interop.hf import is_hf_checkpoint, load_hf  # interop sits above models: import late
-
-        if is_hf_checkpoint(weights):
-            return load_hf(name, weights, trust_pickle=trust_pickle, **overrides)
+        for recognizes, build in _WEIGHT_READERS:
+            if recognizes(weights):
+                return build(name, weights, trust_pickle=trust_pickle, **overrides)
         state, meta = load_weights(weights, trust_pickle=trust_pickle)
         if meta.get("model") and meta["model"] != name:
             raise ConfigError(f"weights {weights} are for model '{meta['model']}', not '{name}'")

@@ -11,13 +11,12 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deepkit.errors import ConfigError
 from deepkit.weights import atomic_write_text
 
-if TYPE_CHECKING:
-    from deepkit.train.trainer import Trainer
+Trainer = Any  # deepkit.train.trainer.Trainer, which imports this module (so it is not imported here)
 
 
 class Callback:

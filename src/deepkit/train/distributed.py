@@ -40,7 +40,6 @@ from torch import nn
 
 from deepkit.errors import ConfigError
 
-Strategy = Literal["auto", "none", "ddp", "fsdp"]
 FSDP_MIN_PARAMS = 1_000_000  # sub-modules with at least this many parameters become their own FSDP2 unit
 
 

@@ -9,7 +9,7 @@ schedule (a pure function of the step), and all of them are saved in and restore
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,7 +19,8 @@ from deepkit.train.optim import OptimizerConfig, Schedule, build_optimizer
 
 if TYPE_CHECKING:
     from deepkit.tasks.base import Task
-    from deepkit.train.trainer import TrainerConfig
+
+TrainerConfig = Any  # deepkit.train.trainer.TrainerConfig, whose module imports this one
 
 
 def build_named_optimizers(task: Task, cfg: TrainerConfig) -> dict[str, torch.optim.Optimizer]:

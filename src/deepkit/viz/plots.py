@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from deepkit.train.trainer import Trainer
-
-from deepkit.train.callbacks import Callback
+from deepkit.train.callbacks import Callback, Trainer
 
 _SKIP = {"epoch", "step", "lr", "samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
 

@@ -1,0 +1,3 @@
+"""The release of deepkit (kept apart so that any module can read it without importing the package's API)."""
+
+__version__ = "0.1.0"
