@@ -33,6 +33,14 @@ def now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """This process's command as a user would type it: ``deepkit train ...`` for the CLI (also ``python -m``)."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and Path(argv[0]).name in ("deepkit", "__main__.py"):
+        return " ".join(["deepkit", *argv[1:]])
+    return " ".join(argv)
+
+
 def git_commit() -> str | None:
     try:
         return (
@@ -68,7 +76,7 @@ class RunLock:
         except OSError:
             os.close(fd)
             raise RunLocked(f"{self.run_dir} is in use: {describe_holder(self.run_dir)}") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "command": " ".join(sys.argv)}
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "command": command_line()}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
@@ -180,7 +188,7 @@ def write_config(run_dir: Path, resolved: dict[str, Any], command: list[str] | N
     resolved = dict(resolved)
     resolved["meta"] = {
         "git_commit": git_commit(),
-        "command": " ".join(command or sys.argv),
+        "command": command_line(command),
         "deepkit": __version__,
         "torch": str(torch.__version__),
         "created": now(),
