@@ -65,9 +65,57 @@ def _run_cli(
     )
 
 
+def _run_main(
+    *args: str | os.PathLike,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = CLI_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """``deepkit ARGS`` in this process: ``deepkit.cli.main`` with stdout, stderr and deepkit's warnings captured,
+    as a CompletedProcess. What a CLI test checks (exit code, one-line errors, output, files) without the seconds
+    of starting Python and importing torch again; with ``env`` it runs as a real process."""
+    import contextlib
+    import io
+    import traceback
+    import warnings
+
+    from deepkit.cli import main
+
+    if env is not None:
+        return _run_cli(*args, cwd=cwd, timeout=timeout, env=env)
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.resetwarnings()  # as in a fresh process: every warning shown once, on stderr
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(m, c, f, n, line)
+        )
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except Exception:  # what the interpreter does with an uncaught exception (--debug re-raises)
+            traceback.print_exc()
+            code = 1
+        finally:
+            os.chdir(old)
+    return subprocess.CompletedProcess(["deepkit", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def run_cli() -> Callable[..., subprocess.CompletedProcess]:
-    """``run_cli(*args, cwd=None, timeout=..., env=None)`` -> CompletedProcess of ``python -m deepkit ARGS``."""
+    """``run_cli(*args, cwd=None, timeout=..., env=None)`` -> CompletedProcess of ``deepkit ARGS`` run in this
+    process (see ``_run_main``); ``run_cli_process`` where the process itself matters (signals, launchers)."""
+    return _run_main
+
+
+@pytest.fixture(scope="session")
+def run_cli_process() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_cli_process(*args, cwd=None, timeout=..., env=None)`` -> CompletedProcess of ``python -m deepkit ARGS``."""
     return _run_cli
 
 

@@ -55,7 +55,7 @@ def toy_multi30k(tmp_path_factory):
     return folder
 
 
-def test_tiny_translation_run_beats_copying_the_source(toy_multi30k, tmp_path):
+def test_tiny_translation_run_beats_copying_the_source(toy_multi30k, tmp_path, run_cli):
     recipe = {
         "name": "toy_mt",
         "task": {"name": "translation"},
@@ -71,6 +71,14 @@ def test_tiny_translation_run_beats_copying_the_source(toy_multi30k, tmp_path):
     p = deepkit.load(res.run_dir)
     assert p.translate(["ein mann läuft"], beam_size=3) == ["a man runs"]
     assert deepkit.evaluate(res.run_dir)["loss"] == pytest.approx(m["loss"], rel=1e-5)
+    proc = run_cli("translate", res.run_dir, "ein hund sitzt", "eine frau läuft", "--beam-size", "1")
+    assert proc.returncode == 0 and proc.stdout.splitlines() == ["a dog sits", "a woman runs"], proc.stderr
+    (tmp_path / "src.txt").write_text("ein kind\n\nein mann sitzt\n")
+    proc = run_cli("translate", res.run_dir, "--file", tmp_path / "src.txt")
+    lines = proc.stdout.splitlines()  # one per non-empty line, beam search by default
+    assert len(lines) == 2 and lines[0] == "a child" and lines[1].startswith("a man sits"), proc.stderr
+    proc = run_cli("translate", res.run_dir)
+    assert proc.returncode == 2 and "no sentences given" in proc.stderr
 
 
 def test_adding_problem_has_two_markers_one_per_half():
@@ -108,5 +116,8 @@ def test_adding_run_stores_gradient_norms(tmp_path):
     res = deepkit.train(recipe, out=tmp_path / "add")
     norms = json.loads((res.run_dir / "gradient_norms.json").read_text())
     assert len(norms["trained"]) == len(norms["init"]) == 12
+    init = norms["init"]
+    deepkit.train(resume=res.run_dir, trainer={"epochs": 2})  # the untrained model's norms survive a resume
+    assert json.loads((res.run_dir / "gradient_norms.json").read_text())["init"] == init
     assert (res.run_dir / "plots" / "gradient_norms.png").is_file()
     assert {"accuracy", "mse", "baseline_mse"} <= set(res.metrics)

@@ -228,12 +228,12 @@ def _in_group(rank: int, world: int, port: int, fn) -> None:
 
 
 # --- the CLI launcher --------------------------------------------------------------------------------------------
-def test_cli_nproc_2_trains_and_matches_one_process(tmp_path, run_cli):
+def test_cli_nproc_2_trains_and_matches_one_process(tmp_path, run_cli_process):
     args = ["train", "digits_mlp", "trainer.epochs=1", "model.dropout=0", "model.width=64", "data.batch_size=48"]
-    two = run_cli(*args, "--nproc", "2", "--out", "two", "trainer.progress=plain", cwd=tmp_path)
+    two = run_cli_process(*args, "--nproc", "2", "--out", "two", "trainer.progress=plain", cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("run directory:") == 1  # rank 0 speaks for all
-    one = run_cli(*args, "--out", "one", "trainer.progress=plain", cwd=tmp_path)
+    one = run_cli_process(*args, "--out", "one", "trainer.progress=plain", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no stray run directory from rank 1
     _assert_same_weights(_weights(tmp_path / "two"), _weights(tmp_path / "one"))
@@ -252,18 +252,18 @@ def test_cli_nproc_2_trains_and_matches_one_process(tmp_path, run_cli):
         (["trainer.strategy=zero"], "trainer.strategy"),
     ],
 )
-def test_bad_distributed_input_is_one_line(tmp_path, run_cli, args, message):
-    proc = run_cli("train", "digits_mlp", *args, "--out", "r", cwd=tmp_path)
+def test_bad_distributed_input_is_one_line(tmp_path, run_cli_process, args, message):
+    proc = run_cli_process("train", "digits_mlp", *args, "--out", "r", cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not (tmp_path / "r").exists()
 
 
-def test_an_error_in_the_launched_processes_is_one_line_from_rank_0(tmp_path, run_cli):
+def test_an_error_in_the_launched_processes_is_one_line_from_rank_0(tmp_path, run_cli_process):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.yaml").write_text("name: x\n")
-    proc = run_cli("train", "digits_mlp", "--nproc", "2", "--out", "taken", cwd=tmp_path)  # found by rank 0
+    proc = run_cli_process("train", "digits_mlp", "--nproc", "2", "--out", "taken", cwd=tmp_path)  # found by rank 0
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: run directory taken already exists"), proc.stderr

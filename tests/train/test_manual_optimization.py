@@ -184,14 +184,14 @@ GAN_ARGS = [
 
 
 @pytest.mark.slow  # ~60 s: three CLI runs (killed, reference, resumed)
-def test_gan_resume_after_sigkill_is_bit_identical(tmp_path, kill_mid_epoch, run_cli):
+def test_gan_resume_after_sigkill_is_bit_identical(tmp_path, kill_mid_epoch, run_cli_process):
     a, b = tmp_path / "A", tmp_path / "B"
     seen, _ = kill_mid_epoch(GAN_ARGS, a, tmp_path / "a.log", max_batch=60)  # mid-epoch 2 (~66 batches an epoch)
     assert seen is not None, (tmp_path / "a.log").read_text()[-2000:]
     assert json.loads((a / "run.json").read_text())["status"] == "running"
-    ref = run_cli(*GAN_ARGS, "--out", b, timeout=300)
+    ref = run_cli_process(*GAN_ARGS, "--out", b, timeout=300)
     assert ref.returncode == 0, ref.stderr
-    resumed = run_cli("train", "--resume", a, timeout=300)
+    resumed = run_cli_process("train", "--resume", a, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     for ckpt in ("last", "best"):
         wa = load_file(str(a / "checkpoints" / ckpt / "model.safetensors"))

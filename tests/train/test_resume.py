@@ -72,9 +72,9 @@ def test_sigkill_leaves_a_running_resumable_run(killed_and_reference):
     assert loop["step"] >= killed_and_reference["seen"]["step"]
 
 
-def test_resume_after_sigkill_is_bit_identical(killed_and_reference, run_cli):
+def test_resume_after_sigkill_is_bit_identical(killed_and_reference, run_cli_process):
     a, b = killed_and_reference["a"], killed_and_reference["b"]
-    proc = run_cli("train", "--resume", a, timeout=300)
+    proc = run_cli_process("train", "--resume", a, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((a / "run.json").read_text())["status"] == "finished"
     for ckpt in ("last", "best"):
