@@ -114,6 +114,17 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture(scope="session")
+def deepkit_cli() -> Callable[..., tuple[int, str, str]]:
+    """``deepkit_cli(*args, cwd=None)`` -> (exit code, stdout, stderr) of ``deepkit ARGS`` run in this process."""
+
+    def call(*args: str | os.PathLike, cwd: str | os.PathLike | None = None) -> tuple[int, str, str]:
+        proc = _run_main(*args, cwd=cwd)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    return call
+
+
+@pytest.fixture(scope="session")
 def run_cli_process() -> Callable[..., subprocess.CompletedProcess]:
     """``run_cli_process(*args, cwd=None, timeout=..., env=None)`` -> CompletedProcess of ``python -m deepkit ARGS``."""
     return _run_cli

@@ -11,19 +11,8 @@ from PIL import Image
 
 import deepkit
 from deepkit.api import open_run
-from deepkit.cli import main
 
 FAST = ["data.name=digits", "trainer.epochs=2", "trainer.progress=none", "data.batch_size=64"]
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +59,12 @@ def test_vae_val_split_is_binarized_once_and_training_is_dynamic(vae_run):
     assert set(task.prepare(train[:64]).unique().tolist()) == {0.0, 1.0}
 
 
-def test_sample_writes_a_grid_for_vae_and_conditional_gan(vae_run, gan_run, tmp_path, capsys):
-    code, out, _ = cli(capsys, "sample", vae_run, "-n", 16, "--out", tmp_path / "v.png")
+def test_sample_writes_a_grid_for_vae_and_conditional_gan(vae_run, gan_run, tmp_path, deepkit_cli):
+    code, out, _ = deepkit_cli("sample", vae_run, "-n", 16, "--out", tmp_path / "v.png")
     assert code == 0 and "wrote 16 samples" in out
     scale = 56 // 8  # 8×8 digits are enlarged ×7
     assert Image.open(tmp_path / "v.png").size == (8 * (8 * scale + 2) + 2, 2 * (8 * scale + 2) + 2)
-    code, _, _ = cli(capsys, "sample", gan_run, "-n", 20, "--label", 7, "--out", tmp_path / "g.png")
+    code, _, _ = deepkit_cli("sample", gan_run, "-n", 20, "--label", 7, "--out", tmp_path / "g.png")
     assert code == 0 and (tmp_path / "g.png").is_file()
     assert (gan_run / "plots" / "samples_epoch002.png").is_file()
     metrics = (gan_run / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -93,7 +82,7 @@ def test_conditional_samples_follow_the_label(gan_run):
     assert not torch.equal(a, b)  # same noise, another label: another image
 
 
-def test_autoencoder_anomaly_report_latent_plot_and_embed(ae_run, tmp_path, capsys):
+def test_autoencoder_anomaly_report_latent_plot_and_embed(ae_run, tmp_path, deepkit_cli):
     res = json.loads((ae_run / "results.json").read_text())["metrics"]
     for key in ("anomaly_auroc", "anomaly_threshold", "anomaly_f1", "latent2d_knn_accuracy", "pca2d_knn_accuracy"):
         assert key in res, key
@@ -102,17 +91,17 @@ def test_autoencoder_anomaly_report_latent_plot_and_embed(ae_run, tmp_path, caps
     bundle = open_run(ae_run).data
     assert 0 not in bundle.train[1].tolist() and 0 not in bundle.val[1].tolist()  # the anomaly is held out
     assert 0 in bundle.test[1].tolist()
-    code, out, _ = cli(capsys, "encode", ae_run, "--out", tmp_path / "codes.csv")
+    code, out, _ = deepkit_cli("encode", ae_run, "--out", tmp_path / "codes.csv")
     assert code == 0
     lines = (tmp_path / "codes.csv").read_text().splitlines()
     assert lines[0] == "label," + ",".join(f"z{i}" for i in range(8))
     assert len(lines) - 1 == len(bundle.test[1]) and f"wrote {len(bundle.test[1])} codes of dimension 8" in out
-    code, _, _ = cli(capsys, "embed", ae_run, "--split", "val", "--out", tmp_path / "codes.npz")  # the former name
+    code, _, _ = deepkit_cli("embed", ae_run, "--split", "val", "--out", tmp_path / "codes.npz")  # the former name
     assert code == 0 and np.load(tmp_path / "codes.npz")["codes"].shape == (len(bundle.val[1]), 8)
 
 
-def test_eval_of_a_generative_run_matches_its_results(vae_run, capsys):
-    code, out, _ = cli(capsys, "eval", vae_run, "--json")
+def test_eval_of_a_generative_run_matches_its_results(vae_run, deepkit_cli):
+    code, out, _ = deepkit_cli("eval", vae_run, "--json")
     assert code == 0
     got, want = json.loads(out), json.loads((vae_run / "results.json").read_text())["metrics"]
     for key in ("loss", "recon", "kl"):
@@ -131,9 +120,9 @@ def test_eval_of_a_generative_run_matches_its_results(vae_run, capsys):
         (["predict", "{gan}", "x.png"], "use `deepkit sample`"),
     ],
 )
-def test_generative_command_errors_are_one_line(args, fragment, vae_run, gan_run, ae_run, tmp_path, capsys):
+def test_generative_command_errors_are_one_line(args, fragment, vae_run, gan_run, ae_run, tmp_path, deepkit_cli):
     paths = {"gan": gan_run, "vae": vae_run, "ae": ae_run, "tmp": tmp_path}
-    code, _, err = cli(capsys, *[a.format(**paths) for a in args])
+    code, _, err = deepkit_cli(*[a.format(**paths) for a in args])
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and fragment in err, err
 
@@ -145,24 +134,23 @@ def test_generative_command_errors_are_one_line(args, fragment, vae_run, gan_run
         ("task.gan.loss=wgan", "task.gan.loss: expected one of 'nonsaturating', 'hinge', 'wgan-gp', got 'wgan'"),
     ],
 )
-def test_bad_gan_options_are_named(override, fragment, tmp_path, capsys):
-    code, _, err = cli(capsys, "train", "mnist_cdcgan", override, "--out", tmp_path / "r")
+def test_bad_gan_options_are_named(override, fragment, tmp_path, deepkit_cli):
+    code, _, err = deepkit_cli("train", "mnist_cdcgan", override, "--out", tmp_path / "r")
     assert code == 2 and fragment in err, err
 
 
-def test_task_and_model_must_match(tmp_path, capsys):
-    code, _, err = cli(capsys, "train", "mnist_vae", *FAST, "model.name=dcgan", "--out", tmp_path / "r")
+def test_task_and_model_must_match(tmp_path, deepkit_cli):
+    code, _, err = deepkit_cli("train", "mnist_vae", *FAST, "model.name=dcgan", "--out", tmp_path / "r")
     assert code == 2 and "task 'vae' needs model vae or conv_vae, got model.name=dcgan" in err
-    code, _, err = cli(capsys, "train", "mnist_cdcgan", "data.name=diabetes", "--out", tmp_path / "r2")
+    code, _, err = deepkit_cli("train", "mnist_cdcgan", "data.name=diabetes", "--out", tmp_path / "r2")
     assert code == 2 and "expected images (channels, height, width)" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
 
 
-def test_a_collapsing_gan_stops_with_the_step_where_it_started(tmp_path, capsys):
+def test_a_collapsing_gan_stops_with_the_step_where_it_started(tmp_path, deepkit_cli):
     """D far faster than G (d_lr 0.01 vs g_lr 1e-6, no smoothing): D's loss falls to ~0 and stays there."""
     out = tmp_path / "div"
-    code, _, err = cli(
-        capsys,
+    code, _, err = deepkit_cli(
         "train",
         "mnist_dcgan",
         *FAST,

@@ -14,19 +14,8 @@ import numpy as np
 import pytest
 
 import deepkit
-from deepkit.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "release_a57365d"
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
@@ -51,29 +40,29 @@ def results(run: Path) -> dict[str, float]:
         ("forecast", ("loss", "rmse", "mae")),
     ],
 )
-def test_an_old_run_evaluates_to_the_figures_it_wrote(old, run, keys, capsys):
-    code, out, err = cli(capsys, "eval", old / run, "--json")
+def test_an_old_run_evaluates_to_the_figures_it_wrote(old, run, keys, deepkit_cli):
+    code, out, err = deepkit_cli("eval", old / run, "--json")
     assert code == 0, err
     got, want = json.loads(out), results(old / run)
     for key in keys:
         assert got[key] == pytest.approx(want[key], rel=1e-4), key
 
 
-def test_an_old_run_predicts_with_its_family_verbs(old, capsys):
-    code, out, err = cli(capsys, "predict", old / "digits_mlp", *sorted((old / "digits_mlp" / "samples").glob("*.png")))
+def test_an_old_run_predicts_with_its_family_verbs(old, deepkit_cli):
+    code, out, err = deepkit_cli("predict", old / "digits_mlp", *sorted((old / "digits_mlp" / "samples").glob("*.png")))
     assert code == 0, err
     labels = [line.split("label_")[1].split(".png")[0] for line in out.splitlines()]
     predicted = [line.split(": ")[1].split(" ")[0] for line in out.splitlines()]
     assert len(labels) == 8 and sum(a == b for a, b in zip(labels, predicted, strict=True)) >= 2
 
-    code, out, err = cli(capsys, "generate", old / "char_lm", "--prompt", "the", "--max-new-tokens", 20, "--seed", 0)
+    code, out, err = deepkit_cli("generate", old / "char_lm", "--prompt", "the", "--max-new-tokens", 20, "--seed", 0)
     assert code == 0 and out.startswith("the") and len(out.strip()) > 3, err
 
-    code, out, err = cli(capsys, "sample", old / "vae", "-n", 8, "--out", old / "s.png")
+    code, out, err = deepkit_cli("sample", old / "vae", "-n", 8, "--out", old / "s.png")
     assert code == 0 and (old / "s.png").is_file(), err
 
     values = np.loadtxt(old / "series.csv", delimiter=",", skiprows=1)[:, 1]
-    code, out, err = cli(capsys, "forecast", old / "forecast", "--csv", old / "series.csv", "--steps", 3, "--json")
+    code, out, err = deepkit_cli("forecast", old / "forecast", "--csv", old / "series.csv", "--steps", 3, "--json")
     assert code == 0, err
     pred = json.loads(out)
     assert len(pred) == 3 and all(abs(p - values.mean()) < 4 * values.std() for p in pred)
@@ -82,9 +71,9 @@ def test_an_old_run_predicts_with_its_family_verbs(old, capsys):
 
 
 @pytest.mark.parametrize("run,epochs", [("digits_mlp", 3), ("char_lm", 2), ("vae", 2), ("forecast", 4)])
-def test_an_old_run_resumes(old, run, epochs, capsys):
+def test_an_old_run_resumes(old, run, epochs, deepkit_cli):
     before = len((old / run / "metrics.csv").read_text().splitlines())
-    code, _, err = cli(capsys, "train", "--resume", old / run, f"trainer.epochs={epochs}")
+    code, _, err = deepkit_cli("train", "--resume", old / run, f"trainer.epochs={epochs}")
     assert code == 0, err
     status = json.loads((old / run / "run.json").read_text())
     assert status["status"] == "finished" and "resumed" in status

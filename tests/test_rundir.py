@@ -16,18 +16,7 @@ import numpy as np
 import pytest
 
 import deepkit
-from deepkit.cli import main
 from deepkit.rundir import RunLock, RunLocked, holder
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_a_lock_is_exclusive_and_names_its_holder(tmp_path):
@@ -48,7 +37,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 def test_one_writer_readers_see_complete_checkpoints_and_a_killed_writer_does_not_block_resume(
-    tmp_path, make_cli_env, capsys
+    tmp_path, make_cli_env, deepkit_cli
 ):
     out = tmp_path / "run"
     args = ["train", "digits_mlp", "model.width=32", "trainer.epochs=500", "trainer.checkpoint_every=3"]
@@ -64,10 +53,10 @@ def test_one_writer_readers_see_complete_checkpoints_and_a_killed_writer_does_no
         assert holder(out)["pid"] == proc.pid
 
         # a second writer, of either kind, is refused in one line naming the first; it changes nothing
-        code, _, err = cli(capsys, "train", "--resume", out)
+        code, _, err = deepkit_cli("train", "--resume", out)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert f"is in use: process {proc.pid} is writing it since" in err and "deepkit train digits_mlp" in err
-        code, _, err = cli(capsys, "train", "digits_mlp", "--out", out, "--overwrite")
+        code, _, err = deepkit_cli("train", "digits_mlp", "--out", out, "--overwrite")
         assert code == 2 and f"cannot overwrite {out}: process {proc.pid} is writing it" in err, err
         assert json.loads((out / "run.json").read_text())["status"] == "running"
 
@@ -83,7 +72,7 @@ def test_one_writer_readers_see_complete_checkpoints_and_a_killed_writer_does_no
 
     assert holder(out) is None  # the kernel dropped the lock with the process
     epoch = json.loads((out / "checkpoints" / "last" / "state.json").read_text())["loop"]["epoch"]
-    code, stdout, err = cli(capsys, "train", "--resume", out, f"trainer.epochs={epoch + 1}")
+    code, stdout, err = deepkit_cli("train", "--resume", out, f"trainer.epochs={epoch + 1}")
     assert code == 0, err
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
     assert holder(out) is None

@@ -17,7 +17,6 @@ import typer
 import yaml
 
 import deepkit
-from deepkit.cli import main
 from deepkit.data import DataBundle, Preprocessing
 from deepkit.families import Family, Finish, Predictor, Saved, family_of, register_family
 from deepkit.models import create_model
@@ -139,16 +138,6 @@ RECIPE = {
 }
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
     path = tmp_path / "toy.yaml"
@@ -167,9 +156,11 @@ class StopAt(Callback):
             raise KeyboardInterrupt
 
 
-def test_a_family_defined_in_one_file_trains_evaluates_predicts_and_resumes_through_the_cli(recipe, tmp_path, capsys):
+def test_a_family_defined_in_one_file_trains_evaluates_predicts_and_resumes_through_the_cli(
+    recipe, tmp_path, deepkit_cli
+):
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", recipe, "--out", run)
+    code, out, err = deepkit_cli("train", recipe, "--out", run)
     assert code == 0, err
     results = json.loads((run / "results.json").read_text())
     assert results["metrics"]["accuracy"] > 0.8 and results["metrics"]["chance_accuracy"] == 0.5
@@ -179,30 +170,30 @@ def test_a_family_defined_in_one_file_trains_evaluates_predicts_and_resumes_thro
     assert config["data"] == {"name": "random_signs", "n": 600, "dim": 6, "seed": 0, "batch_size": 32,
                               "eval_batch_size": 256}  # fmt: skip
 
-    code, out, err = cli(capsys, "eval", run, "--json")
+    code, out, err = deepkit_cli("eval", run, "--json")
     assert code == 0, err
     assert json.loads(out)["accuracy"] == pytest.approx(results["metrics"]["accuracy"])
 
     np.save(tmp_path / "rows.npy", np.array([[1.0] * 6, [-1.0] * 6], dtype=np.float32))
-    code, out, err = cli(capsys, "predict", run, tmp_path / "rows.npy", "--json")
+    code, out, err = deepkit_cli("predict", run, tmp_path / "rows.npy", "--json")
     assert code == 0, err
     assert [r["class"] for r in json.loads(out)] == ["positive", "negative"]
-    code, out, err = cli(capsys, "sign", run, "--values", "-3,-1,-2,0,-1,-4")
+    code, out, err = deepkit_cli("sign", run, "--values", "-3,-1,-2,0,-1,-4")
     assert code == 0 and out.strip() == "-1", err
     assert isinstance(deepkit.load(run), SignPredictor)
 
-    code, _, err = cli(capsys, "train", "--resume", run, "trainer.epochs=6")  # a finished run, extended
+    code, _, err = deepkit_cli("train", "--resume", run, "trainer.epochs=6")  # a finished run, extended
     assert code == 0, err
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 6
 
 
-def test_a_family_defined_in_one_file_resumes_exactly(recipe, tmp_path, capsys):
+def test_a_family_defined_in_one_file_resumes_exactly(recipe, tmp_path, deepkit_cli):
     straight = deepkit.train(recipe, out=tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
         deepkit.train(recipe, out=tmp_path / "cut", callbacks=[StopAt(33)])  # 14 batches an epoch: in epoch 3
     loop = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "state.json").read_text())["loop"]
     assert (loop["epoch"], loop["batch"], loop["step"]) == (2, 2, 30)  # the last checkpoint: mid-epoch
-    code, _, err = cli(capsys, "train", "--resume", tmp_path / "cut")
+    code, _, err = deepkit_cli("train", "--resume", tmp_path / "cut")
     assert code == 0, err
     a, _ = deepkit.weights.load_weights(straight.run_dir / "checkpoints" / "last" / "model.safetensors")
     b, _ = deepkit.weights.load_weights(tmp_path / "cut" / "checkpoints" / "last" / "model.safetensors")
