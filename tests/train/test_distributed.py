@@ -252,8 +252,8 @@ def test_cli_nproc_2_trains_and_matches_one_process(tmp_path, run_cli_process):
         (["trainer.strategy=zero"], "trainer.strategy"),
     ],
 )
-def test_bad_distributed_input_is_one_line(tmp_path, run_cli_process, args, message):
-    proc = run_cli_process("train", "digits_mlp", *args, "--out", "r", cwd=tmp_path)
+def test_bad_distributed_input_is_one_line(tmp_path, run_cli, args, message):
+    proc = run_cli("train", "digits_mlp", *args, "--out", "r", cwd=tmp_path)  # refused before any process starts
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
