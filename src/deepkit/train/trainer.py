@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from deepkit.config import from_dict, to_dict
-from deepkit.data.build import DataBundle
 from deepkit.data.loader import TensorLoader
+from deepkit.data.module import DataModule
 from deepkit.errors import ConfigError, DeepkitError
 from deepkit.models.registry import load_state_dict_checked
 from deepkit.tasks.base import Task
@@ -139,7 +139,8 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Trains a :class:`~deepkit.tasks.Task` on a :class:`~deepkit.data.DataBundle`.
+    """Trains a :class:`~deepkit.tasks.Task` on a :class:`~deepkit.data.DataModule` (the data contract every family's
+    data follows: ``loader(split)``, ``val``/``test``; e.g. a :class:`~deepkit.data.DataBundle` of tensors).
 
     Args:
         config: a :class:`TrainerConfig`, a dict of its fields, or None for defaults.
@@ -184,7 +185,7 @@ class Trainer:
         self._synced: tuple[dict[str, torch.Tensor], int] = ({}, 0)  # running sums over all ranks (distributed)
 
     # --- the loop ------------------------------------------------------------------------------------------------
-    def fit(self, task: Task, data: DataBundle, resume: str | Path | None = None) -> list[dict[str, float]]:
+    def fit(self, task: Task, data: DataModule, resume: str | Path | None = None) -> list[dict[str, float]]:
         """Train ``task`` on ``data`` (its train split; val for monitoring). Returns the per-epoch history.
 
         Args:
@@ -221,7 +222,7 @@ class Trainer:
             self.dist.barrier()  # rank 0 has written every file before any rank goes on
         return s.history
 
-    def _setup(self, task: Task, data: DataBundle, resume: str | Path | None) -> _Run:
+    def _setup(self, task: Task, data: DataModule, resume: str | Path | None) -> _Run:
         """Everything before the first batch, in this order: device, processes and seed; loaders and schedule; the
         speed plan; data placement and sharding; the model; optimizers; callbacks; the resumed state; on_fit_start."""
         cfg = self.config
@@ -355,7 +356,7 @@ class Trainer:
 
     # --- evaluation and prediction -------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, task: Task, data: DataBundle | TensorLoader, split: str = "test") -> dict[str, float]:
+    def evaluate(self, task: Task, data: DataModule | TensorLoader, split: str = "test") -> dict[str, float]:
         """Loss and metrics of ``task`` on a split (default test)."""
         loader = data if isinstance(data, TensorLoader) else data.loader(split)
         task.to(self.device)
