@@ -34,7 +34,7 @@ def test_bench_reports_speed_flops_and_writes_nothing(in_tmp, monkeypatch):
     assert r["peak_rss_mb"] > 20
     assert r["speed_plan"]["bf16_autocast"]["applied"] is False
     text = format_result(r)
-    assert "steps/s" in text and "peak unknown" in text and "speed plan (cpu)" in text
+    assert "steps/s" in text and "peak unknown" in text and "speed plan (cpu: " in text
 
     monkeypatch.setenv("DEEPKIT_PEAK_TFLOPS", "0.5")
     r = bench("digits_mlp", "trainer.threads=1", steps=5, warmup=1)
@@ -81,17 +81,28 @@ def test_cli_bench_json_and_help(run_cli, tmp_path):
     assert "--explain-speed" in train_help.stdout
 
 
-def test_cli_train_explains_speed_and_reports_peak_memory(run_cli, tmp_path):
-    out = tmp_path / "run"
-    proc = run_cli("train", "digits_mlp", "trainer.epochs=1", "--explain-speed", "--out", out, cwd=tmp_path)
+def test_cli_explain_speed_prints_the_plan_and_trains_nothing(run_cli, tmp_path):
+    proc = run_cli("train", "digits_cnn", "--explain-speed", "--out", tmp_path / "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    plan_at = lines.index("speed plan (cpu):")
+    assert lines[0].startswith("speed plan (cpu")
+    cpu = lines[0]
+    assert any(line.strip().startswith("[x] channels_last") and "this CPU" in line for line in lines), lines
+    assert any(line.strip().startswith("[ ] compile") and "1,230 steps" in line for line in lines), lines
+    assert not any(line.startswith("epoch") for line in lines) and files_under(tmp_path) == [], cpu
+
+
+def test_cli_train_explains_speed_and_reports_peak_memory(run_cli, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", "digits_mlp", "trainer.epochs=1", "trainer.speed.explain=true", "--out", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    plan_at = next(i for i, line in enumerate(lines) if line.startswith("speed plan (cpu"))
     assert plan_at < next(i for i, line in enumerate(lines) if line.startswith("epoch 1"))
-    assert any(line.strip().startswith("[ ] compile") and "measured" in line for line in lines)
+    assert any(line.strip().startswith("[ ] compile") and "this run's 41 steps" in line for line in lines)
     peak = [line for line in lines if line.startswith("peak memory:")]
     assert peak and "MiB host RSS" in peak[0]
     status = json.loads((out / "run.json").read_text())
     assert 20 < status["peak_memory"]["peak_rss_mb"] < 64 * 1024
-    assert "speed plan (cpu):" in (out / "log.txt").read_text()
+    assert "speed plan (cpu" in (out / "log.txt").read_text()
     assert "peak_rss_mb" in (out / "metrics.csv").read_text().splitlines()[0]

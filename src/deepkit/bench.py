@@ -89,6 +89,25 @@ def count_flops(trainer: Trainer, task: Any, batch: Any) -> float | None:
     return float(total) if total else None
 
 
+def run_plan(rec: Any, built: Any) -> speed.SpeedPlan:
+    """The speed plan a training run of ``rec`` would follow on this machine (for the full run's length)."""
+    probe = Trainer(rec.trainer)
+    probe.device, cfg = resolve_device(rec.trainer.device), probe.config
+    data = built.data
+    loaders = [data.loader("train", seed=cfg.seed), data.loader("val") if data.val is not None else None]
+    per_epoch = math.ceil(len(loaders[0]) / cfg.accumulate)
+    return speed.plan_for(probe, built.task, data, loaders, cfg.max_steps or cfg.epochs * per_epoch)
+
+
+def explain(recipe: str | dict, *overrides: str) -> speed.SpeedPlan:
+    """The speed plan of a recipe on this machine, without training (``deepkit train RECIPE --explain-speed``)."""
+    from deepkit.api import build, parse_overrides
+    from deepkit.recipe import resolve_recipe
+
+    rec = resolve_recipe(recipe, parse_overrides(overrides))
+    return run_plan(rec, build(rec))
+
+
 def bench(recipe: str | dict, *overrides: str, steps: int = 50, warmup: int = 10) -> dict[str, Any]:
     """Time ``warmup`` + ``steps`` optimizer steps of a recipe's training; nothing is written to disk.
 
@@ -115,13 +134,8 @@ def bench(recipe: str | dict, *overrides: str, steps: int = 50, warmup: int = 10
     built = build(rec)
     task, bundle, callbacks = built.task, built.data, built.callbacks
     device = resolve_device(rec.trainer.device)
-
-    # the full run's plan decides compile (it depends on the run's length, not the benchmark's)
-    probe = Trainer(rec.trainer)
-    probe.device, cfg = device, probe.config
-    loaders = [bundle.loader("train", seed=cfg.seed), bundle.loader("val") if bundle.val is not None else None]
-    per_epoch = math.ceil(len(loaders[0]) / cfg.accumulate)
-    full_plan = speed.plan_for(probe, task, bundle, loaders, cfg.max_steps or cfg.epochs * per_epoch)
+    cfg = Trainer(rec.trainer).config
+    full_plan = run_plan(rec, built)  # the full run's plan decides compile (the run's length, not the benchmark's)
 
     timer = _StepTimer(warmup)
     counter: dict[str, _TokenCounter] = {}

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from deepkit.cli_options import DEBUG_EPILOG, flag
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -27,7 +29,25 @@ app = typer.Typer(
 )
 
 
-@app.command()
+def _version(value: bool) -> None:
+    if value:
+        from deepkit.version import __version__
+
+        typer.echo(f"deepkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", metavar="", callback=_version, is_eager=True),
+    ] = False,
+) -> None:
+    """deepkit: train, evaluate and use deep-learning models from recipes."""
+
+
+@app.command(epilog=DEBUG_EPILOG)
 def train(
     recipe: Annotated[
         str | None, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")
@@ -37,10 +57,12 @@ def train(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME[-N]).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run stored in this directory.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it holds a run.")] = False,
+    overwrite: Annotated[bool, flag("--overwrite", help="Replace --out if it holds a run.")] = False,
     explain_speed: Annotated[
         bool,
-        typer.Option("--explain-speed", help="Print which fast-path switches apply and why (bf16, compile, ...)."),
+        flag(
+            "--explain-speed", help="Print which fast-path switches apply here and why (bf16, compile, ...); then stop."
+        ),
     ] = False,
     nproc: Annotated[
         int | None,
@@ -65,10 +87,15 @@ def train(
     if recipe is not None and "=" in recipe:  # `deepkit train --resume DIR key=value`
         overrides.insert(0, recipe)
         recipe = None
-    if explain_speed:
-        overrides.append("trainer.speed.explain=true")
     if resume is None and recipe is None:
         raise _usage("train needs a RECIPE (a name from `deepkit recipes` or a YAML path), or --resume RUN_DIR")
+    if explain_speed:  # the plan on this machine, for the whole run; nothing is trained or written
+        from deepkit.bench import explain
+        from deepkit.recipe import prune_stored, read_recipe_file
+
+        spec = recipe if resume is None else prune_stored(read_recipe_file(resume / "config.yaml"))
+        typer.echo(explain(spec, *overrides).table())
+        return
     if resume is not None and recipe is not None:
         stored = resume / "config.yaml"
         if stored.is_file():
@@ -101,7 +128,7 @@ def train(
         typer.echo(f"peak memory: {format_memory(result.peak_memory)}")
 
 
-@app.command()
+@app.command(epilog=DEBUG_EPILOG)
 def bench(
     recipe: Annotated[str, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")],
     overrides: Annotated[
@@ -109,7 +136,7 @@ def bench(
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Timed optimizer steps.")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps first (compilation, warm-up).")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Training speed of a recipe: steps/s, samples/s (tokens/s for text), peak memory, FLOPs and MFU.
 
@@ -127,7 +154,7 @@ def bench(
         typer.echo(format_result(result))
 
 
-@app.command("eval")
+@app.command("eval", epilog=DEBUG_EPILOG)
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `deepkit train`.")],
     data: Annotated[
@@ -135,7 +162,7 @@ def evaluate(
         typer.Option("--data", help="Data override KEY=VALUE (repeatable), e.g. --data path=other.csv"),
     ] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of metric -> number.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print one JSON object of metric -> number.")] = False,
 ) -> None:
     """Metrics of the best checkpoint on the test split (or another split/data)."""
     from deepkit import api
@@ -148,7 +175,7 @@ def evaluate(
             typer.echo(f"{k:>10}  {v:.4f}")
 
 
-@app.command()
+@app.command(epilog=DEBUG_EPILOG)
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
     inputs: Annotated[
@@ -156,7 +183,7 @@ def predict(
         typer.Argument(help="Image files, .npy arrays or CSV files (one row per input); text files (one per line)."),
     ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per input.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON list of records.")] = False,
+    as_json: Annotated[bool, flag("--json", help="One JSON list of records.")] = False,
 ) -> None:
     """Predict with a trained run: one line per input (class and probability, or value)."""
     from deepkit import api
@@ -176,7 +203,7 @@ def predict(
             typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
 
 
-@app.command()
+@app.command(epilog=DEBUG_EPILOG)
 def viz(
     path: Annotated[
         Path,
@@ -214,7 +241,7 @@ def viz(
         typer.echo(str(file))
 
 
-@app.command()
+@app.command(epilog=DEBUG_EPILOG)
 def models() -> None:
     """List registered models."""
     from deepkit.models import get_entry, list_models
@@ -223,16 +250,28 @@ def models() -> None:
         typer.echo(f"{name:<14} {get_entry(name).description}")
 
 
-@app.command()
-def recipes() -> None:
-    """List bundled recipes."""
-    from deepkit.recipe import list_recipes
+@app.command(epilog=DEBUG_EPILOG)
+def recipes(
+    name: Annotated[
+        str | None, typer.Argument(help="A bundled recipe: print its YAML (copy it to make your own).")
+    ] = None,
+) -> None:
+    """List bundled recipes, or print one: `deepkit recipes digits_cnn > my_recipe.yaml`."""
+    from deepkit.recipe import bundled_recipes, list_recipes
 
-    for name, desc in list_recipes().items():
-        typer.echo(f"{name:<22} {desc}")
+    if name is not None:
+        from deepkit.errors import ConfigError, suggest
+
+        found = bundled_recipes().get(name)
+        if found is None:
+            raise ConfigError(f"unknown recipe '{name}'{suggest(name, bundled_recipes())}")
+        typer.echo(found.read_text(), nl=False)
+        return
+    for recipe_name, desc in list_recipes().items():
+        typer.echo(f"{recipe_name:<22} {desc}")
 
 
-@app.command()
+@app.command(epilog=DEBUG_EPILOG)
 def tasks() -> None:
     """List the task families and their tasks (the recipe's task.name)."""
     from deepkit.families import families
@@ -280,9 +319,9 @@ def add_family_commands(app: typer.Typer) -> None:
             if verb in known:
                 continue
             command = family_command(fn)
-            app.command(verb)(command)
+            app.command(verb, epilog=DEBUG_EPILOG)(command)
             for alias in getattr(fn, "aliases", ()):  # former names, kept working but not listed
-                app.command(alias, hidden=True)(command)
+                app.command(alias, hidden=True, epilog=DEBUG_EPILOG)(command)
             known.add(verb)
 
 

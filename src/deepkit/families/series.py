@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from deepkit.cli_options import flag
 from deepkit.errors import ConfigError, DataError
 from deepkit.families.base import Family, Finish, Predictor, Saved
 
@@ -315,7 +316,7 @@ def forecast(
         str | None, typer.Option("--values", help="History: comma-separated numbers, oldest first.")
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Values to forecast (default: the horizon).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print one JSON list.")] = False,
 ) -> None:
     """Forecast the next values of a series with a trained forecasting run: one value per line.
 

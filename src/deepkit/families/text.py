@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
 from deepkit.families.base import Family, Finish, Predictor, Saved
 
@@ -599,7 +600,7 @@ def _stops(stop: Iterable[str]) -> list[str]:
 
 def generate(
     predictor: LanguageModelPredictor,
-    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue (default: a newline).")] = "\n",
+    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue.", show_default="a newline")] = "\n",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Tokens to generate.")] = 300,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy; <1 safer, >1 wilder.")] = 0.8,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Sample among the K most likely tokens.")] = None,
@@ -622,8 +623,8 @@ def generate(
     on_long_prompt: Annotated[
         str, typer.Option("--on-long-prompt", help="Prompt longer than the context: truncate (keep the end) or error.")
     ] = "truncate",
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not reuse past keys/values (Transformers).")] = False,
-    no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the text at the end, not as it comes.")] = False,
+    no_cache: Annotated[bool, flag("--no-cache", help="Do not reuse past keys/values (Transformers).")] = False,
+    no_stream: Annotated[bool, flag("--no-stream", help="Print the text at the end, not as it comes.")] = False,
 ) -> None:
     """Generate text with a trained language model: prints the prompt and its continuation as it is generated.
 

@@ -27,7 +27,7 @@ from deepkit.train.speed.model import checkpoint_blocks, compile_model, find_blo
 from deepkit.train.speed.placement import HOST_KEYS, DeviceCopyLoader, holds_data_on_device, loader_bytes, place_loader
 from deepkit.train.speed.plan import AutoBool, Decision, DeviceInfo, SpeedConfig, SpeedPlan, device_info
 from deepkit.train.speed.precision import autocast, set_backend_flags
-from deepkit.train.speed.rules import CPU_MEASURED, plan_speed
+from deepkit.train.speed.rules import plan_speed
 from deepkit.train.speed.throughput import PEAK_TFLOPS, mfu, peak_tflops
 
 
@@ -49,7 +49,6 @@ def plan_for(trainer: Any, task: Any, data: Any, loaders: list[Any], planned_ste
 
 
 __all__ = [
-    "CPU_MEASURED",
     "HOST_KEYS",
     "PEAK_TFLOPS",
     "AutoBool",

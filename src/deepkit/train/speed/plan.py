@@ -52,7 +52,17 @@ def device_info(device: torch.device) -> DeviceInfo:
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         return DeviceInfo("cuda", p.name, (p.major, p.minor), int(p.total_memory))
+    if device.type == "cpu":
+        return DeviceInfo("cpu", cpu_description())
     return DeviceInfo(device.type, device.type)
+
+
+def cpu_description() -> str:
+    """This machine's CPU as the speed plan describes it: threads torch uses, vector ISA, bf16 support."""
+    isa = torch.backends.cpu.get_cpu_capability()  # e.g. AVX512, AVX2, DEFAULT (no x86 vector unit)
+    bf16 = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+    n = torch.get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}, {isa}, {'native' if bf16 else 'no native'} bf16"
 
 
 @dataclass
@@ -87,7 +97,8 @@ class SpeedPlan:
     def table(self) -> str:
         """One line per decision: ``[x] name  reason``."""
         width = max(len(d.name) for d in self.decisions)
-        title = f"speed plan ({self.device.name or self.device.type}):"
+        d = self.device
+        title = f"speed plan ({d.type}{': ' + d.name if d.name and d.name != d.type else ''}):"
         return "\n".join(
             [title] + [f"  [{'x' if d.applied else ' '}] {d.name:<{width}}  {d.reason}" for d in self.decisions]
         )
