@@ -315,3 +315,22 @@ def test_python_api_with_array_data(tmp_path, blobs):
     )
     assert result.metrics["accuracy"] >= 0.8
     assert deepkit.load(result.run_dir).predict(x[:7]).shape == (7,)
+
+
+def test_version_recipe_printing_flags_and_debug_in_every_verbs_help(run_cli):
+    from deepkit.cli import app
+    from deepkit.version import __version__
+
+    assert run_cli("--version").stdout.strip() == f"deepkit {__version__}"
+    proc = run_cli("recipes", "digits_cnn")
+    assert proc.returncode == 0 and proc.stdout.startswith("description: CNN") and "name: simple_cnn" in proc.stdout
+    proc = run_cli("recipes", "digits_cn")
+    assert proc.returncode == 2 and "did you mean 'digits_cnn'" in proc.stderr
+    verbs = [info.name or info.callback.__name__ for info in app.registered_commands if not info.hidden]
+    assert {"train", "eval", "predict", "generate", "translate", "forecast", "sample", "encode"} <= set(verbs)
+    for verb in verbs:
+        text = run_cli(verb, "--help").stdout
+        assert "--debug" in text, verb  # every verb says how to get a traceback
+        assert "<bool>" not in text, verb  # boolean options are flags: --json, not --json <bool>
+    generate_help = run_cli("generate", "--help").stdout
+    assert "[default: (a newline)]" in " ".join(generate_help.split())

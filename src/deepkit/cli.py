@@ -16,7 +16,27 @@ import typer
 
 from deepkit.cli_options import DEBUG_EPILOG, flag
 
+
+class _Command(typer.core.TyperCommand):
+    """Shows ``--help`` as the flag it is (typer renders flags as ``--help <bool>``)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Group(typer.core.TyperGroup):
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -47,7 +67,7 @@ def _main(
     """deepkit: train, evaluate and use deep-learning models from recipes."""
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def train(
     recipe: Annotated[
         str | None, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")
@@ -128,7 +148,7 @@ def train(
         typer.echo(f"peak memory: {format_memory(result.peak_memory)}")
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def bench(
     recipe: Annotated[str, typer.Argument(help="Bundled recipe name (see `deepkit recipes`) or YAML path.")],
     overrides: Annotated[
@@ -154,7 +174,7 @@ def bench(
         typer.echo(format_result(result))
 
 
-@app.command("eval", epilog=DEBUG_EPILOG)
+@app.command("eval", epilog=DEBUG_EPILOG, cls=_Command)
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `deepkit train`.")],
     data: Annotated[
@@ -175,7 +195,7 @@ def evaluate(
             typer.echo(f"{k:>10}  {v:.4f}")
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
     inputs: Annotated[
@@ -203,7 +223,7 @@ def predict(
             typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def viz(
     path: Annotated[
         Path,
@@ -241,7 +261,7 @@ def viz(
         typer.echo(str(file))
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def models() -> None:
     """List registered models."""
     from deepkit.models import get_entry, list_models
@@ -250,7 +270,7 @@ def models() -> None:
         typer.echo(f"{name:<14} {get_entry(name).description}")
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def recipes(
     name: Annotated[
         str | None, typer.Argument(help="A bundled recipe: print its YAML (copy it to make your own).")
@@ -271,7 +291,7 @@ def recipes(
         typer.echo(f"{recipe_name:<22} {desc}")
 
 
-@app.command(epilog=DEBUG_EPILOG)
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def tasks() -> None:
     """List the task families and their tasks (the recipe's task.name)."""
     from deepkit.families import families
@@ -319,9 +339,9 @@ def add_family_commands(app: typer.Typer) -> None:
             if verb in known:
                 continue
             command = family_command(fn)
-            app.command(verb, epilog=DEBUG_EPILOG)(command)
+            app.command(verb, epilog=DEBUG_EPILOG, cls=_Command)(command)
             for alias in getattr(fn, "aliases", ()):  # former names, kept working but not listed
-                app.command(alias, hidden=True, epilog=DEBUG_EPILOG)(command)
+                app.command(alias, hidden=True, epilog=DEBUG_EPILOG, cls=_Command)(command)
             known.add(verb)
 
 
