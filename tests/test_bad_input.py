@@ -252,7 +252,6 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(run_cli, tmp_path):
     assert (out / "thesis.txt").read_text() == "do not delete"
 
 
-@pytest.mark.slow  # one more CLI start-up (~3 s); runs with `make test-all`
 def test_eval_of_a_directory_that_is_not_a_run(run_cli, tmp_path):
     assert_user_error(run_cli("eval", tmp_path), "not a run directory")
 
@@ -267,3 +266,46 @@ def test_resume_without_checkpoint(run_cli, tmp_path):
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"name": "digits_mlp", "model": {"name": "mlp"}}))
     assert_user_error(run_cli("train", "--resume", run), "no resumable checkpoint")
+
+
+# --- messages a new user met (issue 13, part 4) ----------------------------------------------------------------------
+def test_a_yaml_syntax_error_names_its_line_and_column(run_cli, tmp_path):
+    (tmp_path / "mine.yaml").write_text("task:\n  name: classification\nmodel: {name: mlp\ndata: {name: digits}\n")
+    proc, out = train(run_cli, tmp_path, str(tmp_path / "mine.yaml"))
+    assert_user_error(proc, "is not valid YAML: line 4, column 5: expected ',' or '}'", out=out)
+
+
+def test_a_scalar_for_a_list_setting_says_how_to_write_a_list(run_cli, tmp_path):
+    proc, out = train(run_cli, tmp_path, "digits_cnn", "data.image_size=16")
+    assert_user_error(
+        proc, "data.image_size: expected a list of integers, got 16; a list is written in brackets, e.g. [16]"
+    )
+
+
+def test_out_must_be_a_new_folder_or_a_run(run_cli, tmp_path):
+    (tmp_path / "some_file.csv").write_text("a,b\n")
+    proc, _ = run_cli("train", "digits_mlp", "--out", tmp_path / "some_file.csv", cwd=tmp_path), None
+    assert_user_error(proc, "some_file.csv is a file; expected a directory for the run")
+    (tmp_path / "notarun").mkdir()
+    (tmp_path / "notarun" / "notes.txt").write_text("mine")
+    message = assert_user_error(run_cli("train", "digits_mlp", "--out", tmp_path / "notarun", cwd=tmp_path))
+    assert "is not a deepkit run directory" in message and "--resume" not in message, message
+
+
+def test_predict_on_a_missing_run_says_there_is_no_run(run_cli, tmp_path):
+    assert_user_error(run_cli("predict", tmp_path / "runs" / "nope", "x.png", cwd=tmp_path), "no run directory")
+
+
+def test_the_python_predictor_takes_what_the_cli_takes(digits_run):
+    import deepkit
+
+    out, _ = digits_run
+    files = sorted((out / "samples").glob("*.png"))
+    p = deepkit.load(out)
+    one = p.predict(files[0])
+    assert one.shape == (1,) and p.predict(str(files[0])).tolist() == one.tolist()
+    names = p.predict(files, names=True)
+    assert list(names) == [p.class_names[i] for i in p.predict(files)]
+    labels = [f.stem.split("label_")[1] for f in files]
+    assert sum(a == b for a, b in zip(names, labels, strict=True)) >= 6
+    assert p.predict_proba(files).shape == (len(files), 10)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import deepkit
-from deepkit.rundir import RunLock, RunLocked, holder
+from deepkit.rundir import RunLock, RunLocked, StillTraining, holder
 
 
 def test_a_lock_is_exclusive_and_names_its_holder(tmp_path):
@@ -63,8 +63,15 @@ def test_one_writer_readers_see_complete_checkpoints_and_a_killed_writer_does_no
         # readers, while checkpoints are replaced every 3 steps
         images = np.random.default_rng(0).random((4, 1, 8, 8))
         for _ in range(10):
-            assert 0 <= deepkit.evaluate(out)["accuracy"] <= 1
-            assert deepkit.load(out, checkpoint="last").predict(images).shape == (4,)
+            with pytest.warns(StillTraining, match=rf"still training \(process {proc.pid}\); this used its best "):
+                assert 0 <= deepkit.evaluate(out)["accuracy"] <= 1
+            with pytest.warns(StillTraining, match=r"its last checkpoint \(epoch \d+, step \d+\)"):
+                assert deepkit.load(out, checkpoint="last").predict(images).shape == (4,)
+        code, _, err = deepkit_cli("eval", out)
+        assert (
+            code == 0
+            and f"warning: {out} is still training (process {proc.pid}); this used its best checkpoint (epoch" in err
+        )
         assert proc.poll() is None, "the run should still be training"
     finally:
         os.kill(proc.pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 
 import deepkit
@@ -109,6 +110,13 @@ def test_cli_predict_text_file_and_long_input_policy(sentiment_run, tmp_path, ca
     records = json.loads(out)
     assert [r["class"] for r in records] == ["pos", "neg"]
     p = deepkit.load(sentiment_run.run_dir)
+    texts = ["the acting was lovely", "the movie was boring"]
+    assert list(p.predict(texts, names=True)) == ["pos", "neg"]  # the names the CLI prints
+    assert [p.class_names[i] for i in p.predict(texts)] == ["pos", "neg"]
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    code, _, err = cli(capsys, "predict", sentiment_run.run_dir, tmp_path / "digit.png")
+    assert code == 2 and "digit.png is a .png file; this 'text_classification' run reads text files" in err, err
+    assert "iconv" not in err
     p.saved.max_len, p.saved.truncation = 4, "error"
     with pytest.raises(DataError, match="more than max_len=4"):
         p.predict(["the film was really quite good"])

@@ -21,7 +21,7 @@ from deepkit.families.base import Finish, Predictor, Saved
 from deepkit.families.registry import families, family_of
 from deepkit.models.registry import create_model, load_state_dict_checked
 from deepkit.recipe import Recipe, resolve_recipe, run_recipe, split_override
-from deepkit.rundir import RunLock, new_run_dir, now, read_checkpoint, write_config, write_status
+from deepkit.rundir import RunLock, new_run_dir, now, read_checkpoint, warn_if_training, write_config, write_status
 from deepkit.tasks.base import Task
 from deepkit.train import distributed
 from deepkit.train.checkpoint import find_checkpoint
@@ -288,6 +288,8 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
             if predictor is not None:
                 return predictor
         raise
+    if path.is_dir():
+        warn_if_training(path, found, meta)
     task_name = (meta.get("task") or {}).get("name")
     if not meta.get("model") or not task_name:
         raise CheckpointError(
@@ -324,6 +326,7 @@ def open_run(run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (
     items = {(k if k.startswith("data.") else f"data.{k}"): v for k, v in items.items()}
     rec = run_recipe(run_dir, items)
     found, state, meta = read_checkpoint(run_dir, checkpoint)
+    warn_if_training(run_dir, found, meta)
     family = rec.family
     saved = family.load_saved(found, meta)
     data = family.build_data(rec, saved)

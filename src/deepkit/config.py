@@ -30,7 +30,11 @@ def _type_name(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " | ".join(_type_name(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
-        return f"list of {_type_name(typing.get_args(tp)[0])}" if typing.get_args(tp) else "list"
+        if not typing.get_args(tp):
+            return "a list"
+        inner = _type_name(typing.get_args(tp)[0])
+        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true/false": "true/false"}
+        return f"a list of {plural.get(inner, inner)}"
     if tp is type(None):
         return "null"
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(
@@ -65,7 +69,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            hint = f"; a list is written in brackets, e.g. [{value}]" if isinstance(value, int | float | str) else ""
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}{hint}")
         (inner,) = typing.get_args(tp)[:1] or (Any,)
         return [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:

@@ -53,7 +53,7 @@ def read_recipe_file(spec: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"recipe {path} is not valid YAML: {yaml_error(e)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(
             f"recipe {path} must be a mapping with sections {', '.join(SECTIONS)}; got {type(raw).__name__}"
@@ -61,6 +61,15 @@ def read_recipe_file(spec: str | Path) -> dict[str, Any]:
     raw.pop("meta", None)  # written into resolved config.yaml files; not part of a recipe
     raw.setdefault("name", path.stem)
     return raw
+
+
+def yaml_error(e: yaml.YAMLError) -> str:
+    """A YAML error in one line, with the line and column where the parser gave up (1-based, as editors count)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(e, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
 def parse_value(text: str) -> Any:

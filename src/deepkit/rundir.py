@@ -29,6 +29,10 @@ class RunLocked(DeepkitError):
     """Another process is writing this run directory."""
 
 
+class StillTraining(UserWarning):
+    """A run directory read (eval, predict) while a process still trains in it."""
+
+
 def now() -> str:
     return datetime.datetime.now().isoformat(timespec="seconds")
 
@@ -138,13 +142,17 @@ def new_run_dir(out: str | Path | None, name: str, overwrite: bool) -> Path:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path} is a file; expected a directory for the run (or a new name)")
         if path.exists() and any(path.iterdir()):
+            is_run = (path / "run.json").is_file() or (path / "config.yaml").is_file()
+            if not is_run:
+                raise ConfigError(
+                    f"--out {path} is a folder with files that is not a deepkit run directory (no config.yaml); "
+                    "choose a new or empty folder"
+                )
             if not overwrite:
                 raise ConfigError(
                     f"run directory {path} already exists; pass --overwrite to replace it, "
                     f"--resume {path} to continue it, or another --out"
                 )
-            if not (path / "run.json").is_file() and not (path / "config.yaml").is_file():
-                raise ConfigError(f"refusing to overwrite {path}: it is not a deepkit run directory")
             if holder(path) is not None:
                 raise RunLocked(f"cannot overwrite {path}: {describe_holder(path)}")
             shutil.rmtree(path)
@@ -225,3 +233,35 @@ def read_checkpoint(path: str | Path, which: str = "best", tries: int = 5) -> tu
                 raise
             time.sleep(0.2)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def checkpoint_summary(found: Path, meta: dict[str, Any]) -> str:
+    """Which weights a checkpoint holds, for messages: "best checkpoint (epoch 3, val_loss 0.1234)"."""
+    name = found.name.removeprefix(".old-")
+    parts = []
+    epoch = meta.get("epoch")
+    if epoch is None and (found / "state.json").is_file():
+        try:
+            loop = json.loads((found / "state.json").read_text())["loop"]
+            epoch, parts = loop["epoch"] + (1 if loop["batch"] else 0), [f"step {loop['step']}"]
+        except (OSError, KeyError, json.JSONDecodeError):
+            pass
+    if epoch is not None:
+        parts.insert(0, f"epoch {epoch}")
+    if meta.get("monitor") and meta.get("value") is not None:
+        parts.append(f"{meta['monitor']} {meta['value']:.4g}")
+    return f"{name} checkpoint" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def warn_if_training(run_dir: Path, found: Path, meta: dict[str, Any]) -> None:
+    """Reading a run that still trains gives the weights of the moment: say so, and which ones."""
+    import warnings
+
+    info = holder(run_dir) if (Path(run_dir) / LOCK).is_file() else None
+    if info is not None:
+        warnings.warn(
+            f"{run_dir} is still training (process {info.get('pid', '?')}); this used its "
+            f"{checkpoint_summary(found, meta)}, the latest complete one",
+            StillTraining,
+            stacklevel=3,
+        )

@@ -281,6 +281,13 @@ def write_samples(run_dir: Path, data: DataBundle, x: torch.Tensor, y: torch.Ten
 
 
 # --- using a trained run -------------------------------------------------------------------------------------------
+def is_paths(x: Any) -> bool:
+    """A file path, or a non-empty list/tuple of them (as opposed to arrays of numbers)."""
+    if isinstance(x, str | Path):
+        return True
+    return isinstance(x, list | tuple) and bool(x) and all(isinstance(v, str | Path) for v in x)
+
+
 class TensorPredictor(Predictor):
     """A trained table/image model with its preprocessing: ``predict`` raw inputs the way training saw them.
 
@@ -309,6 +316,11 @@ class TensorPredictor(Predictor):
         import numpy as np
         import torch
 
+        if is_paths(x):  # image / .npy / CSV files, read as the CLI reads them
+            from deepkit.data.inputs import read_inputs
+
+            _, raw = read_inputs([x] if isinstance(x, str | Path) else list(x), self.preprocessing)
+            return self.preprocessing.transform(raw)
         t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         shape = tuple(self.preprocessing.input_shape)
         if tuple(t.shape) == shape:
@@ -317,23 +329,31 @@ class TensorPredictor(Predictor):
         return self.preprocessing.transform(t)
 
     def predict_proba(self, x) -> np.ndarray:
-        """Class probabilities (N, K) for classification, P(class 1) (N,) for binary; raw inputs (N, *shape)."""
+        """Class probabilities (N, K) for classification, P(class 1) (N,) for binary. ``x``: raw inputs (N, *shape),
+        or file paths (images, .npy, CSV rows) as the CLI takes them."""
         from deepkit.errors import ConfigError
 
         if self.task_name == "regression":
             raise ConfigError("predict_proba is for classification runs; use predict for regression")
         return self.trainer.predict(self.task, self._prepare(x)).numpy()
 
-    def predict(self, x) -> np.ndarray:
-        """Class indices (classification) or values in the target's units (regression) for raw inputs."""
+    def predict(self, x, names: bool = False) -> np.ndarray:
+        """Class indices (classification; class names with ``names=True``) or values in the target's units
+        (regression). ``x``: raw inputs (N, *shape) or file paths, as for :meth:`predict_proba`.
+
+        Example:
+            >>> deepkit.load("runs/demo").predict(["a.png", "b.png"], names=True)   # doctest: +SKIP
+        """
         import numpy as np
 
         out = self.trainer.predict(self.task, self._prepare(x)).numpy()
         if self.task_name == "classification":
-            return out.argmax(1)
-        if self.task_name == "binary":
-            return (out > 0.5).astype(np.int64)
-        return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+            idx = out.argmax(1)
+        elif self.task_name == "binary":
+            idx = (out > 0.5).astype(np.int64)
+        else:
+            return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
+        return np.array([self.class_names[i] for i in idx]) if names else idx
 
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
         """Predictions for image / .npy / CSV files, one record per input."""

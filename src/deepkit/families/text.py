@@ -460,13 +460,15 @@ class TextClassifierPredictor(TokenPredictor):
     verbs = {"predict": ("predict", "predict_proba", "predict_files")}
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities (N, K) for a list of texts."""
+        """Class probabilities (N, K) for a list of texts (a single string counts as one text)."""
         import numpy as np
         import torch
 
         from deepkit.models.token_model import TokenModel
         from deepkit.tasks.token_tasks import encoder_inputs
 
+        if isinstance(texts, str):
+            texts = [texts]
         if not texts:
             return np.zeros((0, len(self.class_names)))
         tokens, lengths = self._encode(list(texts))
@@ -477,9 +479,12 @@ class TextClassifierPredictor(TokenPredictor):
                 logits = self.model(tokens, lengths)
             return logits.float().softmax(-1).cpu().numpy()
 
-    def predict(self, texts: list[str]) -> np.ndarray:
-        """Class indices (N,) for a list of texts."""
-        return self.predict_proba(texts).argmax(1)
+    def predict(self, texts: list[str], names: bool = False) -> np.ndarray:
+        """Class indices (N,) for a list of texts; their class names with ``names=True`` (what the CLI prints)."""
+        import numpy as np
+
+        idx = self.predict_proba(texts).argmax(1)
+        return np.array([self.class_names[i] for i in idx]) if names else idx
 
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
         """Text files: every non-empty line is one input."""
@@ -487,9 +492,16 @@ class TextClassifierPredictor(TokenPredictor):
 
         from deepkit.data.text import read_lines
 
+        from deepkit.data.inputs import IMAGE_SUFFIXES
+
         records = []
         for path in paths:
             path = Path(path)
+            if path.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".npz"}:
+                raise DataError(
+                    f"{path} is a {path.suffix} file; this '{self.task_name}' run reads text files "
+                    "(one text per line, UTF-8)"
+                )
             lines = [ln for ln in read_lines(path) if ln.strip()]
             if not lines:
                 raise DataError(f"{path} has no text lines")
