@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 import torch
+from PIL import Image
 
 import deepkit
 from deepkit.data.tokenizers import build_tokenizer

@@ -490,9 +490,8 @@ class TextClassifierPredictor(TokenPredictor):
         """Text files: every non-empty line is one input."""
         import numpy as np
 
-        from deepkit.data.text import read_lines
-
         from deepkit.data.inputs import IMAGE_SUFFIXES
+        from deepkit.data.text import read_lines
 
         records = []
         for path in paths:
