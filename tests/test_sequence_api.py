@@ -84,6 +84,10 @@ def test_text_classification_learns_and_saves_its_vocabulary(sentiment_run):
     assert p.predict(["the film was superb", "the plot was awful and dull"]).tolist() == [1, 0]
     probs = p.predict_proba(["a great movie"])
     assert probs.shape == (1, 2) and abs(probs.sum() - 1) < 1e-5
+    cm = json.loads((res.run_dir / "confusion_matrix.json").read_text())  # as for image and table classifiers
+    assert cm["classes"] == ["neg", "pos"] and (res.run_dir / "plots" / "confusion_matrix.png").is_file()
+    correct = cm["matrix"][0][0] + cm["matrix"][1][1]
+    assert correct / sum(map(sum, cm["matrix"])) == pytest.approx(res.metrics["accuracy"], abs=1e-6)
 
 
 def test_eval_reuses_the_saved_tokenizer(sentiment_run):

@@ -237,27 +237,34 @@ def make_task(cfg: SupervisedTaskConfig, model: torch.nn.Module, prep: Preproces
 # --- end of run ----------------------------------------------------------------------------------------------------
 def report_predictions(run: Finish) -> None:
     """Confusion matrix (classification) or predicted vs true (regression), and a few held-out inputs as files."""
-    import json
-
-    import numpy as np
-
-    from deepkit.viz.plots import plot_confusion_matrix, plot_pred_vs_true
+    from deepkit.viz.plots import plot_pred_vs_true
 
     data, split = run.data, run.split
     x, y = data.split(split)
     pred = run.trainer.predict(run.task, x)
-    plots = run.plots
     if run.recipe.task.name == "classification":
-        names = data.preprocessing.class_names
-        cm = np.zeros((len(names), len(names)), dtype=np.int64)
-        np.add.at(cm, (y.cpu().numpy(), pred.argmax(1).numpy()), 1)
-        plot_confusion_matrix(
-            cm, names, plots / "confusion_matrix.png", f"confusion matrix ({split}, {len(y)} samples)"
-        )
-        (run.run_dir / "confusion_matrix.json").write_text(json.dumps({"classes": names, "matrix": cm.tolist()}))
+        write_confusion_matrix(run, y.cpu().numpy(), pred.argmax(1).numpy(), data.preprocessing.class_names)
     elif run.recipe.task.name == "regression":
-        plot_pred_vs_true(pred.numpy(), y.cpu().numpy(), plots / "pred_vs_true.png", f"predicted vs true ({split})")
+        target = data.preprocessing.target_name
+        r2 = run.metrics.get("r2")
+        title = f"predicted vs true ({split})"
+        plot_pred_vs_true(pred.numpy(), y.cpu().numpy(), run.plots / "pred_vs_true.png", title, target, r2)
     write_samples(run.run_dir, data, x[:8], y[:8])
+
+
+def write_confusion_matrix(run: Finish, true: np.ndarray, pred: np.ndarray, names: list[str]) -> None:
+    """``confusion_matrix.json`` and ``plots/confusion_matrix.png`` of a classifier on the run's report split."""
+    import json
+
+    import numpy as np
+
+    from deepkit.viz.plots import plot_confusion_matrix
+
+    cm = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(cm, (np.asarray(true), np.asarray(pred)), 1)
+    title = f"confusion matrix ({run.split}, {len(true)} samples)"
+    plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png", title)
+    (run.run_dir / "confusion_matrix.json").write_text(json.dumps({"classes": names, "matrix": cm.tolist()}))
 
 
 def write_samples(run_dir: Path, data: DataBundle, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -347,11 +347,15 @@ class TextFamily(TokenFamily):
 
         data, name = run.data, run.recipe.task.name
         if name == "text_classification":
+            from deepkit.families.supervised import write_confusion_matrix
+
             train_y = data.parts["train"][1]
             majority = int(np.bincount(train_y).argmax())
             run.metrics["majority_baseline_accuracy"] = float((data.parts[run.split][1] == majority).mean())
             texts = data.parts[run.split][0][:8]
             (run.samples / "test_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+            true, pred = classify_split(run)
+            write_confusion_matrix(run, true, pred, data.class_names)
         elif name == "language_model":
             model, device = run.task.model, run.trainer.device
             prompt = data.parts.get("val", data.parts["train"])[: min(40, getattr(model, "context_length", 40))]
@@ -364,6 +368,22 @@ class TextFamily(TokenFamily):
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         cls = {"text_classification": TextClassifierPredictor, "language_model": LanguageModelPredictor}
         return cls.get(task, TokenPredictor)(model, task, saved, run_dir)
+
+
+def classify_split(run: Finish) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted labels) of a text classifier on the run's report split."""
+    import numpy as np
+    import torch
+
+    task, device = run.task, run.trainer.device
+    task.model.eval()
+    true, pred = [], []
+    with torch.no_grad():
+        for batch in run.data.loader(run.split):
+            batch = {k: v.to(device) if k != "lengths" and hasattr(v, "to") else v for k, v in batch.items()}
+            pred.append(task.predict_step(batch).argmax(-1).cpu())
+            true.append(batch["target"].cpu())
+    return torch.cat(true).numpy(), torch.cat(pred).numpy().astype(np.int64)
 
 
 # --- generation ----------------------------------------------------------------------------------------------------

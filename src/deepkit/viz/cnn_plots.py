@@ -77,11 +77,16 @@ def plot_cam(image: torch.Tensor, cam: torch.Tensor, path: str | Path, title: st
     return _save(fig, path)
 
 
-def plot_image_grid(images: torch.Tensor, captions: list[str], path: str | Path, title: str) -> Path:
-    """Images (N, C, H, W) in [0, 1] with a caption each."""
+def image_grid_figure(images: torch.Tensor, captions: list[str], title: str):
+    """Images (N, C, H, W) in [0, 1] with a caption each, under a title wrapped to the figure's width."""
+    import textwrap
+
     plt = _plt()
     rows, cols = _grid(max(1, len(images)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.6 + 0.4), squeeze=False)
+    width = max(cols * 1.4, 4.0)  # wide enough for a two-line title even over a single image
+    title = textwrap.fill(title, width=int(width * 11))  # ~11 characters per inch at 9 pt
+    lines = title.count("\n") + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * 1.6 + 0.25 * lines + 0.2), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -90,7 +95,21 @@ def plot_image_grid(images: torch.Tensor, captions: list[str], path: str | Path,
     if len(images) == 0:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center")
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    top = 1 - (0.25 * lines + 0.15) / fig.get_figheight()
+    with warnings.catch_warnings():  # wide grids cannot always be tightened; the layout is still readable
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout(rect=(0, 0, 1, top))  # the title keeps its own band above the images
+    return fig
+
+
+def plot_image_grid(images: torch.Tensor, captions: list[str], path: str | Path, title: str) -> Path:
+    """Images (N, C, H, W) in [0, 1] with a caption each (see :func:`image_grid_figure`)."""
+    fig = image_grid_figure(images, captions, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
 
 
 def _save(fig, path: str | Path) -> Path:

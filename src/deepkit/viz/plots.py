@@ -20,13 +20,12 @@ def _plt():
     return plt
 
 
-def plot_curves(history: list[dict[str, float]], out_dir: str | Path) -> list[Path]:
-    """One PNG per quantity: train vs validation (loss.png, accuracy.png, ...). Returns the files written."""
-    if not history:
-        return []
+def curve_figures(history: list[dict[str, float]]) -> dict[str, object]:
+    """One figure per logged quantity (loss, accuracy, perplexity, ...): its training and validation values per
+    epoch, whichever exist. Epoch ticks are whole numbers."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _plt()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     epochs = [int(r["epoch"]) for r in history]
     names = []
     for key in history[0]:
@@ -35,20 +34,40 @@ def plot_curves(history: list[dict[str, float]], out_dir: str | Path) -> list[Pa
         base = key.split("_", 1)[1] if key.startswith(("train_", "val_")) else key
         if base not in names:
             names.append(base)
-    written = []
+    figures = {}
     for name in names:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for split, style in (("train", "-o"), ("val", "-s")):
+        shown = []
+        for split, label, style in (("train", "training", "-o"), ("val", "validation", "-s")):
             key = f"{split}_{name}"
             if key in history[0]:
-                ax.plot(epochs, [r.get(key, np.nan) for r in history], style, ms=3, label=split)
-        ax.set(xlabel="epoch", ylabel=name, title=f"{name}: train vs validation")
+                ax.plot(epochs, [r.get(key, np.nan) for r in history], style, ms=3, label=label)
+                shown.append(label)
+        if not shown:  # a quantity logged without a split prefix
+            ax.plot(epochs, [r.get(name, np.nan) for r in history], "-o", ms=3, label=name)
+        title = (
+            f"{name}: training vs validation" if len(shown) == 2 else f"{name} ({shown[0] if shown else 'per epoch'})"
+        )
+        ax.set(xlabel="epoch", ylabel=name, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-        path = out_dir / f"{name}.png"
         fig.tight_layout()
+        figures[name] = fig
+    return figures
+
+
+def plot_curves(history: list[dict[str, float]], out_dir: str | Path) -> list[Path]:
+    """One PNG per quantity (loss.png, accuracy.png, ...), see :func:`curve_figures`. Returns the files written."""
+    if not history:
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in curve_figures(history).items():
+        path = out_dir / f"{name}.png"
         fig.savefig(path)
-        plt.close(fig)
+        _plt().close(fig)
         written.append(path)
     return written
 
@@ -83,19 +102,39 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Pa
     return Path(path)
 
 
-def plot_pred_vs_true(pred: np.ndarray, true: np.ndarray, path: str | Path, title: str = "") -> Path:
+def pred_vs_true_figure(
+    pred: np.ndarray, true: np.ndarray, title: str = "", target: str | None = None, r2: float | None = None
+):
+    """Scatter of predicted against true values of a regression, with the identity line, the target's name on the
+    axes and R² in the title."""
     plt = _plt()
     pred, true = np.asarray(pred).reshape(-1), np.asarray(true).reshape(-1)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     ax.scatter(true, pred, s=10, alpha=0.6)
     lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="perfect")
-    ax.set(xlabel="true", ylabel="predicted", title=title or "predicted vs true")
+    what = target or "target"
+    title = title or "predicted vs true"
+    if r2 is not None:
+        title += f", R² = {r2:.3f}"
+    ax.set(xlabel=f"true {what}", ylabel=f"predicted {what}", title=title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_pred_vs_true(
+    pred: np.ndarray,
+    true: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    target: str | None = None,
+    r2: float | None = None,
+) -> Path:
+    fig = pred_vs_true_figure(pred, true, title, target, r2)
     fig.savefig(path)
-    plt.close(fig)
+    _plt().close(fig)
     return Path(path)
 
 
