@@ -412,7 +412,7 @@ def test_run_dir_outputs(data, tmp_path):
     trainer.fit(make_task(), data)
     assert (out / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
     log = (out / "log.txt").read_text()
-    assert log.startswith("speed plan (cpu):") and "[x] log_sync" in log  # the fast-path decisions come first
+    assert log.startswith("speed plan (cpu: ") and "[x] log_sync" in log  # the fast-path decisions come first
     assert [line[:7] for line in log.splitlines() if line.startswith("epoch")] == ["epoch 1", "epoch 2"]
     assert {p.name for p in (out / "checkpoints").iterdir()} == {"best", "last"}
     assert (out / "plots" / "loss.png").read_bytes()[:4] == b"\x89PNG"

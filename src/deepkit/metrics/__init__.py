@@ -1,14 +1,22 @@
-"""Thin adapters over torchmetrics: the metric sets each task reports, by name."""
+"""Thin adapters over torchmetrics: the metric sets each task reports, by name.
+
+torchmetrics is imported when a metric set is made (importing it loads its text and audio metrics too, which costs
+seconds): predicting with a trained model never pays for it.
+"""
 
 from __future__ import annotations
 
-import torchmetrics
-from torchmetrics import classification as tmc
-from torchmetrics import regression as tmr
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torchmetrics
 
 
 def classification_metrics(num_classes: int) -> torchmetrics.MetricCollection:
     """accuracy, macro-F1 (and the confusion matrix, computed separately at evaluation)."""
+    import torchmetrics
+    from torchmetrics import classification as tmc
+
     return torchmetrics.MetricCollection(
         {
             "accuracy": tmc.MulticlassAccuracy(num_classes, average="micro"),
@@ -18,6 +26,9 @@ def classification_metrics(num_classes: int) -> torchmetrics.MetricCollection:
 
 
 def binary_metrics() -> torchmetrics.MetricCollection:
+    import torchmetrics
+    from torchmetrics import classification as tmc
+
     return torchmetrics.MetricCollection(
         {
             "accuracy": tmc.BinaryAccuracy(),
@@ -29,6 +40,9 @@ def binary_metrics() -> torchmetrics.MetricCollection:
 
 def regression_metrics(num_outputs: int = 1) -> torchmetrics.MetricCollection:
     """RMSE, MAE and R² in the target's original units."""
+    import torchmetrics
+    from torchmetrics import regression as tmr
+
     return torchmetrics.MetricCollection(
         {
             "rmse": tmr.MeanSquaredError(squared=False, num_outputs=num_outputs),
@@ -39,10 +53,14 @@ def regression_metrics(num_outputs: int = 1) -> torchmetrics.MetricCollection:
 
 
 def confusion_matrix(num_classes: int) -> torchmetrics.Metric:
+    from torchmetrics import classification as tmc
+
     return tmc.MulticlassConfusionMatrix(num_classes)
 
 
 def _mae_takes_outputs() -> bool:
     import inspect
+
+    from torchmetrics import regression as tmr
 
     return "num_outputs" in inspect.signature(tmr.MeanAbsoluteError.__init__).parameters

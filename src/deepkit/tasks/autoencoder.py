@@ -7,15 +7,17 @@ it into a decision, and ROC-AUC on test data measures it without a threshold (se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.tasks.base import Task
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass
@@ -49,6 +51,8 @@ class AutoencoderTask(Task):
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
+        import torchmetrics
+
         return torchmetrics.MetricCollection({"mse": torchmetrics.MeanMetric()})
 
     def errors(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -6,14 +6,16 @@ A task that needs its own step (a GAN with two optimizers) overrides ``training_
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torchmetrics
 from torch import nn
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torchmetrics
 
 
 def check_label_smoothing(value: float) -> float:
@@ -36,7 +38,8 @@ class Task:
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None):
         self.model = model
         self.preprocessing = preprocessing or Preprocessing()
-        self.metrics: torchmetrics.MetricCollection = self.make_metrics()
+        self._metrics: torchmetrics.MetricCollection | None = None  # made on first use: predicting needs none
+        self._device: torch.device | str | None = None
         self.train_transform: Any = None  # e.g. data augmentation: applied to training batches only, on the device
 
     # --- to override ---------------------------------------------------------------------------------------------
@@ -97,8 +100,23 @@ class Task:
 
     def to(self, device: torch.device | str) -> Task:
         self.model.to(device)
-        self.metrics.to(device)
+        self._device = device
+        if self._metrics is not None:
+            self._metrics.to(device)
         return self
+
+    @property
+    def metrics(self) -> torchmetrics.MetricCollection:
+        """The metrics of evaluation (``make_metrics``), made on first use, on the task's device."""
+        if self._metrics is None:
+            self._metrics = self.make_metrics()
+            if self._device is not None:
+                self._metrics.to(self._device)
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value: torchmetrics.MetricCollection) -> None:
+        self._metrics = value
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

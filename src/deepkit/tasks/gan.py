@@ -17,16 +17,18 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import DeepkitError
 from deepkit.tasks.base import Task
+
+if TYPE_CHECKING:
+    pass
 
 
 class GANDiverged(DeepkitError):
@@ -74,6 +76,8 @@ class GANTask(Task):
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
+        import torchmetrics
+
         return torchmetrics.MetricCollection(
             {k: torchmetrics.MeanMetric() for k in ("d_loss", "g_loss", "d_real", "d_fake")}
         )

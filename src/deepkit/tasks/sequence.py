@@ -6,17 +6,19 @@ Batches are dicts from :mod:`deepkit.data.text` loaders: ``{"tokens", "lengths",
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
-from torchmetrics.text import Perplexity
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.models.token_model import TokenModel
 from deepkit.tasks.base import Task, check_label_smoothing
 from deepkit.tasks.classification import ClassificationTask
+
+if TYPE_CHECKING:
+    pass
 
 IGNORE = -100  # target id that the LM loss skips (padding after the end of a sentence)
 
@@ -69,6 +71,9 @@ class LanguageModelTask(Task):
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
+        import torchmetrics
+        from torchmetrics.text import Perplexity
+
         return torchmetrics.MetricCollection({"perplexity": Perplexity(ignore_index=IGNORE)})
 
     def loss(self, outputs, target, label_smoothing: float = 0.0):

@@ -7,18 +7,18 @@ keyword arguments (``input_ids``, ``attention_mask``, ``token_type_ids``) the mo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-from torchmetrics.text import SQuAD
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.tasks.base import Task
 from deepkit.tasks.sequence import IGNORE, TextClassificationTask
+
+if TYPE_CHECKING:
+    pass
 
 
 def encoder_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -57,6 +57,9 @@ class TokenClassificationTask(Task):
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
+        import torchmetrics
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
         k = self.num_classes
         return torchmetrics.MetricCollection(
             {
@@ -113,6 +116,9 @@ class QuestionAnsweringTask(Task):
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
+        import torchmetrics
+        from torchmetrics.text import SQuAD
+
         return torchmetrics.MetricCollection({"squad": SQuAD()})
 
     def loss(self, outputs, target):

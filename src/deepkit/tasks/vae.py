@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
 from deepkit.data.preprocess import Preprocessing
 from deepkit.tasks.base import Task
+
+if TYPE_CHECKING:
+    pass
 
 
 @dataclass
@@ -73,6 +75,8 @@ class VAETask(Task):
         super().__init__(model, preprocessing)
 
     def make_metrics(self):
+        import torchmetrics
+
         return torchmetrics.MetricCollection({"recon": torchmetrics.MeanMetric(), "kl": torchmetrics.MeanMetric()})
 
     def optimizer_targets(self):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-import torchmetrics
 
 from deepkit.tasks.base import Task
+
+if TYPE_CHECKING:
+    pass
 
 
 class Word2VecTask(Task):
@@ -18,6 +22,8 @@ class Word2VecTask(Task):
     monitor_mode = "min"
 
     def make_metrics(self):
+        import torchmetrics
+
         return torchmetrics.MetricCollection({"pair_accuracy": torchmetrics.MeanMetric()})
 
     def _scores(self, batch):
