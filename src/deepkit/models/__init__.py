@@ -21,3 +21,6 @@ from deepkit.models.base import Classifier
 from deepkit.models.registry import create_model, get_entry, list_models, model_config, register_model
 
 __all__ = ["Classifier", "create_model", "get_entry", "list_models", "model_config", "register_model"]
+
+# create_model(name, weights=HF_DIR) reads Hugging Face checkpoint directories: the reader registers itself
+from deepkit.interop import hf as _hf  # noqa: E402, F401
