@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -334,3 +336,23 @@ def test_version_recipe_printing_flags_and_debug_in_every_verbs_help(run_cli):
         assert "<bool>" not in text, verb  # boolean options are flags: --json, not --json <bool>
     generate_help = run_cli("generate", "--help").stdout
     assert "[default: (a newline)]" in " ".join(generate_help.split())
+
+
+def test_start_up_imports_only_what_each_command_uses(digits_run, make_cli_env):
+    """``import deepkit`` and ``deepkit --help`` load no torch; predicting loads no torchmetrics and no matplotlib
+    (their times are measured by benchmarks/startup.py)."""
+    out, _ = digits_run
+    image = sorted((out / "samples").glob("*.png"))[0]
+    probes = {
+        "import deepkit": ("import deepkit", {"torch", "torchmetrics", "matplotlib"}),
+        "deepkit --help": ("import deepkit.cli", {"torch", "torchmetrics", "matplotlib"}),
+        "predict": (
+            f"import deepkit; deepkit.load({str(out)!r}).predict({str(image)!r})",
+            {"torchmetrics", "matplotlib"},
+        ),
+    }
+    for name, (code, absent) in probes.items():
+        probe = f"{code}\nimport sys\nprint(sorted(m for m in {sorted(absent)!r} if m in sys.modules))"
+        proc = subprocess.run([sys.executable, "-c", probe], env=make_cli_env(), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "[]", f"{name} imports {proc.stdout.strip()}"

@@ -38,7 +38,21 @@ if TYPE_CHECKING:
     from deepkit.models import create_model, list_models, register_model
     from deepkit.train import Trainer
 
-__all__ = [*_WHERE, "__version__"]
+__all__ = [
+    "DeepkitError",
+    "Predictor",
+    "RunResult",
+    "Trainer",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "families",
+    "list_models",
+    "load",
+    "register_family",
+    "register_model",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
