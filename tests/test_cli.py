@@ -356,3 +356,18 @@ def test_start_up_imports_only_what_each_command_uses(digits_run, make_cli_env):
         proc = subprocess.run([sys.executable, "-c", probe], env=make_cli_env(), capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "[]", f"{name} imports {proc.stdout.strip()}"
+
+
+def test_piped_output_says_what_the_run_is_doing(run_cli, tmp_path):
+    proc = run_cli("train", "digits_mlp", "trainer.epochs=2", "--out", tmp_path / "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+
+    def first(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+    assert first("loading data: digits") < first("data: 1,294 train, 144 val, 359 test") < first("epoch 1")
+    assert first("epoch 2") < first("evaluating the best checkpoint (epoch") < first("writing the report")
+    assert "on the test split (359 samples)" in lines[first("evaluating")]
+    quiet = run_cli("train", "digits_mlp", "trainer.epochs=1", "trainer.progress=none", "--out", tmp_path / "q")
+    assert not any(line.startswith(("loading data", "evaluating")) for line in quiet.stdout.splitlines())

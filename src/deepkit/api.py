@@ -54,12 +54,26 @@ def build(rec: Recipe, saved: Saved | None = None, given: Any = None, fresh: boo
         given: data built by the caller (``from_arrays``) instead of the recipe's data section.
         fresh: a new run (pretrained weights are loaded); False when resuming (weights come from the checkpoint).
     """
+    import time
+
     family = rec.family
     seed_everything(rec.trainer.seed)
+    t0 = time.perf_counter()
+    if given is None:
+        status(rec, f"loading data: {rec.data.name} ({family.name} family, task {rec.task.name}) ...")
     data = family.build_data(rec, saved, given)
+    sizes = ", ".join(f"{n:,} {split}" for split, n in data.sizes().items())
+    status(rec, f"data: {sizes} ({time.perf_counter() - t0:.1f} s)")
     model = family.build_model(rec, data)
     callbacks = family.setup(rec, model, data, fresh)
     return Built(family.build_task(rec, model, data), data, callbacks)
+
+
+def status(rec: Recipe, message: str) -> None:
+    """A line on what the run is doing now (loading data, evaluating, writing plots), so that piped output never
+    sits silent; not with ``trainer.progress=none``, and only from the first process."""
+    if rec.trainer.progress != "none" and distributed.is_main_process():
+        print(message, flush=True)
 
 
 # --- train ---------------------------------------------------------------------------------------------------------
@@ -256,11 +270,16 @@ def _finish(run_dir: Path, rec: Recipe, task: Task, data: DataModule, trainer: T
     """Evaluate the best checkpoint (test split, else val, else train); the family's report; results.json."""
     import json
 
+    from deepkit.rundir import checkpoint_summary
+
     best = find_checkpoint(run_dir / "checkpoints" / "best")
-    weights, _ = load_weights(best / "model.safetensors")
+    weights, meta = load_weights(best / "model.safetensors")
     load_state_dict_checked(task.model, weights, str(best))
     split = data.first_split("test", "val", "train")
+    n = data.sizes()[split]
+    status(rec, f"evaluating the {checkpoint_summary(best, meta)} on the {split} split ({n:,} samples) ...")
     metrics = trainer.evaluate(task, data, split)
+    status(rec, "writing the report: results.json, plots/, samples/ ...")
     extra = rec.family.report(Finish(run_dir, rec, task, data, trainer, split, metrics))
     metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     atomic_write_text(run_dir / "results.json", json.dumps({"split": split, "metrics": metrics, **extra}, indent=1))

@@ -422,3 +422,26 @@ def test_run_dir_is_created_when_missing(data, tmp_path):
     out = tmp_path / "new" / "run"
     Trainer(progress="plain", epochs=1, run_dir=out).fit(make_task(), data)
     assert (out / "log.txt").is_file() and (out / "metrics.csv").is_file()
+
+
+def test_the_progress_bar_moves_every_step_and_refreshes_metrics_at_log_intervals(data, monkeypatch):
+    """rich's bar on a terminal: `completed` follows every step; loss and speed (a device sync) only every
+    log_every steps and at the end of the epoch."""
+    from rich.progress import Progress
+
+    updates = []
+    original = Progress.update
+
+    def spy(self, task_id, **kw):
+        updates.append(kw)
+        return original(self, task_id, **kw)
+
+    monkeypatch.setattr(Progress, "update", spy)
+    trainer = Trainer(progress="bar", epochs=1, log_every=4, optimizer={"name": "adam", "lr": 0.01})
+    trainer.fit(make_task(), data)
+    per_step = [u for u in updates if "completed" in u][: trainer.batches_per_epoch]
+    assert [u["completed"] for u in per_step] == list(range(1, trainer.batches_per_epoch + 1))
+    with_info = [u["completed"] for u in per_step if "info" in u]
+    assert with_info == [
+        b for b in range(1, trainer.batches_per_epoch + 1) if b % 4 == 0 or b == trainer.batches_per_epoch
+    ]

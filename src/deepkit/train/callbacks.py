@@ -182,6 +182,8 @@ class ProgressLogger(Callback):
         self.task_id = None
         self.t0 = 0.0
         self.samples0 = 0
+        self.last_line = time.perf_counter()  # piped output: when the last line was printed
+        self.quiet_s = 10.0  # piped output: at most one in-epoch line per this many seconds
 
     def on_fit_start(self, trainer):
         if self.mode == "bar":
@@ -207,15 +209,29 @@ class ProgressLogger(Callback):
 
     def on_step_end(self, trainer):
         s = trainer.state
-        if self.progress is not None and (s.step % self.log_every == 0 or s.batch == trainer.batches_per_epoch):
+        logged = s.step % self.log_every == 0
+        if self.progress is not None:
+            # the bar moves every step (no device sync); loss and speed are refreshed at log intervals only
+            info = {}
+            if logged or s.batch == trainer.batches_per_epoch:
+                rate = (s.samples - self.samples0) / max(1e-9, time.perf_counter() - self.t0)
+                info["info"] = f"loss {trainer.running('loss'):.4f}  {rate:,.0f} samples/s"
+            self.progress.update(self.task_id, completed=s.batch, **info)
+        elif self.mode == "plain" and logged and time.perf_counter() - self.last_line >= self.quiet_s:
+            # piped output: a line at a log interval now and then, so a long epoch does not look stuck
             rate = (s.samples - self.samples0) / max(1e-9, time.perf_counter() - self.t0)
-            loss = trainer.running("loss")
-            self.progress.update(self.task_id, completed=s.batch, info=f"loss {loss:.4f}  {rate:,.0f} samples/s")
+            print(
+                f"epoch {s.epoch + 1}: batch {s.batch}/{trainer.batches_per_epoch}  loss {trainer.running('loss'):.4f}"
+                f"  {rate:,.0f} samples/s",
+                flush=True,
+            )
+            self.last_line = time.perf_counter()
 
     def on_epoch_end(self, trainer, logs):
         if self.progress is not None:
             self.progress.update(self.task_id, completed=trainer.batches_per_epoch, info=format_logs(logs, short=True))
         trainer.log(format_logs(logs), echo=self.mode == "plain")
+        self.last_line = time.perf_counter()
 
     def on_fit_end(self, trainer):
         if self.progress is not None:
