@@ -92,12 +92,15 @@ def from_arrays(
         >>> bundle = from_arrays(np.random.rand(100, 4), np.arange(100) % 2, task="classification")
     """
     from deepkit.config import from_dict
-    from deepkit.data.build import DataConfig, bundle_from_raw, raw_from_arrays
+    from deepkit.data.build import DataConfig, bundle_from_raw, collect_warnings, raw_from_arrays
 
     cfg = from_dict(DataConfig, {"name": "arrays", **data_options}, "data")
     target = TARGET.get(task, "label")
-    raw = raw_from_arrays(x, y, target, x_test, y_test, class_names)
-    return bundle_from_raw(raw, cfg, target, task, where="arrays")
+    with collect_warnings() as seen:
+        raw = raw_from_arrays(x, y, target, x_test, y_test, class_names)
+        bundle = bundle_from_raw(raw, cfg, target, task, where="arrays")
+    bundle.data_warnings = seen
+    return bundle
 
 
 def bind_model(model_section: dict[str, Any], data: DataBundle, weights: str | None = None) -> torch.nn.Module:
@@ -174,6 +177,13 @@ class TensorFamily(Family):
     def load_saved(self, folder: Path, meta: dict[str, Any]) -> Preprocessed:
         return Preprocessed.from_meta(meta)
 
+    def on_create(self, rec: Recipe, run_dir: Path, model: torch.nn.Module, data: DataBundle) -> None:
+        """The warnings shown while reading the data go into the run's log.txt too (before training's lines)."""
+        lines = getattr(data, "data_warnings", None)
+        if lines:
+            with open(run_dir / "log.txt", "a") as f:
+                f.writelines(f"warning: {line}\n" for line in lines)
+
     def tensors(self, rec: Recipe, saved: Preprocessed | None, given: DataBundle | None) -> DataBundle:
         """The recipe's tensors, or ``given`` ones (Python API), whose data section then becomes the recipe's."""
         if given is not None:
@@ -241,7 +251,7 @@ def report_predictions(run: Finish) -> None:
 
     import numpy as np
 
-    from deepkit.viz.plots import plot_confusion_matrix, plot_pred_vs_true
+    from deepkit.viz.plots import MAX_CONFUSION_CLASSES, plot_confusion_matrix, plot_pred_vs_true
 
     data, split = run.data, run.split
     x, y = data.split(split)
@@ -251,13 +261,37 @@ def report_predictions(run: Finish) -> None:
         names = data.preprocessing.class_names
         cm = np.zeros((len(names), len(names)), dtype=np.int64)
         np.add.at(cm, (y.cpu().numpy(), pred.argmax(1).numpy()), 1)
-        plot_confusion_matrix(
-            cm, names, plots / "confusion_matrix.png", f"confusion matrix ({split}, {len(y)} samples)"
-        )
+        if len(names) <= MAX_CONFUSION_CLASSES:
+            plot_confusion_matrix(
+                cm, names, plots / "confusion_matrix.png", f"confusion matrix ({split}, {len(y)} samples)"
+            )
+        else:
+            run.trainer.log(
+                f"confusion matrix: {len(names)} classes, more than a plot can show ({MAX_CONFUSION_CLASSES}); "
+                "no confusion_matrix.png (the counts are in confusion_matrix.json)"
+            )
         (run.run_dir / "confusion_matrix.json").write_text(json.dumps({"classes": names, "matrix": cm.tolist()}))
     elif run.recipe.task.name == "regression":
         plot_pred_vs_true(pred.numpy(), y.cpu().numpy(), plots / "pred_vs_true.png", f"predicted vs true ({split})")
-    write_samples(run.run_dir, data, x[:8], y[:8])
+    pick = sample_indices(y, data.target == "label", 8)
+    write_samples(run.run_dir, data, x[pick], y[pick])
+
+
+def sample_indices(y: torch.Tensor, by_class: bool, n: int = 8) -> torch.Tensor:
+    """``n`` indices into ``y``: round-robin over the classes (the first sample of each class in class order, then
+    the second, ...) when ``by_class``, else the first ``n``. Deterministic."""
+    import torch
+
+    if not by_class:
+        return torch.arange(min(n, len(y)))
+    labels = y.cpu().reshape(-1).long()
+    queues = [torch.nonzero(labels == c).flatten().tolist() for c in torch.unique(labels).tolist()]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < min(n, len(labels)):
+        picked += [q[depth] for q in queues if depth < len(q)][: n - len(picked)]
+        depth += 1
+    return torch.tensor(picked, dtype=torch.long)
 
 
 def write_samples(run_dir: Path, data: DataBundle, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -275,12 +309,37 @@ def write_samples(run_dir: Path, data: DataBundle, x: torch.Tensor, y: torch.Ten
             arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(out / f"test_{i:02d}_label_{tag}.png")
     elif prep.kind == "tabular":
-        cols = prep.feature_names or [f"x{i}" for i in range(raw.shape[1])]
-        lines = [",".join(cols)] + [",".join(f"{v:.6g}" for v in row.tolist()) for row in raw]
-        (out / "test_rows.csv").write_text("\n".join(lines) + "\n")
+        import csv
+
+        if prep.tabular is not None:  # the table's own columns: categories as words, as the CSV had them
+            cols, rows = prep.tabular.columns, prep.tabular.decode(raw.numpy())
+        else:
+            cols = prep.feature_names or [f"x{i}" for i in range(raw.shape[1])]
+            rows = [[f"{v:.6g}" for v in row.tolist()] for row in raw]
+        with open(out / "test_rows.csv", "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([cols, *rows])
 
 
 # --- using a trained run -------------------------------------------------------------------------------------------
+def _raw_rows(x, enc) -> bool:
+    """Whether ``x`` holds a table's rows as read from a CSV (to be encoded), not the model's inputs."""
+    import numpy as np
+
+    if hasattr(x, "columns"):  # a pandas DataFrame
+        return True
+    if hasattr(x, "numpy") or len(enc.columns) == len(enc.features) and not enc.fill:
+        return False
+    arr = np.asarray(x, dtype=object)
+    if arr.ndim not in (1, 2) or arr.shape[-1] != len(enc.columns):
+        return False
+    if len(enc.columns) != len(enc.features):
+        return True
+    try:  # numbers only, as many as the model takes: its inputs, unless a value is missing
+        return bool(np.isnan(arr.astype(np.float64)).any())
+    except (TypeError, ValueError):
+        return True
+
+
 class TensorPredictor(Predictor):
     """A trained table/image model with its preprocessing: ``predict`` raw inputs the way training saw them.
 
@@ -309,6 +368,15 @@ class TensorPredictor(Predictor):
         import numpy as np
         import torch
 
+        enc = self.preprocessing.tabular
+        if enc is not None and _raw_rows(x, enc):  # table rows as in the CSV: categories as words, gaps
+            import warnings
+
+            from deepkit.data.tables import DataWarning, unseen_message
+
+            x, unseen = enc.encode_rows(x)
+            if unseen:
+                warnings.warn(unseen_message(unseen, "predict"), DataWarning, stacklevel=3)
         t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         shape = tuple(self.preprocessing.input_shape)
         if tuple(t.shape) == shape:
