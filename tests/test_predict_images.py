@@ -69,14 +69,21 @@ def test_predict_plain_text_lists_k_classes(rgb32_run, tmp_path):
     assert line.startswith(f"{path}: ") and line.count("(") == 2
 
 
-def test_predict_colour_image_on_grayscale_model_is_an_error(tmp_path, write_mnist):
-    from deepkit.data.inputs import read_image
+def test_predict_colour_image_on_grayscale_model_is_converted(tmp_path):
+    """Training converts the odd colour image of a grayscale folder to luma; predicting does the same, with one
+    warning (before, the model refused it)."""
+    from deepkit.data.inputs import read_image, read_inputs
     from deepkit.data.preprocess import Preprocessing
-    from deepkit.errors import ShapeError
 
     rgb = np.zeros((28, 28, 3), np.uint8)
     rgb[..., 1] = 200
     Image.fromarray(rgb, mode="RGB").save(tmp_path / "green.png")
     prep = Preprocessing(kind="image", input_shape=[1, 28, 28])
-    with pytest.raises(ShapeError, match=r"green.png has 3 colour channels; the model expects 1"):
-        read_image(tmp_path / "green.png", prep)
+    with pytest.warns(ImageWarning, match=r"green.png: converted 3-channel images to 1"):
+        x = read_image(tmp_path / "green.png", prep)
+    torch.testing.assert_close(x, torch.full((1, 28, 28), 0.587 * 200 / 255))
+    for i in range(3):
+        Image.fromarray(rgb, mode="RGB").save(tmp_path / f"g{i}.png")
+    with pytest.warns(ImageWarning) as record:
+        read_inputs([tmp_path / f"g{i}.png" for i in range(3)], prep)
+    assert len(record) == 1 and "converted 3 of 3 images" in str(record[0].message)

@@ -40,26 +40,46 @@ class ImageWarning(UserWarning):
 
 
 # --- converting to what the model expects ----------------------------------------------------------------------------
-def adapt_images(x: torch.Tensor, channels: int | None, size: list[int] | tuple[int, int] | None, where: str):
-    """Convert a batch (N, C, H, W) in [0, 1] to ``channels`` (1 <-> 3) and ``size`` [H, W], warning when it does.
+def adapt_images(
+    x: torch.Tensor,
+    channels: int | None,
+    size: list[int] | tuple[int, int] | None,
+    where: str,
+    notes: list[str] | None = None,
+):
+    """Convert a batch (N, C, H, W) in [0, 1] to ``channels`` (1 <-> 3) and ``size`` [H, W], warning when it does
+    (or, given ``notes``, adding one line there for the caller to report).
 
     Grayscale -> RGB repeats the channel; RGB -> grayscale uses ITU-R BT.601 luma weights (as Pillow's "L" mode).
     Resizing is bilinear with antialiasing. Other channel counts cannot be converted and raise ``ShapeError``.
     """
     c, h, w = x.shape[1:]
+    done = []
     if channels is not None and channels != c:
-        if (c, channels) == (1, 3):
-            x = x.expand(-1, 3, -1, -1).contiguous()
-        elif (c, channels) == (3, 1):
-            weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            x = (x * weights).sum(1, keepdim=True)
-        else:
-            raise ShapeError(f"{where}: images have {c} channel(s); cannot convert them to the {channels} expected")
-        warnings.warn(f"{where}: converted {c}-channel images to {channels} channel(s)", ImageWarning, stacklevel=2)
+        x = convert_channels(x, channels, where)
+        done.append(f"converted {c}-channel images to {channels} channel(s)")
     if size is not None and [h, w] != list(size):
         x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-        warnings.warn(f"{where}: resized {h}×{w} images to {size[0]}×{size[1]}", ImageWarning, stacklevel=2)
+        done.append(f"resized {h}×{w} images to {size[0]}×{size[1]}")
+    if done and notes is not None:
+        notes.append(f"{where}: {'; '.join(done)}")
+    elif done:
+        for line in done:
+            warnings.warn(f"{where}: {line}", ImageWarning, stacklevel=2)
     return x
+
+
+def convert_channels(x: torch.Tensor, channels: int, where: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, channels, H, W): grayscale -> RGB repeats the channel, RGB -> grayscale is BT.601 luma."""
+    c = x.shape[1]
+    if (c, channels) == (1, 3):
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if (c, channels) == (3, 1):
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * weights).sum(1, keepdim=True)
+    if c == channels:
+        return x
+    raise ShapeError(f"{where}: images have {c} channel(s); cannot convert them to the {channels} expected")
 
 
 # --- image files ---------------------------------------------------------------------------------------------------
@@ -90,21 +110,43 @@ def _palette_is_gray(im) -> bool:
     return bool((pal[..., 0] == pal[..., 1]).all() and (pal[..., 1] == pal[..., 2]).all())
 
 
-def _stack(arrays: list[np.ndarray], paths: list[Path], size: list[int] | None, where: str) -> torch.Tensor:
-    """uint8 arrays of possibly mixed channels and sizes -> (N, C, H, W) in [0, 1]; converts with a warning."""
-    colour = any(a.ndim == 3 for a in arrays)
-    if colour and not all(a.ndim == 3 for a in arrays):
-        n_gray = sum(a.ndim == 2 for a in arrays)
+def _stack(
+    arrays: list[np.ndarray],
+    paths: list[Path],
+    size: list[int] | None,
+    where: str,
+    channels: int | None = None,
+    why: str | None = None,
+) -> torch.Tensor:
+    """uint8 arrays of possibly mixed channels and sizes -> (N, C, H, W) in [0, 1].
+
+    The channel count is ``channels`` (data.channels), else that of the majority of the images (a tie: colour);
+    the others are converted, with one warning that counts them. Sizes: ``size``, else the most common one.
+    """
+    n_colour = sum(a.ndim == 3 for a in arrays)
+    n_gray = len(arrays) - n_colour
+    target_c = channels if channels in (1, 3) else (3 if n_colour >= n_gray else 1)
+    odd = n_gray if target_c == 3 else n_colour
+    if odd:
+        kinds = ("grayscale", "RGB") if target_c == 3 else ("RGB", "grayscale")
+        if why is None:
+            why = (
+                f"data.channels={channels}"
+                if channels in (1, 3)
+                else "the majority; set data.channels=" + ("1 for grayscale" if target_c == 3 else "3 to keep colour")
+            )
         warnings.warn(
-            f"{where}: {n_gray} grayscale image(s) among colour ones were converted to RGB", ImageWarning, stacklevel=2
+            f"{where}: converted {odd} of {len(arrays)} images from {kinds[0]} to {kinds[1]} ({why})",
+            ImageWarning,
+            stacklevel=2,
         )
     sizes = Counter(a.shape[:2] for a in arrays)
     target = tuple(size) if size else sizes.most_common(1)[0][0]
     if len(sizes) > 1 and not size:
-        odd = next(p for a, p in zip(arrays, paths, strict=True) if a.shape[:2] != target)
+        odd_path = next(p for a, p in zip(arrays, paths, strict=True) if a.shape[:2] != target)
         warnings.warn(
-            f"{where}: images have {len(sizes)} different sizes (e.g. {odd}); all were resized to the most common, "
-            f"{target[0]}×{target[1]} (set data.image_size=[H,W] to choose)",
+            f"{where}: images have {len(sizes)} different sizes (e.g. {odd_path}); all were resized to the most "
+            f"common, {target[0]}×{target[1]} (set data.image_size=[H,W] to choose)",
             ImageWarning,
             stacklevel=2,
         )
@@ -112,8 +154,8 @@ def _stack(arrays: list[np.ndarray], paths: list[Path], size: list[int] | None, 
     for a in arrays:
         t = torch.from_numpy(a).float().div_(255)
         t = (t.permute(2, 0, 1) if t.ndim == 3 else t[None]).contiguous()
-        if colour and t.shape[0] == 1:
-            t = t.expand(3, -1, -1)
+        if t.shape[0] != target_c:
+            t = convert_channels(t[None], target_c, where)[0]
         if tuple(t.shape[1:]) != target:
             t = F.interpolate(t[None], size=target, mode="bilinear", antialias=True, align_corners=False)[0]
         out.append(t.clamp(0, 1))
@@ -121,7 +163,12 @@ def _stack(arrays: list[np.ndarray], paths: list[Path], size: list[int] | None, 
 
 
 def read_class_folders(
-    folder: Path, on_error: str = "stop", size: list[int] | None = None, class_names: list[str] | None = None
+    folder: Path,
+    on_error: str = "stop",
+    size: list[int] | None = None,
+    class_names: list[str] | None = None,
+    channels: int | None = None,
+    why: str | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """Images in ``folder/<class>/*`` -> (images, labels, class names). Classes are the sub-folders, sorted.
 
@@ -129,6 +176,7 @@ def read_class_folders(
         on_error: ``stop`` raises on the first unreadable image; ``skip`` leaves it out with a warning.
         size: [H, W] to resize every image to (default: the most common size; others are resized with a warning).
         class_names: use these classes (a test split must use the training split's classes).
+        channels: 1 or 3 (default: those of most images; the others are converted with one warning), ``why``.
     """
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}; expected one sub-folder of images per class")
@@ -162,23 +210,31 @@ def read_class_folders(
             paths.append(p)
     if not arrays:
         raise DataError(f"no readable images in {folder}")
-    return _stack(arrays, paths, size, str(folder)), np.asarray(labels, dtype=np.int64), names
+    return _stack(arrays, paths, size, str(folder), channels, why), np.asarray(labels, dtype=np.int64), names
 
 
-def load_image_folder(path: str | Path | None, on_error: str = "stop", size: list[int] | None = None) -> RawData:
+def load_image_folder(
+    path: str | Path | None, on_error: str = "stop", size: list[int] | None = None, channels: int | None = None
+) -> RawData:
     """An image-folder dataset: ``path/<class>/*.png`` or, with an official split, ``path/train/<class>/...`` and
-    ``path/test/<class>/...`` (``val/`` is read as part of train; deepkit takes its own validation split)."""
+    ``path/test/<class>/...`` (``val/`` is read as part of train; deepkit takes its own validation split).
+    ``channels``: 1 or 3, else those of most training images (a test split follows the training split)."""
     if not path:
-        raise DataError("data.path is not set; expected a folder with one sub-folder of images per class")
+        raise DataError(
+            "data.path is not set; expected a folder with one sub-folder of images per class "
+            "(e.g. data.path=photos, holding photos/cats/*.jpg and photos/dogs/*.jpg)"
+        )
     root = Path(path).expanduser()
+    if channels not in (None, 1, 3):
+        raise ShapeError(f"data.channels must be 1 or 3, got {channels}")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        x, y, names = read_class_folders(root / "train", on_error, size)
+        x, y, names = read_class_folders(root / "train", on_error, size, channels=channels)
         size = size or list(x.shape[2:])
-        x_test, y_test, _ = read_class_folders(root / "test", on_error, size, class_names=names)
-        if x_test.shape[1] != x.shape[1]:
-            x_test = adapt_images(x_test, x.shape[1], None, str(root / "test"))
+        x_test, y_test, _ = read_class_folders(
+            root / "test", on_error, size, names, channels=x.shape[1], why="as the training split"
+        )
         return RawData("image", x, y, x_test, y_test, class_names=names)
-    x, y, names = read_class_folders(root, on_error, size)
+    x, y, names = read_class_folders(root, on_error, size, channels=channels)
     return RawData("image", x, y, class_names=names)
 
 
@@ -392,7 +448,7 @@ def read_image_dataset(cfg) -> RawData:
     if cfg.name in ("cifar10", "cifar100"):
         return load_cifar(cfg.name, cfg.path, cfg.label_mode)
     if cfg.name == "image_folder":
-        return load_image_folder(cfg.path, cfg.on_bad_image, cfg.image_size)
+        return load_image_folder(cfg.path, cfg.on_bad_image, cfg.image_size, cfg.channels)
     return load_npz(cfg.path)
 
 

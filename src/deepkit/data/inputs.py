@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from deepkit.data.preprocess import Preprocessing
-from deepkit.data.tables import read_csv_table
+from deepkit.data.tables import CsvConfig, DataWarning, read_csv_columns, read_csv_table, unseen_message
 from deepkit.errors import DataError, ShapeError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def read_image(path: Path, prep: Preprocessing) -> torch.Tensor:
-    """One image file -> (C, H, W) floats in [0, 1], with the channels and size the model expects."""
+def read_image(path: Path, prep: Preprocessing, notes: list[str] | None = None) -> torch.Tensor:
+    """One image file -> (C, H, W) floats in [0, 1], with the channels and size the model expects.
+
+    A colour image for a grayscale model becomes grayscale (luma), a grayscale one for a colour model RGB, and
+    other sizes are resized, as training converts the images that differ from the rest (or from data.channels /
+    data.image_size): with a warning, or a line in ``notes`` when given (the caller warns once for many files).
+    """
     from PIL import Image, UnidentifiedImageError
 
     c, h, w = prep.input_shape
@@ -30,16 +36,14 @@ def read_image(path: Path, prep: Preprocessing) -> torch.Tensor:
         img = img.convert("RGB") if c == 3 else img.convert("LA").getchannel(0)
     arr = np.asarray(img.convert("L") if img.mode in ("1", "I", "I;16", "F") else img, dtype=np.float32)
     arr = arr[..., None] if arr.ndim == 2 else arr
-    if arr.shape[-1] == 3 and c == 1:
-        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
-            raise ShapeError(f"image {path} has 3 colour channels; the model expects 1 channel (grayscale)")
+    if c == 1 and arr.shape[-1] == 3 and (arr[..., 1:] == arr[..., :1]).all():
         arr = arr[..., :1]  # a grayscale picture stored as RGB
     x = torch.from_numpy(arr.transpose(2, 0, 1) / 255.0).float()
     if x.shape[0] != c or x.shape[1] != h or x.shape[2] != w:
-        # grayscale -> RGB and resizing as data.channels / data.image_size do in training (with a warning)
+        # grayscale <-> RGB and resizing as data.channels / data.image_size do in training
         from deepkit.data.images import adapt_images
 
-        x = adapt_images(x[None], c, [h, w], f"image {path}")[0]
+        x = adapt_images(x[None], c, [h, w], f"image {path}", notes)[0]
     return x
 
 
@@ -48,6 +52,7 @@ def read_inputs(paths: list[str | Path], prep: Preprocessing) -> tuple[list[str]
     names: list[str] = []
     rows: list[torch.Tensor] = []
     shape = tuple(prep.input_shape)
+    converted: list[str] = []  # one line per converted image; one warning for them all
     for p in map(Path, paths):
         if not p.is_file():
             raise DataError(f"input file not found: {p}")
@@ -56,7 +61,7 @@ def read_inputs(paths: list[str | Path], prep: Preprocessing) -> tuple[list[str]
             if prep.kind != "image":
                 raise ShapeError(f"{p} is an image, but the model takes {int(np.prod(shape))} tabular features")
             names.append(str(p))
-            rows.append(read_image(p, prep))
+            rows.append(read_image(p, prep, converted))
         elif suffix == ".npy":
             try:
                 arr = np.load(p, allow_pickle=False)
@@ -74,16 +79,43 @@ def read_inputs(paths: list[str | Path], prep: Preprocessing) -> tuple[list[str]
         elif suffix in (".csv", ".tsv", ".txt"):
             if prep.kind != "tabular":
                 raise ShapeError(f"{p} is a table, but the model takes images of shape {shape}")
-            table = read_csv_table(p, target=prep.target_name, features=prep.feature_names, require_target=False)
-            if table.x.shape[1] != int(np.prod(shape)):
-                raise ShapeError(f"{p} has {table.x.shape[1]} feature columns; the model expects {int(np.prod(shape))}")
-            names += [f"{p}:row{i + 1}" for i in range(len(table.x))]
-            rows += list(torch.from_numpy(table.x))
+            x = read_table_rows(p, prep)
+            if x.shape[1] != int(np.prod(shape)):
+                raise ShapeError(f"{p} has {x.shape[1]} feature columns; the model expects {int(np.prod(shape))}")
+            names += [f"{p}:row{i + 1}" for i in range(len(x))]
+            rows += list(torch.from_numpy(x))
         else:
             raise DataError(f"unsupported input {p}: expected an image (.png/.jpg), a .npy array or a .csv table")
+    if converted:
+        from deepkit.data.images import ImageWarning
+
+        n_images = sum(Path(n).suffix.lower() in IMAGE_SUFFIXES for n in names)
+        msg = (
+            converted[0]
+            if len(converted) == 1
+            else (
+                f"converted {len(converted)} of {n_images} images to what the model expects "
+                f"({shape[0]} channel(s), {shape[1]}×{shape[2]}), e.g. {converted[0]}"
+            )
+        )
+        warnings.warn(msg, ImageWarning, stacklevel=2)
     if not rows:
         raise DataError("no inputs given; expected image files, .npy arrays or CSV rows")
     x = torch.stack(rows).reshape(len(rows), *shape)
     if not torch.isfinite(x).all():
         raise DataError("inputs contain NaN or Inf values; expected finite numbers")
     return names, x
+
+
+def read_table_rows(path: Path, prep: Preprocessing) -> np.ndarray:
+    """A CSV's rows as the model's inputs (before normalization): its categorical columns one-hot encoded and its
+    missing cells filled as in training (an unseen category: all zeros, with one warning)."""
+    enc = prep.tabular
+    if enc is None:  # a run from before categorical columns: numbers only
+        return read_csv_table(path, target=prep.target_name, features=prep.feature_names, require_target=False).x
+    opts = CsvConfig(missing="impute", na_values=enc.na_values)
+    cols = read_csv_columns(path, prep.target_name, enc.columns, opts, enc.categorical, require_target=False)
+    x, _, unseen = enc.transform(cols.cells)
+    if unseen:
+        warnings.warn(unseen_message(unseen, str(path)), DataWarning, stacklevel=3)
+    return x

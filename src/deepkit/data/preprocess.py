@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from deepkit.config import from_dict, to_dict
+from deepkit.data.tables import TabularEncoding
 from deepkit.errors import ShapeError
 
 
@@ -27,8 +28,9 @@ class Preprocessing:
     target_mean: list[float] | None = None  # regression targets are standardized for training
     target_std: list[float] | None = None
     class_names: list[str] | None = None
-    feature_names: list[str] | None = None
+    feature_names: list[str] | None = None  # tables: the columns read (one-hot columns: tabular.features)
     target_name: str | None = None
+    tabular: TabularEncoding | None = None  # CSV tables: categories, fill values (runs before it: numbers only)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -47,7 +49,8 @@ class Preprocessing:
             mean, std = x.double().mean(0).flatten(), x.double().std(0).flatten()
         else:
             return self
-        std = torch.where(std < 1e-8, torch.ones_like(std), std)  # constant inputs (e.g. border pixels) pass through
+        # constant inputs (e.g. border pixels) pass through; so does everything when one sample gives no spread
+        std = torch.where((std < 1e-8) | std.isnan(), torch.ones_like(std), std)
         self.mean, self.std = mean.float().tolist(), std.float().tolist()
         return self
 

@@ -1,30 +1,38 @@
-"""Dataset readers. Each returns :class:`RawData`: inputs as floats (images in [0, 1]), raw targets,
-and the official test split where the dataset has one."""
+"""Dataset readers. Each returns :class:`RawData`: inputs as floats (images in [0, 1]), or a CSV's cells (encoded
+once the training split is known), raw targets, and the official test split where the dataset has one."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from deepkit.data.idx import read_idx
-from deepkit.data.tables import read_csv_table
+from deepkit.data.tables import CsvConfig, read_csv_columns
 from deepkit.errors import DataError
 
 
 @dataclass
 class RawData:
     kind: str  # "image" or "tabular"
-    x: torch.Tensor  # (N, C, H, W) in [0, 1] or (N, F)
+    x: torch.Tensor | np.ndarray  # (N, C, H, W) in [0, 1] or (N, F); a CSV: (N, F) cells (see is_cells)
     y: np.ndarray  # (N,) labels or values, or strings from a CSV
-    x_test: torch.Tensor | None = None
+    x_test: torch.Tensor | np.ndarray | None = None
     y_test: np.ndarray | None = None
     feature_names: list[str] | None = None
     target_name: str | None = None
     class_names: list[str] | None = None  # when the dataset defines them
+    categorical: list[str] | None = None  # a CSV's categorical columns
+    notes: list[str] = field(default_factory=list)  # lines for the run's log (rows left out, ...)
+
+    @property
+    def is_cells(self) -> bool:
+        """``x`` holds a CSV's cells (an object array: floats, NaN for missing, in numeric columns; strings, None
+        for missing, in categorical ones), which become numbers once the training split is known."""
+        return isinstance(self.x, np.ndarray) and self.x.dtype == object
 
 
 def data_root() -> Path:
@@ -120,14 +128,23 @@ def load_mnist(path: str | Path | None = None, download: bool = False) -> RawDat
     )
 
 
-def load_csv(path: str | Path | None, target: str | None, features: list[str] | None) -> RawData:
+def load_csv(
+    path: str | Path | None,
+    target: str | None,
+    features: list[str] | None,
+    options: CsvConfig | None = None,
+    categorical: list[str] | None = None,
+) -> RawData:
+    """A CSV table as cells (see :func:`~deepkit.data.tables.read_csv_columns`); ``categorical``: a trained run's."""
     if not path:
         raise DataError("data.path is not set; expected the path of a CSV file (e.g. data.path=my.csv)")
-    t = read_csv_table(path, target, features)
+    t = read_csv_columns(path, target, features, options, categorical)
     return RawData(
         "tabular",
-        torch.from_numpy(t.x),
+        t.cells,
         np.asarray(t.y, dtype=object),
         feature_names=t.feature_names,
         target_name=t.target_name,
+        categorical=t.categorical,
+        notes=t.notes,
     )

@@ -92,12 +92,15 @@ def from_arrays(
         >>> bundle = from_arrays(np.random.rand(100, 4), np.arange(100) % 2, task="classification")
     """
     from deepkit.config import from_dict
-    from deepkit.data.build import DataConfig, bundle_from_raw, raw_from_arrays
+    from deepkit.data.build import DataConfig, bundle_from_raw, collect_warnings, raw_from_arrays
 
     cfg = from_dict(DataConfig, {"name": "arrays", **data_options}, "data")
     target = TARGET.get(task, "label")
-    raw = raw_from_arrays(x, y, target, x_test, y_test, class_names)
-    return bundle_from_raw(raw, cfg, target, task, where="arrays")
+    with collect_warnings() as seen:
+        raw = raw_from_arrays(x, y, target, x_test, y_test, class_names)
+        bundle = bundle_from_raw(raw, cfg, target, task, where="arrays")
+    bundle.data_warnings = seen
+    return bundle
 
 
 def bind_model(model_section: dict[str, Any], data: DataBundle, weights: str | None = None) -> torch.nn.Module:
@@ -174,6 +177,13 @@ class TensorFamily(Family):
     def load_saved(self, folder: Path, meta: dict[str, Any]) -> Preprocessed:
         return Preprocessed.from_meta(meta)
 
+    def on_create(self, rec: Recipe, run_dir: Path, model: torch.nn.Module, data: DataBundle) -> None:
+        """The warnings shown while reading the data go into the run's log.txt too (before training's lines)."""
+        lines = getattr(data, "data_warnings", None)
+        if lines:
+            with open(run_dir / "log.txt", "a") as f:
+                f.writelines(f"warning: {line}\n" for line in lines)
+
     def tensors(self, rec: Recipe, saved: Preprocessed | None, given: DataBundle | None) -> DataBundle:
         """The recipe's tensors, or ``given`` ones (Python API), whose data section then becomes the recipe's."""
         if given is not None:
@@ -249,7 +259,25 @@ def report_predictions(run: Finish) -> None:
         r2 = run.metrics.get("r2")
         title = f"predicted vs true ({split})"
         plot_pred_vs_true(pred.numpy(), y.cpu().numpy(), run.plots / "pred_vs_true.png", title, target, r2)
-    write_samples(run.run_dir, data, x[:8], y[:8])
+    pick = sample_indices(y, data.target == "label", 8)
+    write_samples(run.run_dir, data, x[pick], y[pick])
+
+
+def sample_indices(y: torch.Tensor, by_class: bool, n: int = 8) -> torch.Tensor:
+    """``n`` indices into ``y``: round-robin over the classes (the first sample of each class in class order, then
+    the second, ...) when ``by_class``, else the first ``n``. Deterministic."""
+    import torch
+
+    if not by_class:
+        return torch.arange(min(n, len(y)))
+    labels = y.cpu().reshape(-1).long()
+    queues = [torch.nonzero(labels == c).flatten().tolist() for c in torch.unique(labels).tolist()]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < min(n, len(labels)):
+        picked += [q[depth] for q in queues if depth < len(q)][: n - len(picked)]
+        depth += 1
+    return torch.tensor(picked, dtype=torch.long)
 
 
 def write_confusion_matrix(run: Finish, true: np.ndarray, pred: np.ndarray, names: list[str]) -> None:
@@ -258,12 +286,18 @@ def write_confusion_matrix(run: Finish, true: np.ndarray, pred: np.ndarray, name
 
     import numpy as np
 
-    from deepkit.viz.plots import plot_confusion_matrix
+    from deepkit.viz.plots import MAX_CONFUSION_CLASSES, plot_confusion_matrix
 
     cm = np.zeros((len(names), len(names)), dtype=np.int64)
     np.add.at(cm, (np.asarray(true), np.asarray(pred)), 1)
-    title = f"confusion matrix ({run.split}, {len(true)} samples)"
-    plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png", title)
+    if len(names) <= MAX_CONFUSION_CLASSES:
+        title = f"confusion matrix ({run.split}, {len(true)} samples)"
+        plot_confusion_matrix(cm, names, run.plots / "confusion_matrix.png", title)
+    else:
+        run.trainer.log(
+            f"confusion matrix: {len(names)} classes, more than a plot can show ({MAX_CONFUSION_CLASSES}); "
+            "no confusion_matrix.png (the counts are in confusion_matrix.json)"
+        )
     (run.run_dir / "confusion_matrix.json").write_text(json.dumps({"classes": names, "matrix": cm.tolist()}))
 
 
@@ -282,17 +316,50 @@ def write_samples(run_dir: Path, data: DataBundle, x: torch.Tensor, y: torch.Ten
             arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
             Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(out / f"test_{i:02d}_label_{tag}.png")
     elif prep.kind == "tabular":
-        cols = prep.feature_names or [f"x{i}" for i in range(raw.shape[1])]
-        lines = [",".join(cols)] + [",".join(f"{v:.6g}" for v in row.tolist()) for row in raw]
-        (out / "test_rows.csv").write_text("\n".join(lines) + "\n")
+        import csv
+
+        if prep.tabular is not None:  # the table's own columns: categories as words, as the CSV had them
+            cols, rows = prep.tabular.columns, prep.tabular.decode(raw.numpy())
+        else:
+            cols = prep.feature_names or [f"x{i}" for i in range(raw.shape[1])]
+            rows = [[f"{v:.6g}" for v in row.tolist()] for row in raw]
+        with open(out / "test_rows.csv", "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([cols, *rows])
 
 
 # --- using a trained run -------------------------------------------------------------------------------------------
 def is_paths(x: Any) -> bool:
-    """A file path, or a non-empty list/tuple of them (as opposed to arrays of numbers)."""
+    """A file path, or a non-empty list/tuple of them (as opposed to numbers, or a table row of category words):
+    Path objects, and strings naming an existing file or ending like one (.png, .npy, .csv, ...)."""
+    from deepkit.data.inputs import IMAGE_SUFFIXES
+
+    def path_like(v: Any) -> bool:
+        if isinstance(v, Path):
+            return True
+        return isinstance(v, str) and (Path(v).suffix.lower() in {*IMAGE_SUFFIXES, ".npy", ".csv"} or Path(v).is_file())
+
     if isinstance(x, str | Path):
+        return path_like(x)
+    return isinstance(x, list | tuple) and bool(x) and all(path_like(v) for v in x)
+
+
+def _raw_rows(x, enc) -> bool:
+    """Whether ``x`` holds a table's rows as read from a CSV (to be encoded), not the model's inputs."""
+    import numpy as np
+
+    if hasattr(x, "columns"):  # a pandas DataFrame
         return True
-    return isinstance(x, list | tuple) and bool(x) and all(isinstance(v, str | Path) for v in x)
+    if hasattr(x, "numpy") or len(enc.columns) == len(enc.features) and not enc.fill:
+        return False
+    arr = np.asarray(x, dtype=object)
+    if arr.ndim not in (1, 2) or arr.shape[-1] != len(enc.columns):
+        return False
+    if len(enc.columns) != len(enc.features):
+        return True
+    try:  # numbers only, as many as the model takes: its inputs, unless a value is missing
+        return bool(np.isnan(arr.astype(np.float64)).any())
+    except (TypeError, ValueError):
+        return True
 
 
 class TensorPredictor(Predictor):
@@ -328,6 +395,15 @@ class TensorPredictor(Predictor):
 
             _, raw = read_inputs([x] if isinstance(x, str | Path) else list(x), self.preprocessing)
             return self.preprocessing.transform(raw)
+        enc = self.preprocessing.tabular
+        if enc is not None and _raw_rows(x, enc):  # table rows as in the CSV: categories as words, gaps
+            import warnings
+
+            from deepkit.data.tables import DataWarning, unseen_message
+
+            x, unseen = enc.encode_rows(x)
+            if unseen:
+                warnings.warn(unseen_message(unseen, "predict"), DataWarning, stacklevel=3)
         t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         shape = tuple(self.preprocessing.input_shape)
         if tuple(t.shape) == shape:

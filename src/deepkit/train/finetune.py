@@ -14,6 +14,7 @@ A recipe's ``finetune`` section drives it::
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,13 @@ class FinetuneConfig:
     freeze: list[str] | None = None  # extra parameter-name patterns kept frozen for the whole run, e.g. ["layer1.*"]
     reset: list[str] | None = None  # patterns NOT loaded but trained afresh like the head, e.g. ["fc.*"]: chop off
     #                                 every fully connected layer, keep only the pretrained convolutions
+
+
+FREEZE_WARN_FRACTION = 0.5  # a backbone frozen for at least this share of the epochs draws a warning
+
+
+class FinetuneWarning(UserWarning):
+    """A fine-tuning setting that is likely to hurt the run (the message says which and why)."""
 
 
 def head_parameter_names(model: nn.Module) -> list[str]:
@@ -153,17 +161,69 @@ class BackboneFreezer(Callback):
             trainer.log(f"finetune: backbone frozen in epoch {trainer.state.epoch + 1} (head only)", echo=False)
 
 
+def freeze_warning(freeze_epochs: int, epochs: int) -> str | None:
+    """The warning for a backbone frozen during most of a run of ``epochs`` epochs, or None."""
+    if freeze_epochs <= 0 or epochs <= 0 or freeze_epochs < FREEZE_WARN_FRACTION * epochs:
+        return None
+    if freeze_epochs >= epochs:
+        return (
+            f"finetune.freeze_backbone_epochs={freeze_epochs} covers the whole run (trainer.epochs={epochs}): the "
+            "pretrained backbone never trains, only the new head; lower freeze_backbone_epochs or raise trainer.epochs"
+        )
+    return (
+        f"finetune.freeze_backbone_epochs={freeze_epochs}: the backbone stays frozen for {freeze_epochs} of "
+        f"{epochs} epochs ({100 * freeze_epochs / epochs:.0f}%), and only the new head trains then; with so few "
+        "epochs left to fine-tune, the run may end below training from scratch: lower freeze_backbone_epochs "
+        "(e.g. 1) or raise trainer.epochs"
+    )
+
+
+def _names(names: list[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f", … ({len(names)} in all)" if len(names) > n else "")
+
+
+class FinetuneLog(Callback):
+    """At fit start: writes what :func:`setup_finetune` did (weights loaded, layers trained afresh) into the run's
+    log, and warns when the backbone stays frozen for most of the run (``trainer.epochs`` is known there)."""
+
+    def __init__(self, lines: list[str], freeze_epochs: int = 0):
+        self.lines, self.freeze_epochs = list(lines), freeze_epochs
+
+    def on_fit_start(self, trainer):
+        for line in self.lines:
+            trainer.log(line)
+        msg = freeze_warning(self.freeze_epochs, trainer.config.epochs)
+        if msg:
+            warnings.warn(msg, FinetuneWarning, stacklevel=2)
+            trainer.log(f"warning: {msg}", echo=False)  # the console has the warning already
+
+
 def setup_finetune(ft: FinetuneConfig | None, model: nn.Module, optimizer, load: bool) -> list[Callback]:
     """A recipe's ``finetune`` section: load the pretrained weights (``load``: a new run; a resumed one has its own),
     set the backbone's learning-rate multiplier in ``optimizer`` (the trainer's optimizer section) unless it sets
-    one, and return the backbone-freezing callback when the section asks for one."""
+    one, and return the callbacks: the log of what was loaded (and a warning when the backbone stays frozen for
+    most of the run), and the backbone-freezing callback when the section asks for one."""
     if ft is None:
         return []
+    lines = []
     if load and ft.weights:
-        load_pretrained(model, ft.weights, reset_head=ft.reset_head, trust_pickle=ft.trust_pickle, reset=ft.reset)
+        info = load_pretrained(model, ft.weights, ft.reset_head, ft.trust_pickle, ft.reset)
+        line = f"finetune: loaded {info['loaded']} tensors from {ft.weights}"
+        if info["skipped_head"]:  # the modules left at their fresh initialization
+            fresh = sorted({k.rsplit(".", 1)[0] for k in info["skipped_head"]})
+            what = "new head" + (" and finetune.reset" if ft.reset else "")
+            line += f"; not loaded, trained afresh ({what}): {_names(fresh)} ({len(info['skipped_head'])} tensors)"
+        lines.append(line)
+    if ft.freeze:
+        lines.append(f"finetune: frozen for the whole run: {', '.join(ft.freeze)}")
     mult = finetune_lr_mult(model, ft)
     if mult and not optimizer.lr_mult:
         optimizer.lr_mult = mult
-    if not (ft.freeze_backbone_epochs or ft.freeze):
-        return []
-    return [BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze, ft.reset)]
+        if load:
+            lines.append(f"finetune: backbone learning rate × {ft.backbone_lr_mult} (the new head × 1)")
+    callbacks: list[Callback] = []
+    if lines or ft.freeze_backbone_epochs:
+        callbacks.append(FinetuneLog(lines, ft.freeze_backbone_epochs))
+    if ft.freeze_backbone_epochs or ft.freeze:
+        callbacks.append(BackboneFreezer(ft.freeze_backbone_epochs, ft.freeze, ft.reset))
+    return callbacks

@@ -9,6 +9,8 @@ import numpy as np
 from deepkit.train.callbacks import Callback, Trainer
 
 _SKIP = {"epoch", "step", "lr", "samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
+MAX_CONFUSION_CLASSES = 100  # more classes: no confusion-matrix plot (CIFAR-100 still gets one)
+MAX_FIGURE_INCHES = 20.0  # at 100 dpi: no plot wider or taller than 2,000 pixels
 
 
 def _plt():
@@ -73,11 +75,11 @@ def plot_curves(history: list[dict[str, float]], out_dir: str | Path) -> list[Pa
 
 
 def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str | Path, title: str = "") -> Path:
-    """Counts with row-normalized colour (true class per row, predicted per column)."""
+    """Counts with row-normalized colour (true class per row, predicted per column); at most 2,000×2,000 pixels."""
     plt = _plt()
     cm = np.asarray(cm)
     k = len(cm)
-    size = max(4.0, 0.45 * k + 2)
+    size = min(max(4.0, 0.45 * k + 2), MAX_FIGURE_INCHES)
     fig, ax = plt.subplots(figsize=(size, size), dpi=100)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
