@@ -148,6 +148,31 @@ def test_in_process_mid_epoch_resume_is_exact(data, tmp_path):
     assert resumed.state.step == ref.state.step == 24
 
 
+def test_in_process_resume_on_the_cpu_fast_path_is_exact(tmp_path):
+    """A conv net on the CPU defaults (channels_last kernels + fused AdamW): the restored optimizer state must take
+    its parameters' layout, or the fused step pairs the moments with the wrong weights (issue 13)."""
+    rng = np.random.default_rng(0)
+    images = from_arrays(rng.random((120, 1, 8, 8), dtype=np.float32), np.arange(120) % 3, batch_size=16)
+
+    def conv_task(seed: int = 0) -> ClassificationTask:
+        torch.manual_seed(seed)
+        model = create_model("simple_cnn", in_channels=1, num_classes=3, channels=[4, 8], input_size=[8, 8], hidden=8)
+        return ClassificationTask(model, 3)
+
+    cfg = {**CONFIG, "checkpoint_every": 1}
+    ref_task = conv_task()
+    ref = Trainer(cfg, run_dir=tmp_path / "ref")
+    ref.fit(ref_task, images)
+    assert ref.speed.on("channels_last") and ref.speed.on("fused_optimizer"), ref.speed.table()
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir=tmp_path / "run", callbacks=[Crash(at=8)]).fit(conv_task(), images)
+    resumed_task = conv_task(seed=99)
+    Trainer(cfg, run_dir=tmp_path / "run").fit(resumed_task, images, resume=tmp_path / "run" / "checkpoints" / "last")
+    for k, v in ref_task.model.state_dict().items():
+        assert torch.equal(v, resumed_task.model.state_dict()[k]), k
+
+
 def test_resume_with_other_progress_keeps_callback_state(data, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

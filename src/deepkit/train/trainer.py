@@ -520,16 +520,19 @@ class Trainer:
 
     def _restore(self, directory: str | Path) -> None:
         weights, _, tensors, state = ckpt.load_training_state(directory)
+        # weights are copied into the live parameters (keeping their channels_last layout); optimizer state gets its
+        # parameter's layout in ckpt.load_optimizer_state / match_param_layout (fused kernels pair by memory position)
         if self.dist and self.dist.strategy == "fsdp":  # plain weights into the sharded model (each rank its shard)
             optim = ckpt.unflatten_optimizer(tensors, state["optimizer"])
             self.dist.load_full_state(self.task.model, self.optimizer, weights, optim)
+            ckpt.match_param_layout(self.optimizer)
         else:
             load_state_dict_checked(self.task.model, weights, str(directory))
             self.task.model.to(self.device)
         if self.optimizers:
             ckpt.load_named_optimizers(self.optimizers, tensors, state, str(directory))
         elif not (self.dist and self.dist.strategy == "fsdp"):
-            self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
+            ckpt.load_optimizer_state(self.optimizer, ckpt.unflatten_optimizer(tensors, state["optimizer"]))
         loop = state["loop"]
         self.state = LoopState(
             epoch=loop["epoch"],
