@@ -6,7 +6,9 @@ looks the family up from the recipe's task name (``deepkit.families``) and never
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from deepkit.rundir import RunLock, new_run_dir, now, read_checkpoint, warn_if_t
 from deepkit.tasks.base import Task
 from deepkit.train import distributed
 from deepkit.train.checkpoint import find_checkpoint
-from deepkit.train.trainer import Trainer, resolve_device, seed_everything
+from deepkit.train.trainer import Trainer, describe_position, resolve_device, seed_everything
 from deepkit.weights import atomic_write_text, load_weights
 
 
@@ -242,10 +244,13 @@ def _fit_and_finish(
             if trainer.dist and trainer.dist.strategy == "fsdp":  # the trained model is sharded: evaluate a plain one
                 task = family.build_task(rec, family.build_model(rec, built.data), built.data)
             metrics = _finish(run_dir, rec, task, built.data, trainer)
-        except KeyboardInterrupt:
-            if distributed.is_main_process():
-                write_status(run_dir, "interrupted")
-            raise
+        except KeyboardInterrupt as e:
+            if not distributed.is_main_process():
+                raise
+            write_status(run_dir, "interrupted")
+            message = interrupted_message(run_dir, trainer)
+            trainer.log(message, echo=False)
+            raise KeyboardInterrupt(message) from e
         except BaseException as e:
             if distributed.is_main_process():
                 write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}")
@@ -258,6 +263,23 @@ def _fit_and_finish(
     return RunResult(run_dir, metrics, history, trainer.peak_memory)
 
 
+def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
+    """What Ctrl-C prints: where the run stopped, where its last checkpoint is, and the command that continues it."""
+    s = trainer.state
+    started = s.step or s.batch or s.epoch
+    where = f"interrupted at {trainer.position()}" if started else "interrupted before the first step"
+    last = find_checkpoint(run_dir / "checkpoints" / "last")
+    try:
+        loop = json.loads((last / "state.json").read_text())["loop"] if last else None
+    except (OSError, ValueError, KeyError):
+        loop = None
+    if loop is None:
+        return f"{where}; no checkpoint yet, so there is nothing to resume"
+    at = describe_position(loop["epoch"], loop["batch"], loop["step"], trainer.batches_per_epoch)
+    command = f"deepkit train --resume {shlex.quote(str(run_dir))}"
+    return f"{where}; last checkpoint: {last}, at {at}; continue with: {command}"
+
+
 def rank0_goes_on(trainer: Trainer) -> bool:
     """After ``fit`` in several processes: leave the process group; only rank 0 goes on (test evaluation, files)."""
     if trainer.dist is None:
@@ -268,7 +290,6 @@ def rank0_goes_on(trainer: Trainer) -> bool:
 
 def _finish(run_dir: Path, rec: Recipe, task: Task, data: DataModule, trainer: Trainer) -> dict[str, float]:
     """Evaluate the best checkpoint (test split, else val, else train); the family's report; results.json."""
-    import json
 
     from deepkit.rundir import checkpoint_summary
 

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -137,7 +137,10 @@ def train(
         args += [*(["--out", str(out)] if out else []), *(["--resume", str(resume)] if resume else [])]
         distributed.launch(nproc, args + (["--overwrite"] if overwrite else []))
         return
-    result = api.train(recipe or "", *overrides, out=out, resume=resume, overwrite=overwrite, command=sys.argv)
+    try:
+        result = api.train(recipe or "", *overrides, out=out, resume=resume, overwrite=overwrite, command=sys.argv)
+    except KeyboardInterrupt as e:  # here: typer would turn it into a silent exit 130
+        _interrupted(e)
     if not distributed.is_main_process():
         return
     typer.echo(f"run directory: {result.run_dir}")
@@ -383,9 +386,16 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("RANK", "0") == "0":  # several processes (torchrun, --nproc): rank 0 speaks for all
             print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+
+
+def _interrupted(e: KeyboardInterrupt) -> NoReturn:
+    """Ctrl-C: one line on stderr (``deepkit train``: where the run stopped, its last checkpoint and the command that
+    continues it; rank 0 speaks for all processes) and exit code 130."""
+    if os.environ.get("RANK", "0") == "0":
+        print(str(e) or "interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 with contextlib.suppress(Exception):  # a broken plugin family: main() reports it as a one-line error

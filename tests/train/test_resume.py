@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +33,9 @@ TRAIN_ARGS = [
     "trainer.checkpoint_every=5",
     "trainer.progress=plain",
 ]
+
+
+TIMING = ("samples_per_s", "time", "peak_rss_mb")
 
 
 def metrics_rows(run: Path) -> list[dict[str, str]]:
@@ -148,6 +153,31 @@ def test_in_process_mid_epoch_resume_is_exact(data, tmp_path):
     assert resumed.state.step == ref.state.step == 24
 
 
+def test_in_process_resume_on_the_cpu_fast_path_is_exact(tmp_path):
+    """A conv net on the CPU defaults (channels_last kernels + fused AdamW): the restored optimizer state must take
+    its parameters' layout, or the fused step pairs the moments with the wrong weights (issue 13)."""
+    rng = np.random.default_rng(0)
+    images = from_arrays(rng.random((120, 1, 8, 8), dtype=np.float32), np.arange(120) % 3, batch_size=16)
+
+    def conv_task(seed: int = 0) -> ClassificationTask:
+        torch.manual_seed(seed)
+        model = create_model("simple_cnn", in_channels=1, num_classes=3, channels=[4, 8], input_size=[8, 8], hidden=8)
+        return ClassificationTask(model, 3)
+
+    cfg = {**CONFIG, "checkpoint_every": 1}
+    ref_task = conv_task()
+    ref = Trainer(cfg, run_dir=tmp_path / "ref")
+    ref.fit(ref_task, images)
+    assert ref.speed.on("channels_last") and ref.speed.on("fused_optimizer"), ref.speed.table()
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir=tmp_path / "run", callbacks=[Crash(at=8)]).fit(conv_task(), images)
+    resumed_task = conv_task(seed=99)
+    Trainer(cfg, run_dir=tmp_path / "run").fit(resumed_task, images, resume=tmp_path / "run" / "checkpoints" / "last")
+    for k, v in ref_task.model.state_dict().items():
+        assert torch.equal(v, resumed_task.model.state_dict()[k]), k
+
+
 def test_resume_with_other_progress_keeps_callback_state(data, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -175,3 +205,90 @@ def test_resume_finished_run_with_more_epochs(tmp_path):
     assert [r["epoch"] for r in metrics_rows(out)] == ["1", "2"]
     assert read_loop(out / "checkpoints" / "last")["epoch"] == 2
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+# --- Ctrl-C: the step in progress ends, checkpoints/last is written there, one line says where ------------------------
+
+
+class CtrlC(Callback):
+    """Send this process SIGINT ``times`` times at the end of optimizer step ``at``, as Ctrl-C would."""
+
+    def __init__(self, at: int, times: int = 1):
+        self.at, self.times = at, times
+
+    def on_step_end(self, trainer):
+        if trainer.state.step == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_where_it_stops_and_says_how_to_continue(tmp_path, capsys):
+    args = ["digits_mlp", "trainer.epochs=2", "model.width=32", "trainer.progress=none"]
+    ref = deepkit.train(*args, out=tmp_path / "ref")
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        deepkit.train(*args, out=run, callbacks=[CtrlC(at=50)])  # epoch 2 (41 batches an epoch), no periodic saves
+    last = run / "checkpoints" / "last"
+    assert read_loop(last) | {"history": None} == read_loop(last) | {
+        "epoch": 1, "batch": 9, "step": 50, "history": None
+    }  # fmt: skip
+    line = str(stopped.value)
+    assert line == (
+        f"interrupted at epoch 2, batch 9/41 (step 50); last checkpoint: {last}, at epoch 2, batch 9/41 (step 50); "
+        f"continue with: deepkit train --resume {run}"
+    )
+    assert (run / "log.txt").read_text().rstrip().endswith(line)
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the loop
+
+    capsys.readouterr()
+    more = deepkit.train(resume=run, **{"trainer.progress": "plain"})
+    said = f"resuming {run} from epoch 2, batch 9/41 (step 50) of 2 epochs"
+    assert capsys.readouterr().out.splitlines()[0] == said
+    assert said in (run / "log.txt").read_text()
+    for k, v in load_file(str(ref.run_dir / "checkpoints/last/model.safetensors")).items():
+        assert torch.equal(v, load_file(str(last / "model.safetensors"))[k]), k
+    assert more.history == [h | {k: more.history[i][k] for k in TIMING} for i, h in enumerate(ref.history)]
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        deepkit.train(
+            "digits_mlp", "trainer.epochs=1", "model.width=32", "trainer.progress=none", "trainer.checkpoint_every=4",
+            out=run, callbacks=[CtrlC(at=10, times=2)],
+        )  # fmt: skip
+    assert read_loop(run / "checkpoints" / "last")["step"] == 8  # the last periodic checkpoint: step 10 was not saved
+    assert re.fullmatch(
+        r"interrupted at epoch 1, batch 10/41 \(step 10\); last checkpoint: .*, at epoch 1, batch 8/41 \(step 8\); "
+        r"continue with: deepkit train --resume .*",
+        str(stopped.value),
+    )
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_in_an_accumulation_group_finishes_the_group(data, tmp_path):
+    """SIGINT during the 2nd micro-batch of a group of 3: the group's optimizer step is taken and saved."""
+    cfg = {**CONFIG, "accumulate": 3}
+    ref_task = make_task()
+    Trainer(cfg).fit(ref_task, data)
+
+    task = make_task()
+    calls = [0]
+    step = task.training_step
+
+    def training_step(batch):
+        calls[0] += 1
+        if calls[0] == 11:  # epoch 2 (8 batches: groups of 3, 3, 2), its 3rd batch: the 2nd of its 1st group
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(batch)
+
+    task.training_step = training_step
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted at epoch 2, batch 3/8 \(step 4\)"):
+        Trainer(cfg, run_dir=tmp_path / "run").fit(task, data)
+    last = tmp_path / "run" / "checkpoints" / "last"
+    assert (read_loop(last)["batch"], read_loop(last)["step"]) == (3, 4)
+    resumed = make_task(seed=99)
+    Trainer(cfg, run_dir=tmp_path / "run").fit(resumed, data, resume=last)
+    for k, v in ref_task.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

@@ -11,6 +11,10 @@ A task with several optimizers (a GAN) stores each under its name: tensors ``opt
 
 A checkpoint directory is written under a temporary name and swapped in with renames, so a crash (even
 SIGKILL) leaves either the old or the new checkpoint, never a mix.
+
+safetensors stores every tensor contiguous; loading gives each restored tensor its live counterpart's memory layout
+again: weights are copied into the (e.g. channels_last) parameters, optimizer state is re-laid-out like its
+parameter by :func:`match_param_layout` (fused optimizers pair elements by memory position).
 """
 
 from __future__ import annotations
@@ -55,6 +59,31 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict, prefix: st
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every optimizer state tensor shaped like its parameter (Adam's moments, SGD's momentum) the parameter's
+    memory layout (strides).
+
+    A checkpoint stores them contiguous and ``Optimizer.load_state_dict`` keeps that layout. The fused kernels (fused
+    Adam/AdamW/SGD, on the CPU as on CUDA) walk parameter, gradient and state as flat memory, so a channels_last
+    (NHWC) kernel with contiguous (NCHW) moments would be updated with other elements' moments: a wrong step after
+    every resume, not a rounding difference. Sharded (DTensor) parameters are left to their own loader.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state or type(p) not in (torch.Tensor, nn.Parameter):
+                continue
+            for key, value in state.items():
+                if type(value) is torch.Tensor and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict) -> None:
+    """``optimizer.load_state_dict`` with each state tensor in its parameter's memory layout (every resume path)."""
+    optimizer.load_state_dict(state_dict)
+    match_param_layout(optimizer)
+
+
 def flatten_optimizers(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict]:
     """Named optimizers -> (tensors, {"optimizers": {name: json meta}})."""
     tensors, metas = {}, {}
@@ -76,7 +105,7 @@ def load_named_optimizers(
             " expected a checkpoint of the same task"
         )
     for name, opt in optimizers.items():
-        opt.load_state_dict(unflatten_optimizer(tensors, saved[name], f"optim:{name}"))
+        load_optimizer_state(opt, unflatten_optimizer(tensors, saved[name], f"optim:{name}"))
 
 
 # --- RNG states ----------------------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def describe_position(epoch: int, batch: int, step: int, batches: int) -> str:
+    """A loop position in words: ``epoch 2, batch 3/8 (step 11)``, or ``the end of epoch 2 (step 16)``.
+
+    ``epoch`` counts completed epochs and ``batch`` the batches done in the current one (:class:`LoopState`)."""
+    if batch == 0 and epoch > 0:
+        return f"the end of epoch {epoch} (step {step})"
+    return f"epoch {epoch + 1}, batch {batch}{f'/{batches}' if batches else ''} (step {step})"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -183,6 +193,7 @@ class Trainer:
         self.peak_memory: dict[str, float] = {}  # peak_rss_mb (and peak_gpu_mb) of the last fit
         self.dist: distributed.DistributedContext | None = None  # set by fit when launched as several processes
         self._synced: tuple[dict[str, torch.Tensor], int] = ({}, 0)  # running sums over all ranks (distributed)
+        self._interrupt = False  # a Ctrl-C arrived during the loop: stop at the end of the current step
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def fit(self, task: Task, data: DataModule, resume: str | Path | None = None) -> list[dict[str, float]]:
@@ -194,7 +205,7 @@ class Trainer:
         cfg = self.config
         run = self._setup(task, data, resume)
         s = self.state
-        with self._fast_path(task, run):
+        with self._fast_path(task, run), self._deferred_ctrl_c():
             try:
                 while s.epoch < cfg.epochs and not s.stop and not (cfg.max_steps and s.step >= cfg.max_steps):
                     task.model.train()
@@ -212,7 +223,11 @@ class Trainer:
                         if cfg.max_steps and s.step >= cfg.max_steps:
                             s.stop = True
                             break
+                        if self._interrupt and s.batch < self.batches_per_epoch:
+                            self._stop_interrupted()  # mid-epoch: checkpoints/last at this step, then raise
                     self._end_epoch(run, t0)
+                    if self._interrupt:
+                        self._stop_interrupted()  # the epoch end has saved checkpoints/last
             except BaseException as e:
                 self._fire("on_exception", error=e)
                 raise
@@ -221,6 +236,45 @@ class Trainer:
         if self.dist:
             self.dist.barrier()  # rank 0 has written every file before any rank goes on
         return s.history
+
+    @contextlib.contextmanager
+    def _deferred_ctrl_c(self):
+        """For the loop: a first Ctrl-C (SIGINT) lets the current optimizer step (a whole accumulation group) or
+        epoch end finish, so that checkpoints/last can be written where the state is whole (a KeyboardInterrupt in
+        the middle of a step would leave a half-updated model, spent RNG draws, partial running sums); a second
+        Ctrl-C interrupts at once. Only in one process, on the main thread, where Python's own SIGINT handler is
+        installed (ranks of a distributed run would stop at different steps, and a collective save would hang)."""
+        self._interrupt = False
+        if (
+            self.dist is not None
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+
+        def on_sigint(signum, frame):
+            if self._interrupt:  # the second Ctrl-C
+                signal.default_int_handler(signum, frame)
+            self._interrupt = True
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _stop_interrupted(self) -> None:
+        """Ctrl-C, honoured at a step or epoch boundary: save checkpoints/last there (an epoch end just did), raise."""
+        s = self.state
+        if self.run_dir and s.batch:
+            self.save_checkpoint(self.run_dir / "checkpoints" / "last")
+        raise KeyboardInterrupt(f"interrupted at {self.position()}")
+
+    def position(self) -> str:
+        """Where the loop is, in words (:func:`describe_position`)."""
+        s = self.state
+        return describe_position(s.epoch, s.batch, s.step, self.batches_per_epoch)
 
     def _setup(self, task: Task, data: DataModule, resume: str | Path | None) -> _Run:
         """Everything before the first batch, in this order: device, processes and seed; loaders and schedule; the
@@ -520,16 +574,19 @@ class Trainer:
 
     def _restore(self, directory: str | Path) -> None:
         weights, _, tensors, state = ckpt.load_training_state(directory)
+        # weights are copied into the live parameters (keeping their channels_last layout); optimizer state gets its
+        # parameter's layout in ckpt.load_optimizer_state / match_param_layout (fused kernels pair by memory position)
         if self.dist and self.dist.strategy == "fsdp":  # plain weights into the sharded model (each rank its shard)
             optim = ckpt.unflatten_optimizer(tensors, state["optimizer"])
             self.dist.load_full_state(self.task.model, self.optimizer, weights, optim)
+            ckpt.match_param_layout(self.optimizer)
         else:
             load_state_dict_checked(self.task.model, weights, str(directory))
             self.task.model.to(self.device)
         if self.optimizers:
             ckpt.load_named_optimizers(self.optimizers, tensors, state, str(directory))
         elif not (self.dist and self.dist.strategy == "fsdp"):
-            self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, state["optimizer"]))
+            ckpt.load_optimizer_state(self.optimizer, ckpt.unflatten_optimizer(tensors, state["optimizer"]))
         loop = state["loop"]
         self.state = LoopState(
             epoch=loop["epoch"],
@@ -552,8 +609,9 @@ class Trainer:
             self.state.sums = {k: torch.zeros_like(v) for k, v in self.state.sums.items()}
             self.state.count = 0
             seed_everything(self.config.seed + self.dist.rank + 1_000_003 * self.state.step)  # rank 0 has the saved RNG
-        if os.environ.get("DEEPKIT_DEBUG"):
-            print(f"resumed at epoch {self.state.epoch + 1}, batch {self.state.batch}, step {self.state.step}")
+        until = f"{self.config.epochs} epochs" + (f", {self.config.max_steps} steps" if self.config.max_steps else "")
+        where = self.run_dir if self.run_dir else Path(directory)
+        self.log(f"resuming {where} from {self.position()} of {until}", echo=self.config.progress != "none")
 
 
 def _merge(base: dict, overrides: dict) -> dict:
