@@ -173,7 +173,9 @@ def test_diverging_training_fails_cleanly(run_cli, tmp_path):
         "model.width=16",
         "trainer.progress=none",
     )
-    assert_user_error(proc, "training loss became", "lower trainer.optimizer.lr", out=out)
+    message = assert_user_error(proc, "training loss became", "lower trainer.optimizer.lr", out=out)
+    assert "no checkpoint was written before it" in message and "checkpoints/last" not in message, message
+    assert not (out / "checkpoints" / "last").exists()
     status = json.loads((out / "run.json").read_text())
     assert status["status"] == "failed" and "TrainingDiverged" in status["error"]
 

@@ -498,7 +498,11 @@ class Trainer:
         bad = {k: v for k, v in bad.items() if not math.isfinite(v)}
         if bad:
             where = f"epoch {s.epoch + 1}, step {s.step}"
-            hint = "last good checkpoint: " + str(self.run_dir / "checkpoints" / "last") if self.run_dir else ""
+            last = self.run_dir / "checkpoints" / "last" if self.run_dir else None
+            hint = ""
+            if last is not None:  # name the last good checkpoint only if one was written
+                found = ckpt.find_checkpoint(last)
+                hint = f"last good checkpoint: {found}" if found else "no checkpoint was written before it"
             raise TrainingDiverged(
                 f"training {' and '.join(bad)} became {next(iter(bad.values()))} at {where}; lower "
                 f"trainer.optimizer.lr, set trainer.grad_clip, or check the inputs for extreme values. {hint}".strip()
