@@ -182,6 +182,43 @@ def _blobs(
     return x, y
 
 
+def _write_table(path, header: list[str], rows: list[list]) -> str:
+    path.write_text("\n".join([",".join(header)] + [",".join(map(str, r)) for r in rows]) + "\n")
+    return str(path)
+
+
+def _colour_table(path, n: int = 240, seed: int = 0, gaps: bool = True) -> str:
+    """label = (colour is red) xor (a > 0): learnable only with the categorical column; every 10th 'a' is empty,
+    every 15th colour 'NA' (with ``gaps``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        colour = ["red", "green", "blue"][i % 3]
+        a, b = rng.normal(), rng.normal()
+        label = "yes" if (colour == "red") != (a > 0) else "no"
+        rows.append(
+            [
+                "" if gaps and i % 10 == 3 else f"{a:.3f}",
+                "NA" if gaps and i % 15 == 7 else colour,
+                f"{b:.3f}",
+                label,
+            ]
+        )
+    return _write_table(path, ["a", "colour", "b", "label"], rows)
+
+
+@pytest.fixture(scope="session")
+def write_table() -> Callable[..., str]:
+    """``write_table(path, header, rows)`` -> the path of a CSV with those rows."""
+    return _write_table
+
+
+@pytest.fixture(scope="session")
+def colour_table() -> Callable[..., str]:
+    """``colour_table(path, n=240, seed=0, gaps=True)`` -> a CSV whose label needs its categorical column."""
+    return _colour_table
+
+
 @pytest.fixture
 def write_mnist() -> Callable[..., Path]:
     """``write_mnist(folder, n_train=200, n_test=50, gz=True)``: a tiny synthetic MNIST folder."""

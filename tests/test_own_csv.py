@@ -13,34 +13,9 @@ import pytest
 import deepkit
 
 
-def write(path, header: list[str], rows: list[list]) -> str:
-    path.write_text("\n".join([",".join(header)] + [",".join(map(str, r)) for r in rows]) + "\n")
-    return str(path)
-
-
-def colour_table(path, n: int = 240, seed: int = 0, gaps: bool = True) -> str:
-    """label = (colour is red) xor (a > 0): learnable only with the categorical column; every 10th 'a' is empty,
-    every 15th colour 'NA' (with ``gaps``)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        colour = ["red", "green", "blue"][i % 3]
-        a, b = rng.normal(), rng.normal()
-        label = "yes" if (colour == "red") != (a > 0) else "no"
-        rows.append(
-            [
-                "" if gaps and i % 10 == 3 else f"{a:.3f}",
-                "NA" if gaps and i % 15 == 7 else colour,
-                f"{b:.3f}",
-                label,
-            ]
-        )
-    return write(path, ["a", "colour", "b", "label"], rows)
-
-
 # --- through training, prediction and evaluation ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def colour_run(tmp_path_factory):
+def colour_run(colour_table, tmp_path_factory):
     root = tmp_path_factory.mktemp("owncsv")
     path = colour_table(root / "colours.csv")
     result = deepkit.train(
@@ -84,7 +59,7 @@ def test_predict_rows_with_gaps_and_unseen_categories(colour_run, run_cli, tmp_p
     assert p.predict_proba([[1.5, "red", 0.1]]).shape == (1, 2)
 
 
-def test_eval_on_another_csv_uses_the_saved_encoding(colour_run, run_cli, tmp_path):
+def test_eval_on_another_csv_uses_the_saved_encoding(colour_table, colour_run, run_cli, tmp_path):
     root, result = colour_run
     other = colour_table(tmp_path / "other.csv", n=90, seed=3)
     proc = run_cli("eval", root / "run", "--data", f"path={other}", "--json")
@@ -93,8 +68,8 @@ def test_eval_on_another_csv_uses_the_saved_encoding(colour_run, run_cli, tmp_pa
 
 
 # --- small and odd tables ------------------------------------------------------------------------------------------
-def test_three_row_csv_fails_early_naming_the_training_split(tmp_path, run_cli):
-    path = write(tmp_path / "tiny.csv", ["a", "b", "y"], [[1, 2, 0], [3, 4, 1], [5, 6, 0]])
+def test_three_row_csv_fails_early_naming_the_training_split(write_table, tmp_path, run_cli):
+    path = write_table(tmp_path / "tiny.csv", ["a", "b", "y"], [[1, 2, 0], [3, 4, 1], [5, 6, 0]])
     proc = run_cli("train", "csv_classification", f"data.path={path}", "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -114,10 +89,10 @@ def test_three_row_csv_fails_early_naming_the_training_split(tmp_path, run_cli):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_float_target_classified_warns_and_caps_the_confusion_plot(tmp_path, run_cli):
+def test_float_target_classified_warns_and_caps_the_confusion_plot(write_table, tmp_path, run_cli):
     rng = np.random.default_rng(0)
     rows = [[f"{a:.3f}", f"{3 * a + rng.normal() * 0.1:.2f}"] for a in rng.normal(size=300)]
-    path = write(tmp_path / "f.csv", ["a", "y"], rows)
+    path = write_table(tmp_path / "f.csv", ["a", "y"], rows)
     proc = run_cli("train", "csv_classification", f"data.path={path}", "trainer.epochs=1", "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     assert "use task.name=regression" in proc.stderr

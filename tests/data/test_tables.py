@@ -17,33 +17,8 @@ from deepkit.data.tables import CsvConfig, DataWarning, TabularEncoding, read_cs
 from deepkit.errors import DataError
 
 
-def write(path, header: list[str], rows: list[list]) -> str:
-    path.write_text("\n".join([",".join(header)] + [",".join(map(str, r)) for r in rows]) + "\n")
-    return str(path)
-
-
-def colour_table(path, n: int = 240, seed: int = 0, gaps: bool = True) -> str:
-    """label = (colour is red) xor (a > 0): learnable only with the categorical column; every 10th 'a' is empty,
-    every 15th colour 'NA' (with ``gaps``)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        colour = ["red", "green", "blue"][i % 3]
-        a, b = rng.normal(), rng.normal()
-        label = "yes" if (colour == "red") != (a > 0) else "no"
-        rows.append(
-            [
-                "" if gaps and i % 10 == 3 else f"{a:.3f}",
-                "NA" if gaps and i % 15 == 7 else colour,
-                f"{b:.3f}",
-                label,
-            ]
-        )
-    return write(path, ["a", "colour", "b", "label"], rows)
-
-
 # --- reading and encoding ------------------------------------------------------------------------------------------
-def test_categorical_column_is_inferred_and_one_hot_encoded(tmp_path):
+def test_categorical_column_is_inferred_and_one_hot_encoded(colour_table, tmp_path):
     path = colour_table(tmp_path / "t.csv", n=60, gaps=False)
     bundle = build_data(DataConfig(name="csv", path=path), "classification")
     prep = bundle.preprocessing
@@ -56,9 +31,9 @@ def test_categorical_column_is_inferred_and_one_hot_encoded(tmp_path):
     assert any("column 'colour' is categorical" in n for n in bundle.notes)
 
 
-def test_declared_categorical_numeric_codes(tmp_path):
+def test_declared_categorical_numeric_codes(write_table, tmp_path):
     rows = [[i % 4, f"{i * 0.1:.1f}", i % 2] for i in range(40)]
-    path = write(tmp_path / "t.csv", ["zone", "x", "y"], rows)
+    path = write_table(tmp_path / "t.csv", ["zone", "x", "y"], rows)
     cfg = DataConfig(name="csv", path=path, csv=CsvConfig(categorical=["zone"]))
     enc = build_data(cfg, "classification").preprocessing.tabular
     assert enc.categories == {"zone": ["0", "1", "2", "3"]} and enc.features[:4] == [f"zone={i}" for i in range(4)]
@@ -66,21 +41,21 @@ def test_declared_categorical_numeric_codes(tmp_path):
         build_data(DataConfig(name="csv", path=path, csv=CsvConfig(categorical=["zon"])), "classification")
 
 
-def test_strict_reading_keeps_the_errors_that_point_at_the_cell(tmp_path):
-    path = write(tmp_path / "t.csv", ["a", "b", "y"], [[1, 2, 0], [3, "x", 1], [4, "", 0]])
+def test_strict_reading_keeps_the_errors_that_point_at_the_cell(write_table, tmp_path):
+    path = write_table(tmp_path / "t.csv", ["a", "b", "y"], [[1, 2, 0], [3, "x", 1], [4, "", 0]])
     with pytest.raises(DataError, match=r"line 3, column 'b': 'x', expected a number.*data.csv.categorical=\[b\]"):
         read_csv_columns(path, options=CsvConfig(infer_categorical=False))
     with pytest.raises(DataError, match=r"line 4, column 'b': a missing value \(an empty cell\).*data.csv.missing"):
         read_csv_columns(path, options=CsvConfig(categorical=["b"], missing="error"))
 
 
-def test_missing_values_are_imputed_from_the_training_split_only(tmp_path):
+def test_missing_values_are_imputed_from_the_training_split_only(write_table, tmp_path):
     """The medians / most frequent values come from training rows: changing the held-out rows moves nothing."""
     rows = [[i, float(i * i % 17), ["u", "v"][i % 2] if i % 3 else "v", i % 2] for i in range(50)]
     rows[5][1] = ""  # a gap in 'a'
     rows[8][2] = ""  # a gap in 'c'
     header = ["row", "a", "c", "y"]
-    cfg = DataConfig(name="csv", path=write(tmp_path / "t.csv", header, rows), val_split=0.2, normalize="none")
+    cfg = DataConfig(name="csv", path=write_table(tmp_path / "t.csv", header, rows), val_split=0.2, normalize="none")
     bundle = build_data(cfg, "classification")
     enc = bundle.preprocessing.tabular
     train_rows = {int(r) for r in bundle.train[0][:, 0].tolist()}
@@ -91,13 +66,13 @@ def test_missing_values_are_imputed_from_the_training_split_only(tmp_path):
     held = [r for r in range(50) if r not in train_rows]
     for r in held:  # held-out rows change wildly: nothing fitted moves
         rows[r][1], rows[r][2] = 1e6, "w"
-    cfg2 = DataConfig(name="csv", path=write(tmp_path / "t2.csv", header, rows), val_split=0.2, normalize="none")
+    cfg2 = DataConfig(name="csv", path=write_table(tmp_path / "t2.csv", header, rows), val_split=0.2, normalize="none")
     with pytest.warns(DataWarning, match="categories not seen in training .*'w'"):
         assert build_data(cfg2, "classification").preprocessing.tabular.fill == enc.fill
     assert any("filled 2 missing cells" in n for n in bundle.notes)
 
 
-def test_missing_drop_and_error(tmp_path):
+def test_missing_drop_and_error(colour_table, tmp_path):
     path = colour_table(tmp_path / "t.csv", n=60)
     dropped = build_data(DataConfig(name="csv", path=path, csv=CsvConfig(missing="drop")), "classification")
     assert sum(dropped.sizes().values()) == 50  # empty 'a' in rows 3, 13, ..., 53; 'NA' colour in 7, 22, 37, 52
@@ -106,28 +81,28 @@ def test_missing_drop_and_error(tmp_path):
         build_data(DataConfig(name="csv", path=path, csv=CsvConfig(missing="error")), "classification")
 
 
-def test_rows_without_target_are_left_out_with_a_warning(tmp_path):
+def test_rows_without_target_are_left_out_with_a_warning(write_table, tmp_path):
     rows = [[i, i % 2] for i in range(30)]
     rows[4][1] = ""
-    path = write(tmp_path / "t.csv", ["a", "y"], rows)
+    path = write_table(tmp_path / "t.csv", ["a", "y"], rows)
     with pytest.warns(DataWarning, match="1 of 30 rows have no target value"):
         bundle = build_data(DataConfig(name="csv", path=path), "classification")
     assert sum(bundle.sizes().values()) == 29
 
 
-def test_too_many_categories_is_a_clear_error(tmp_path):
+def test_too_many_categories_is_a_clear_error(write_table, tmp_path):
     rows = [[f"id{i}", i, i % 2] for i in range(80)]
-    path = write(tmp_path / "t.csv", ["name", "x", "y"], rows)
+    path = write_table(tmp_path / "t.csv", ["name", "x", "y"], rows)
     with pytest.raises(DataError, match=r"'name' has \d+ distinct values .*max_categories=50 .*data.features"):
         build_data(DataConfig(name="csv", path=path), "classification")
     bundle = build_data(DataConfig(name="csv", path=path, features=["x"]), "classification")
     assert bundle.preprocessing.input_shape == [1]
 
 
-def test_unseen_category_in_held_out_rows_is_all_zeros_with_a_warning(tmp_path):
+def test_unseen_category_in_held_out_rows_is_all_zeros_with_a_warning(write_table, tmp_path):
     rows = [[i, "a" if i % 2 else "b", i % 2] for i in range(40)]
     rows[39][1] = "zebra"  # one row: held out for some split seeds
-    path = write(tmp_path / "t.csv", ["x", "c", "y"], rows)
+    path = write_table(tmp_path / "t.csv", ["x", "c", "y"], rows)
     for seed in range(10):
         cfg = DataConfig(name="csv", path=path, test_split=0.5, val_split=0.0, split_seed=seed, normalize="none")
         with warnings.catch_warnings(record=True) as record:
@@ -165,11 +140,11 @@ def test_old_preprocessing_without_tabular_still_loads():
     assert new.tabular.categories == {"b": ["x"]}
 
 
-def test_class_count_warning_only_for_many_classes(tmp_path):
-    few = write(tmp_path / "few.csv", ["a", "y"], [[i, i % 5] for i in range(100)])
+def test_class_count_warning_only_for_many_classes(write_table, tmp_path):
+    few = write_table(tmp_path / "few.csv", ["a", "y"], [[i, i % 5] for i in range(100)])
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         build_data(DataConfig(name="csv", path=few), "classification")
-    many = write(tmp_path / "many.csv", ["a", "y"], [[i, f"c{i % 40}"] for i in range(100)])
+    many = write_table(tmp_path / "many.csv", ["a", "y"], [[i, f"c{i % 40}"] for i in range(100)])
     with pytest.warns(DataWarning, match="40 classes in 100 samples.*check data.target"):
         build_data(DataConfig(name="csv", path=many), "classification")
