@@ -17,7 +17,7 @@ import typer
 from deepkit.cli_options import DEBUG_EPILOG, flag
 
 
-class _Command(typer.core.TyperCommand):
+class _FlagHelp:
     """Shows ``--help`` as the flag it is (typer renders flags as ``--help <bool>``)."""
 
     def get_help_option(self, ctx):
@@ -27,12 +27,12 @@ class _Command(typer.core.TyperCommand):
         return option
 
 
-class _Group(typer.core.TyperGroup):
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
+class _Command(_FlagHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, typer.core.TyperGroup):
+    pass
 
 
 app = typer.Typer(
