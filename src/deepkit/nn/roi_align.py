@@ -1,0 +1,190 @@
+"""RoIAlign (He et al., 2017, Mask R-CNN) and its multi-scale form for FPN features, in plain torch.
+
+Semantics are torchvision's ``roi_align``: each output bin averages ``sampling_ratio``² bilinear samples (adaptive:
+``ceil(roi_size / output_size)`` per side when ``sampling_ratio <= 0``); samples more than one pixel outside the
+map are zero; ``aligned=True`` shifts the box by half a pixel so that pixel centres line up (Detectron2).
+The samples are gathered from a channels-last copy of the features (one row of C values per sample point),
+in chunks of boxes so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+CHUNK_POINTS = 1 << 18  # sample points gathered at once (x C channels x 4 corners)
+
+
+def _bilinear_weights(coord: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """Low/high indices and weights of a bilinear sample at ``coord`` on an axis of ``size`` pixels (torchvision's
+    border rule); ``valid`` is False more than one pixel outside."""
+    valid = (coord >= -1.0) & (coord <= size)
+    c = coord.clamp(min=0)
+    low = c.floor().long()
+    at_end = low >= size - 1
+    low = torch.where(at_end, torch.full_like(low, size - 1), low)
+    high = torch.where(at_end, low, low + 1)
+    c = torch.where(at_end, low.to(c.dtype), c)
+    frac = c - low.to(c.dtype)
+    return low, high, 1 - frac, frac, valid
+
+
+def _roi_align_group(
+    feats: torch.Tensor,
+    rois: torch.Tensor,
+    out_hw: tuple[int, int],
+    scale: float,
+    grid: tuple[int, int],
+    aligned: bool,
+) -> torch.Tensor:
+    """RoIAlign of ``rois`` (K, 5) that share one sampling grid ``(gh, gw)``: (K, C, PH, PW)."""
+    n, c, h, w = feats.shape
+    ph, pw = out_hw
+    gh, gw = grid
+    k = rois.shape[0]
+    offset = 0.5 if aligned else 0.0
+    b = rois[:, 0].long()
+    x1, y1 = rois[:, 1] * scale - offset, rois[:, 2] * scale - offset
+    rw, rh = rois[:, 3] * scale - offset - x1, rois[:, 4] * scale - offset - y1
+    if not aligned:  # legacy: boxes are at least one pixel
+        rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)
+    bin_w, bin_h = rw / pw, rh / ph
+    dtype, dev = feats.dtype, feats.device
+    # sample positions inside each bin: (iy + 0.5) / gh of the bin height
+    fy = (torch.arange(ph, device=dev, dtype=dtype)[:, None] + (torch.arange(gh, device=dev, dtype=dtype) + 0.5) / gh)
+    fx = (torch.arange(pw, device=dev, dtype=dtype)[:, None] + (torch.arange(gw, device=dev, dtype=dtype) + 0.5) / gw)
+    ys = y1[:, None] + bin_h[:, None] * fy.reshape(1, -1)  # (K, PH*gh)
+    xs = x1[:, None] + bin_w[:, None] * fx.reshape(1, -1)  # (K, PW*gw)
+    y_lo, y_hi, wy_lo, wy_hi, y_ok = _bilinear_weights(ys, h)
+    x_lo, x_hi, wx_lo, wx_hi, x_ok = _bilinear_weights(xs, w)
+    table = feats.permute(0, 2, 3, 1).reshape(n * h * w, c)  # one row of channels per pixel
+    base = (b * h * w)[:, None, None]  # (K, 1, 1)
+
+    def gather(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        idx = base + yi[:, :, None] * w + xi[:, None, :]  # (K, PH*gh, PW*gw)
+        return table[idx.reshape(-1)].reshape(k, yi.shape[1], xi.shape[1], c)
+
+    out = (
+        gather(y_lo, x_lo) * (wy_lo[:, :, None] * wx_lo[:, None, :])[..., None]
+        + gather(y_lo, x_hi) * (wy_lo[:, :, None] * wx_hi[:, None, :])[..., None]
+        + gather(y_hi, x_lo) * (wy_hi[:, :, None] * wx_lo[:, None, :])[..., None]
+        + gather(y_hi, x_hi) * (wy_hi[:, :, None] * wx_hi[:, None, :])[..., None]
+    )
+    out = out * (y_ok[:, :, None] & x_ok[:, None, :])[..., None].to(dtype)
+    out = out.reshape(k, ph, gh, pw, gw, c).mean(dim=(2, 4))  # average the samples of each bin
+    return out.permute(0, 3, 1, 2)  # (K, C, PH, PW)
+
+
+def roi_align(
+    input: torch.Tensor,
+    boxes: torch.Tensor | list[torch.Tensor],
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> torch.Tensor:
+    """Pool each box of ``boxes`` from ``input`` (N, C, H, W) into a (C, PH, PW) map.
+
+    Args:
+        boxes: ``(K, 5)`` rows ``(batch_index, x1, y1, x2, y2)``, or a list of ``(K_i, 4)`` per image.
+        output_size: PH, PW (an int for both).
+        spatial_scale: feature-map pixels per input pixel (1/stride).
+        sampling_ratio: bilinear samples per bin side; <= 0: ``ceil(box side / output side)`` per box.
+        aligned: shift by half a pixel (pixel-centre alignment).
+
+    Returns:
+        ``(K, C, PH, PW)``.
+    """
+    if isinstance(boxes, list | tuple):
+        boxes = torch.cat(
+            [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
+        )
+    ph, pw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    k, c = boxes.shape[0], input.shape[1]
+    out = input.new_zeros((k, c, ph, pw))
+    if k == 0:
+        return out
+    rois = boxes.to(input.dtype)
+    if sampling_ratio > 0:
+        grids = torch.full((k, 2), sampling_ratio, dtype=torch.long)
+    else:
+        offset = 0.5 if aligned else 0.0
+        rw = (rois[:, 3] - rois[:, 1]) * spatial_scale
+        rh = (rois[:, 4] - rois[:, 2]) * spatial_scale
+        del offset  # the width is the same after the shift
+        if not aligned:
+            rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)
+        grids = torch.stack([torch.ceil(rh / ph), torch.ceil(rw / pw)], 1).long().clamp(min=1).cpu()
+    keys = grids[:, 0] * 100_003 + grids[:, 1]
+    pieces = []
+    for key in torch.unique(keys).tolist():
+        idx = torch.where(keys == key)[0]
+        gh, gw = int(grids[idx[0], 0]), int(grids[idx[0], 1])
+        per_box = ph * gh * pw * gw * c
+        step = max(1, CHUNK_POINTS * 16 // max(per_box, 1))
+        for part in idx.split(step):
+            part_dev = part.to(input.device)
+            pieces.append((part_dev, _roi_align_group(input, rois[part_dev], (ph, pw), spatial_scale, (gh, gw), aligned)))
+    if len(pieces) == 1 and pieces[0][0].numel() == k:
+        return pieces[0][1]
+    for idx, vals in pieces:
+        out = out.index_copy(0, idx, vals)
+    return out
+
+
+def infer_scale(feature: torch.Tensor, image_size: tuple[int, int]) -> float:
+    """The power of two nearest to (feature side / image side): the map's scale (1/stride)."""
+    approx = float(feature.shape[-2]) / float(image_size[0])
+    return 2.0 ** float(torch.tensor(approx).log2().round())
+
+
+class LevelMapper:
+    """FPN paper eq. (1): an RoI of side ``sqrt(area)`` goes to level ``floor(4 + log2(side / 224))``, clamped to the
+    pyramid's levels; returns indices into the list of levels."""
+
+    def __init__(self, k_min: int, k_max: int, canonical_scale: int = 224, canonical_level: int = 4, eps=1e-6):
+        self.k_min, self.k_max = k_min, k_max
+        self.s0, self.lvl0, self.eps = canonical_scale, canonical_level, eps
+
+    def __call__(self, boxes: list[torch.Tensor]) -> torch.Tensor:
+        s = torch.sqrt(torch.cat([(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) for b in boxes]))
+        lvl = torch.floor(self.lvl0 + torch.log2(s / self.s0) + torch.tensor(self.eps, dtype=s.dtype))
+        return (lvl.clamp(min=self.k_min, max=self.k_max) - self.k_min).to(torch.int64)
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """RoIAlign over FPN levels: each box is pooled from the level its size maps to (:class:`LevelMapper`).
+
+    Args:
+        featmap_names: the keys of the feature dict to pool from (e.g. ``["0", "1", "2", "3"]``).
+        output_size: pooled size.
+        sampling_ratio: as in :func:`roi_align`.
+    """
+
+    def __init__(self, featmap_names: list[str], output_size: int | tuple[int, int], sampling_ratio: int):
+        super().__init__()
+        self.featmap_names = list(featmap_names)
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        self.sampling_ratio = sampling_ratio
+
+    def forward(
+        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        feats = [x[k] for k in self.featmap_names]
+        max_h = max(s[0] for s in image_shapes)
+        max_w = max(s[1] for s in image_shapes)
+        scales = [infer_scale(f, (max_h, max_w)) for f in feats]
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0)
+        if len(feats) == 1:
+            return roi_align(feats[0], rois, self.output_size, scales[0], self.sampling_ratio)
+        lvl_min, lvl_max = -math.log2(scales[0]), -math.log2(scales[-1])
+        levels = LevelMapper(int(lvl_min), int(lvl_max))(boxes)
+        k, c = rois.shape[0], feats[0].shape[1]
+        out = feats[0].new_zeros((k, c, *self.output_size))
+        for level, (feat, scale) in enumerate(zip(feats, scales, strict=True)):
+            idx = torch.where(levels == level)[0]
+            if idx.numel():
+                out = out.index_copy(0, idx, roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio))
+        return out
