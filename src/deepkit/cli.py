@@ -206,24 +206,71 @@ def predict(
         typer.Argument(help="Image files, .npy arrays or CSV files (one row per input); text files (one per line)."),
     ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per input.")] = 1,
-    as_json: Annotated[bool, flag("--json", help="One JSON list of records.")] = False,
+    as_json: Annotated[
+        bool, flag("--json", help="One JSON list of records (runs that return per-input results: those, flat).")
+    ] = False,
+    conf: Annotated[
+        float | None, typer.Option("--conf", help="Lowest score a prediction needs to be shown (detectors).")
+    ] = None,
+    iou: Annotated[
+        float | None, typer.Option("--iou", help="IoU threshold of non-maximum suppression (detectors).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for images the predictor draws (default RUN_DIR/predictions).")
+    ] = None,
 ) -> None:
-    """Predict with a trained run: one line per input (class and probability, or value)."""
+    """Predict with a trained run: one line per input (class and probability, value, or what was found).
+
+    Options beyond --top-k go to the predictor only when given; a run whose predictor does not take one says so.
+    """
     from deepkit import api
 
     predictor = api.load(run_dir)
     predictor.require("predict")
-    records = predictor.predict_files(inputs, top_k=top_k)
+    options = {k: v for k, v in (("conf", conf), ("iou", iou), ("out", out)) if v is not None}
+    accepted = inspect.signature(predictor.predict_files).parameters
+    for key in options:
+        if key not in accepted:
+            raise _usage(f"--{key} does not apply to {run_dir} (a '{predictor.task_name}' run)")
+    records = predictor.predict_files(inputs, top_k=top_k, **options)
     if as_json:
-        typer.echo(json.dumps(records))
+        flat = bool(records) and all(isinstance(r.get("results"), list) for r in records)
+        typer.echo(json.dumps([x for r in records for x in r["results"]] if flat else records))
         return
     for r in records:
-        if "value" in r:
+        if "summary" in r:
+            typer.echo(f"{r['input']}: {r['summary']}")
+        elif "value" in r:
             typer.echo(f"{r['input']}: {r['value']}")
         elif "top_k" in r:
             typer.echo(f"{r['input']}: " + ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in r["top_k"]))
         else:
             typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
+
+
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
+def convert(
+    source: Annotated[Path, typer.Argument(help="COCO instances .json, YOLO data.yaml, or a Pascal VOC folder.")],
+    dest: Annotated[Path, typer.Argument(help="Output folder.")],
+    to: Annotated[str, typer.Option("--to", help="Output format: coco, voc or yolo.")],
+    source_format: Annotated[str, typer.Option("--from", help="Input format (auto: from the path).")] = "auto",
+    split: Annotated[str, typer.Option("--split", help="Split name (YOLO: which split of data.yaml).")] = "train",
+    images: Annotated[
+        Path | None, typer.Option("--images", help="COCO input: the image folder (default beside the JSON).")
+    ] = None,
+    copy: Annotated[bool, flag("--copy", help="Copy the images (default: symbolic links).")] = False,
+) -> None:
+    """Convert object-detection annotations between COCO JSON, Pascal VOC XML and YOLO txt (+ data.yaml).
+
+    Example: `deepkit convert coco128/annotations/instances_train2017.json out/coco128_yolo --to yolo`.
+    Boxes outside their image are clipped and boxes without area dropped (counted on stderr).
+    """
+    from deepkit.data.detection import convert as convert_data
+
+    target, ds = convert_data(source, dest, to, source_format, split, images, copy)
+    for note in ds.notes:
+        typer.echo(f"warning: {note}", err=True)
+    typer.echo(f"{len(ds)} images, {ds.num_objects} boxes, {len(ds.class_names)} classes -> {target}")
 
 
 @app.command(epilog=DEBUG_EPILOG, cls=_Command)

@@ -209,6 +209,13 @@ class Detector(nn.Module):
     def detect(self, batch, sizes, targets):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def postprocess_thresholds(self) -> tuple[float, float]:
+        """(score threshold, NMS IoU threshold) of the eval-mode post-processing."""
+        return self.cfg.score_thresh, self.cfg.nms_thresh
+
+    def set_postprocess_thresholds(self, score: float, nms: float) -> None:
+        self.cfg.score_thresh, self.cfg.nms_thresh = score, nms
+
     def example_input(self, batch_size: int = 2) -> dict[str, list]:
         """``{"images": [...], "targets": [...]}``: ``batch_size`` random images of different sizes (around 64 px)
         with two boxes each (classes 1 and num_classes - 1)."""
@@ -225,4 +232,3 @@ class Detector(nn.Module):
             labels = torch.tensor([1, self.cfg.num_classes - 1])
             targets.append({"boxes": boxes.to(dev), "labels": labels.to(dev)})
         return {"images": images, "targets": targets}
-

@@ -301,6 +301,12 @@ class FasterRCNN(Detector):
         head = TwoMLPHead(cfg.fpn_channels * 7 * 7, cfg.representation_size)
         self.roi_heads = RoIHeads(pool, head, FastRCNNPredictor(cfg.representation_size, cfg.num_classes), cfg)
 
+    def postprocess_thresholds(self) -> tuple[float, float]:
+        return self.roi_heads.score_thresh, self.roi_heads.nms_thresh
+
+    def set_postprocess_thresholds(self, score: float, nms: float) -> None:
+        self.roi_heads.score_thresh, self.roi_heads.nms_thresh = score, nms
+
     def detect(self, batch, sizes, targets):
         feats = self.backbone(batch)
         proposals, rpn_losses = self.rpn(batch, sizes, feats, targets)

@@ -176,9 +176,7 @@ class FCOS(Detector):
                 c = centres[fg]
                 lr = torch.stack([c[:, 0] - gt[:, 0], gt[:, 2] - c[:, 0]], 1)
                 tb = torch.stack([c[:, 1] - gt[:, 1], gt[:, 3] - c[:, 1]], 1)
-                ctr_target = torch.sqrt(
-                    (lr.min(1).values / lr.max(1).values) * (tb.min(1).values / tb.max(1).values)
-                )
+                ctr_target = torch.sqrt((lr.min(1).values / lr.max(1).values) * (tb.min(1).values / tb.max(1).values))
                 ctr_l.append(F.binary_cross_entropy_with_logits(ct[fg, 0], ctr_target, reduction="sum"))
             else:
                 box_l.append(rg.sum() * 0)
@@ -191,8 +189,8 @@ class FCOS(Detector):
         out = []
         for lg, rg, ct, size in zip(logits, reg, ctr, sizes, strict=True):
             bs, ss, ls = [], [], []
-            for lgl, rgl, ctl, cl, sl in zip(lg.split(per_level), rg.split(per_level), ct.split(per_level),
-                                             centres.split(per_level), strides.split(per_level), strict=True):  # fmt: skip
+            parts = (lg, rg, ct, centres, strides)
+            for lgl, rgl, ctl, cl, sl in zip(*(p.split(per_level) for p in parts), strict=True):
                 scores = torch.sqrt(torch.sigmoid(lgl) * torch.sigmoid(ctl)).flatten()
                 idx = torch.where(scores > self.cfg.score_thresh)[0]
                 scores, order = scores[idx].topk(min(self.cfg.topk_candidates, idx.numel()))

@@ -77,7 +77,7 @@ def generalized_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def generalized_box_iou_loss(a: torch.Tensor, b: torch.Tensor, reduction: str = "none", eps: float = 1e-7):
-    """1 - GIoU of matching rows of ``a`` and ``b`` (``(N, 4)`` each), as ``torchvision.ops.generalized_box_iou_loss``."""
+    """1 - GIoU of matching rows of ``a`` and ``b`` (``(N, 4)`` each): ``torchvision.ops.generalized_box_iou_loss``."""
     x1, y1, x2, y2 = a.unbind(-1)
     x1g, y1g, x2g, y2g = b.unbind(-1)
     xk1, yk1 = torch.max(x1, x1g), torch.max(y1, y1g)

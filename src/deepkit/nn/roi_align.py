@@ -53,8 +53,8 @@ def _roi_align_group(
     bin_w, bin_h = rw / pw, rh / ph
     dtype, dev = feats.dtype, feats.device
     # sample positions inside each bin: (iy + 0.5) / gh of the bin height
-    fy = (torch.arange(ph, device=dev, dtype=dtype)[:, None] + (torch.arange(gh, device=dev, dtype=dtype) + 0.5) / gh)
-    fx = (torch.arange(pw, device=dev, dtype=dtype)[:, None] + (torch.arange(gw, device=dev, dtype=dtype) + 0.5) / gw)
+    fy = torch.arange(ph, device=dev, dtype=dtype)[:, None] + (torch.arange(gh, device=dev, dtype=dtype) + 0.5) / gh
+    fx = torch.arange(pw, device=dev, dtype=dtype)[:, None] + (torch.arange(gw, device=dev, dtype=dtype) + 0.5) / gw
     ys = y1[:, None] + bin_h[:, None] * fy.reshape(1, -1)  # (K, PH*gh)
     xs = x1[:, None] + bin_w[:, None] * fx.reshape(1, -1)  # (K, PW*gw)
     y_lo, y_hi, wy_lo, wy_hi, y_ok = _bilinear_weights(ys, h)
@@ -98,9 +98,7 @@ def roi_align(
         ``(K, C, PH, PW)``.
     """
     if isinstance(boxes, list | tuple):
-        boxes = torch.cat(
-            [torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0
-        )
+        boxes = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0)
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     k, c = boxes.shape[0], input.shape[1]
     out = input.new_zeros((k, c, ph, pw))
@@ -126,7 +124,8 @@ def roi_align(
         step = max(1, CHUNK_POINTS * 16 // max(per_box, 1))
         for part in idx.split(step):
             part_dev = part.to(input.device)
-            pieces.append((part_dev, _roi_align_group(input, rois[part_dev], (ph, pw), spatial_scale, (gh, gw), aligned)))
+            vals = _roi_align_group(input, rois[part_dev], (ph, pw), spatial_scale, (gh, gw), aligned)
+            pieces.append((part_dev, vals))
     if len(pieces) == 1 and pieces[0][0].numel() == k:
         return pieces[0][1]
     for idx, vals in pieces:
