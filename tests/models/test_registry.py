@@ -12,6 +12,7 @@ from torch import nn
 from deepkit import create_model, list_models, register_model
 from deepkit.errors import ConfigError, ShapeError
 from deepkit.models import Classifier, registry
+from deepkit.models._detection import Detector
 from deepkit.models.mlp import MLP, MLPConfig
 from deepkit.models.token_model import TokenModel
 from deepkit.nn import get_act, get_norm
@@ -34,6 +35,16 @@ SMALL = {
         for name in ("lstm_lm", "gru_lm", "rnn_lm", "char_lstm_lm")
     },
     "bilstm_tagger": {"vocab_size": 30, "hidden_size": 16},
+    # detectors: the ResNet-50-FPN references at small input sizes (their 800 px default costs seconds a call)
+    **{
+        name: {"min_size": 64, "max_size": 96, "num_classes": 5}
+        for name in (
+            "fasterrcnn_resnet50_fpn",
+            "retinanet_resnet50_fpn",
+            "fcos_resnet50_fpn",
+            "fasterrcnn_resnet18_fpn",
+        )
+    },
     **{
         name: {"src_vocab_size": 30, "tgt_vocab_size": 20, "hidden_size": 16, "embed_dim": 8}
         for name in ("seq2seq_bahdanau", "seq2seq_luong")
@@ -84,7 +95,9 @@ OTHER_OUTPUTS = {
     **{name: lambda m, i: (len(i["z"]),) for name in ("dcgan", "cdcgan")},
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
-OTHERS = [n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS]
+# detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode
+DETECTORS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Detector)]
+OTHERS = [n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS and n not in DETECTORS]
 BATCH = 3  # not example_input's default, so the tests see that batch_size is honoured
 
 
@@ -133,6 +146,24 @@ def test_non_classifier_forward_backward(name):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_forward_backward(name):
+    """Train mode: a dict of finite scalar losses whose sum reaches every trainable parameter; eval mode: one dict of
+    boxes, labels and scores per image."""
+    model, inputs = build(name)
+    assert model.model_name == name and len(inputs["images"]) == BATCH == len(inputs["targets"])
+    model.train()
+    losses = model(**inputs)
+    assert losses and all(v.ndim == 0 and torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+    model.eval()
+    with torch.no_grad():
+        out = model(inputs["images"])
+    assert len(out) == BATCH and all(o["boxes"].shape[1:] == (4,) and len(o["scores"]) == len(o["labels"]) for o in out)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -202,17 +233,27 @@ def test_token_model_forward_backward(name):
 @pytest.mark.parametrize("name", list_models())
 def test_example_input_is_valid_deterministic_and_leaves_the_global_rng(name):
     model, inputs = build(name)
-    for key, value in inputs.items():
-        assert isinstance(value, torch.Tensor) and value.shape[0] == BATCH, f"{name}: {key} is not a (B, ...) tensor"
+    for key, value in inputs.items():  # a (B, ...) tensor, or a list of B items (detectors: images, targets)
+        n = value.shape[0] if isinstance(value, torch.Tensor) else len(value) if isinstance(value, list) else None
+        assert n == BATCH, f"{name}: {key} is neither a (B, ...) tensor nor a list of B items"
     params = inspect.signature(model.forward).parameters
     assert set(inputs) <= set(params), f"{name}: keys {sorted(set(inputs) - set(params))} are not forward arguments"
     state = torch.random.get_rng_state()
     again = model.example_input(batch_size=BATCH)
     assert torch.equal(torch.random.get_rng_state(), state), "example_input must not consume the global RNG"
-    assert again.keys() == inputs.keys() and all(torch.equal(again[k], inputs[k]) for k in inputs)
-    assert model.example_input()[next(iter(inputs))].shape[0] == 2  # the default batch size
+    assert again.keys() == inputs.keys() and all(same(again[k], inputs[k]) for k in inputs)
+    assert len(model.example_input()[next(iter(inputs))]) == 2  # the default batch size
     if "x" in inputs and inputs["x"].dtype.is_floating_point and hasattr(model, "check_input"):
         model.check_input(tuple(inputs["x"].shape[1:]))  # the model's own input check accepts it
+
+
+def same(a, b) -> bool:
+    """Equal tensors, or equal lists/dicts of them."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_model_without_example_input_fails_the_registry_test(monkeypatch):

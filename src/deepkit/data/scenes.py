@@ -195,14 +195,33 @@ def mnist_scenes(
     split: str, n: int, cfg: ScenesConfig | None = None, seed: int = 0, mnist_path: str | Path | None = None
 ) -> Scenes:
     """Scenes from MNIST's ``split`` digits (``train`` or ``test``) in ``mnist_path`` (default DATA_ROOT/mnist)."""
-    from deepkit.data.sources import load_mnist
-
     if split not in ("train", "test"):
         raise ConfigError(f"MNIST scenes: split must be train or test, got {split!r}")
-    raw = load_mnist(mnist_path)
-    x, y = (raw.x, raw.y) if split == "train" else (raw.x_test, raw.y_test)
-    digits = (x[:, 0].numpy() * 255).round().astype(np.uint8)
-    return generate_scenes(digits, np.asarray(y), n, cfg, seed + (0 if split == "train" else 1_000_003))
+    digits, labels = mnist_digits(split, mnist_path)
+    return generate_scenes(digits, labels, n, cfg, seed + (0 if split == "train" else 1_000_003))
+
+
+def mnist_digits(split: str, mnist_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's ``split`` digits (N, 28, 28) uint8 and labels (N,), read from the IDX files once per folder."""
+    from deepkit.data.sources import MNIST_FILES, data_root, find_idx_file
+
+    folder = Path(mnist_path).expanduser() if mnist_path else data_root() / "mnist"
+    key = (str(folder.resolve()), split)
+    if key not in _DIGITS:
+        from deepkit.data.idx import read_idx
+        from deepkit.errors import DataError
+
+        if not folder.is_dir():
+            raise DataError(f"MNIST folder not found: {folder} (set DEEPKIT_DATA or data.path)")
+        images = read_idx(find_idx_file(folder, MNIST_FILES[f"{split}_images"]))
+        labels = read_idx(find_idx_file(folder, MNIST_FILES[f"{split}_labels"]))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"MNIST {split} files in {folder} disagree: images {images.shape}, labels {labels.shape}")
+        _DIGITS[key] = (images.astype(np.uint8), labels.astype(np.int64))
+    return _DIGITS[key]
+
+
+_DIGITS: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # a cache of the decoded IDX files
 
 
 def write_scenes(scenes: Scenes, folder: str | Path, split: str) -> Path:

@@ -322,9 +322,23 @@ class DetectionFamily(Family):
     def load_saved(self, folder: Path, meta: dict[str, Any]) -> DetectionSaved:
         return DetectionSaved.from_meta(meta)
 
-    def on_create(self, rec: Recipe, run_dir: Path, model: torch.nn.Module, data: DetectionData) -> None:
-        with open(run_dir / "log.txt", "a") as f:
-            f.writelines(f"data: {line}\n" for line in data.notes)
+    def run_callbacks(self, rec: Recipe, run_dir: Path) -> list:
+        from deepkit.train.callbacks import Callback
+
+        class FullMetricsAtTheEnd(Callback):
+            """Recall and AP per class only outside training epochs (the final evaluation, ``deepkit eval``):
+            metrics.csv and the curves keep the six AP numbers (80 classes would make 80 curves)."""
+
+            def on_fit_start(self, trainer) -> None:
+                trainer.task.full_metrics = False
+
+            def on_fit_end(self, trainer) -> None:
+                trainer.task.full_metrics = True
+
+            def on_exception(self, trainer, error: BaseException) -> None:
+                trainer.task.full_metrics = True
+
+        return [FullMetricsAtTheEnd()]
 
     def report(self, run: Finish) -> dict[str, Any]:
         return report_detections(run)
@@ -427,10 +441,12 @@ class DetectionPredictor(Predictor):
                 out = self.model(x)
         finally:
             self.model.set_postprocess_thresholds(*old)
+        from deepkit.tasks.detection import without_background
+
         results = []
-        for d in out:
+        for d in map(without_background, out):
             keep = d["scores"] >= conf
-            labels = (d["labels"][keep] - 1).cpu().numpy()
+            labels = d["labels"][keep].cpu().numpy()
             results.append({"boxes": d["boxes"][keep].cpu().numpy(), "labels": labels,
                             "names": [self.class_names[i] for i in labels],
                             "scores": d["scores"][keep].cpu().numpy()})  # fmt: skip

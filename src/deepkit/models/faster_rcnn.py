@@ -267,7 +267,7 @@ SMALL = dict(
     backbone="resnet18", backbone_widths=[32, 64, 128, 256], backbone_layers=[1, 1, 1, 1], norm="batchnorm",
     trainable_layers=5, fpn_channels=64, min_size=128, max_size=128, anchor_sizes=[16, 32, 64, 128, 256],
     rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
-    rpn_post_nms_top_n_test=150, box_batch_size_per_image=128, representation_size=256,
+    rpn_post_nms_top_n_test=150, box_batch_size_per_image=64, representation_size=256,
 )  # fmt: skip
 
 

@@ -132,9 +132,12 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
     Indices of the kept boxes, highest score first."""
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
-    # shift each category to its own region of the plane, so one NMS pass never compares two categories
-    offsets = idxs.to(boxes) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+    for c in torch.unique(idxs):  # one NMS per category: N_c² IoUs each instead of N² for all
+        sel = torch.where(idxs == c)[0]
+        keep[sel[nms(boxes[sel], scores[sel], iou_threshold)]] = True
+    kept = torch.where(keep)[0]
+    return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
 
 
 # --- box coding ----------------------------------------------------------------------------------------------------

@@ -31,6 +31,56 @@ def _bilinear_weights(coord: torch.Tensor, size: int) -> tuple[torch.Tensor, ...
     return low, high, 1 - frac, frac, valid
 
 
+def _axis_weights(start, bin_size, pooled: int, grid: int, size: int, dtype, dev) -> torch.Tensor:
+    """(K, pooled, size): the bilinear weights of each output row (or column) on the input rows, averaged over its
+    ``grid`` samples; zero for samples outside the map."""
+    f = (
+        torch.arange(pooled, device=dev, dtype=dtype)[:, None]
+        + (torch.arange(grid, device=dev, dtype=dtype) + 0.5) / grid
+    )
+    coord = start[:, None] + bin_size[:, None] * f.reshape(1, -1)  # (K, pooled*grid)
+    lo, hi, w_lo, w_hi, ok = _bilinear_weights(coord, size)
+    okf = ok.to(dtype)
+    a = torch.zeros(coord.shape[0], coord.shape[1], size, dtype=dtype, device=dev)
+    a.scatter_add_(2, lo[..., None], (w_lo * okf)[..., None])
+    a.scatter_add_(2, hi[..., None], (w_hi * okf)[..., None])
+    return a.reshape(coord.shape[0], pooled, grid, size).mean(2)
+
+
+def _roi_align_separable(
+    feats: torch.Tensor, rois: torch.Tensor, out_hw: tuple[int, int], scale: float, grid: tuple[int, int], aligned
+) -> torch.Tensor:
+    """The same numbers as :func:`_roi_align_group` by two matrix products per image: bilinear sampling and the
+    average over a bin are separable in y and x, so out[k] = Ay[k] @ F[b] @ Ax[k]^T. Cheaper on small maps."""
+    _, c, h, w = feats.shape
+    ph, pw = out_hw
+    offset = 0.5 if aligned else 0.0
+    x1, y1 = rois[:, 1] * scale - offset, rois[:, 2] * scale - offset
+    rw, rh = rois[:, 3] * scale - offset - x1, rois[:, 4] * scale - offset - y1
+    if not aligned:
+        rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)
+    ay = _axis_weights(y1, rh / ph, ph, grid[0], h, feats.dtype, feats.device)  # (K, PH, H)
+    ax = _axis_weights(x1, rw / pw, pw, grid[1], w, feats.dtype, feats.device)  # (K, PW, W)
+    b = rois[:, 0].long()
+    pieces, order = [], []
+    for i in torch.unique(b).tolist():
+        idx = torch.where(b == i)[0]
+        k = idx.numel()
+        t = ay[idx].reshape(k * ph, h) @ feats[i].permute(1, 0, 2).reshape(h, c * w)  # (K*PH, C*W)
+        t = torch.matmul(t.reshape(k, ph * c, w), ax[idx].transpose(1, 2))  # (K, PH*C, PW)
+        pieces.append(t.reshape(k, ph, c, pw).permute(0, 2, 1, 3))
+        order.append(idx)
+    return _in_order(pieces, order)
+
+
+def _in_order(pieces: list[torch.Tensor], order: list[torch.Tensor]) -> torch.Tensor:
+    """Rows computed in groups (``pieces[i]`` for rows ``order[i]``) back in row order: one cat and one gather."""
+    if len(pieces) == 1:
+        return pieces[0] if bool((order[0] == torch.arange(len(order[0]), device=order[0].device)).all()) else (
+            pieces[0][torch.argsort(order[0])])  # fmt: skip
+    return torch.cat(pieces)[torch.argsort(torch.cat(order))]
+
+
 def _roi_align_group(
     feats: torch.Tensor,
     rois: torch.Tensor,
@@ -101,9 +151,8 @@ def roi_align(
         boxes = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)], dim=0)
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     k, c = boxes.shape[0], input.shape[1]
-    out = input.new_zeros((k, c, ph, pw))
     if k == 0:
-        return out
+        return input.new_zeros((k, c, ph, pw))
     rois = boxes.to(input.dtype)
     if sampling_ratio > 0:
         grids = torch.full((k, 2), sampling_ratio, dtype=torch.long)
@@ -124,13 +173,12 @@ def roi_align(
         step = max(1, CHUNK_POINTS * 16 // max(per_box, 1))
         for part in idx.split(step):
             part_dev = part.to(input.device)
-            vals = _roi_align_group(input, rois[part_dev], (ph, pw), spatial_scale, (gh, gw), aligned)
+            h, w = input.shape[-2:]
+            separable = ph * w * (h + pw) < 80 * ph * gh * pw * gw  # matmul work vs gathered corner reads
+            fn = _roi_align_separable if separable else _roi_align_group
+            vals = fn(input, rois[part_dev], (ph, pw), spatial_scale, (gh, gw), aligned)
             pieces.append((part_dev, vals))
-    if len(pieces) == 1 and pieces[0][0].numel() == k:
-        return pieces[0][1]
-    for idx, vals in pieces:
-        out = out.index_copy(0, idx, vals)
-    return out
+    return _in_order([v for _, v in pieces], [i for i, _ in pieces])
 
 
 def infer_scale(feature: torch.Tensor, image_size: tuple[int, int]) -> float:
@@ -180,10 +228,12 @@ class MultiScaleRoIAlign(nn.Module):
             return roi_align(feats[0], rois, self.output_size, scales[0], self.sampling_ratio)
         lvl_min, lvl_max = -math.log2(scales[0]), -math.log2(scales[-1])
         levels = LevelMapper(int(lvl_min), int(lvl_max))(boxes)
-        k, c = rois.shape[0], feats[0].shape[1]
-        out = feats[0].new_zeros((k, c, *self.output_size))
+        pieces, order = [], []
         for level, (feat, scale) in enumerate(zip(feats, scales, strict=True)):
             idx = torch.where(levels == level)[0]
             if idx.numel():
-                out = out.index_copy(0, idx, roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio))
-        return out
+                pieces.append(roi_align(feat, rois[idx], self.output_size, scale, self.sampling_ratio))
+                order.append(idx)
+        if not pieces:
+            return feats[0].new_zeros((0, feats[0].shape[1], *self.output_size))
+        return _in_order(pieces, order)

@@ -28,6 +28,13 @@ def model_targets(targets: list[dict[str, torch.Tensor]]) -> list[dict[str, torc
     return out
 
 
+def without_background(d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detector's output with label 0 (the background, which single-shot heads score too) dropped and labels
+    shifted to class indices 0..K-1."""
+    keep = d["labels"] >= 1
+    return {"boxes": d["boxes"][keep].float(), "scores": d["scores"][keep].float(), "labels": d["labels"][keep] - 1}
+
+
 class DetectionTask(Task):
     name = "detection"
     monitor = "val_map"
@@ -43,6 +50,7 @@ class DetectionTask(Task):
     ):
         super().__init__(model, preprocessing)
         self.class_names, self.category_ids, self.per_class = list(class_names), category_ids, per_class
+        self.full_metrics = True  # False during training epochs: the AP numbers only (see compute_metrics)
         self.evaluator = CocoEvaluator(self.class_names, category_ids)
 
     def training_step(self, batch) -> dict[str, torch.Tensor]:
@@ -53,8 +61,7 @@ class DetectionTask(Task):
     @torch.no_grad()
     def detect(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Detections per image (labels: class indices 0..K-1), in the images' pixels."""
-        out = self.model(list(images))
-        return [{"boxes": d["boxes"].float(), "scores": d["scores"].float(), "labels": d["labels"] - 1} for d in out]
+        return [without_background(d) for d in self.model(list(images))]
 
     @torch.no_grad()
     def validation_step(self, batch) -> dict[str, torch.Tensor]:
@@ -72,6 +79,8 @@ class DetectionTask(Task):
 
     def compute_metrics(self) -> dict[str, float]:
         out = self.evaluator.compute()
+        if not self.full_metrics:  # an epoch's validation: the six AP numbers (metrics.csv, curves)
+            return {k: v for k, v in out.items() if k.startswith("map")}
         return out if self.per_class else {k: v for k, v in out.items() if not k.startswith("ap_")}
 
     def reset_metrics(self) -> None:
