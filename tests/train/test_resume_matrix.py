@@ -11,6 +11,7 @@ gan        mnist_cdcgan on the embedded digits: two optimizers stepped by the ta
 finetune   mnist_cnn fine-tuned from a tiny pretrained run: backbone frozen in epoch 1, killed after unfreezing
 accum      digits_cnn with trainer.accumulate=3: 41 batches an epoch, 13 groups of 3 and a last one of 2
 bf16       digits_cnn with trainer.precision=bf16 (CPU autocast)
+detection  scenes_faster_rcnn (two-stage detector, list-of-images batches) on MNIST scenes of the synthetic MNIST
 =========  ==========================================================================================================
 
 Each is killed by SIGKILL, and the conv net and the GAN also by SIGINT (the others' SIGINT variants: -m slow).
@@ -137,6 +138,23 @@ CASES = {
         ("channels_last", "fused_optimizer"),
         30,
     ),
+    # the detection family: Faster R-CNN (its sampler draws from the global RNG) on MNIST scenes made from the
+    # synthetic MNIST; 12 batches of 4 list-of-images batches an epoch, a checkpoint every 2 steps
+    "detection": Case(
+        lambda a: [
+            "scenes_faster_rcnn",
+            f"data.path={a / 'mnist'}",
+            "data.scenes.train=48",
+            "data.scenes.val=8",
+            "data.scenes.test=8",
+            "data.batch_size=4",
+            "trainer.epochs=2",
+            "trainer.checkpoint_every=2",
+            "trainer.schedule.warmup_steps=4",
+        ],
+        ("fused_optimizer",),
+        10,
+    ),  # fmt: skip
     "bf16": Case(
         lambda a: [*DIGITS_CNN, "trainer.precision=bf16", "trainer.checkpoint_every=4"],
         ("channels_last", "fused_optimizer", "bf16_autocast"),
@@ -171,7 +189,7 @@ def assets(tmp_path_factory) -> Path:
 
 # what a training run imports, loaded once by the fork server whose children are the interrupted runs
 PRELOAD = ["conftest", "deepkit.cli", "deepkit.api", "deepkit.families.supervised", "deepkit.families.text",
-           "deepkit.families.generative", "deepkit.viz.plots", "kornia"]  # fmt: skip
+           "deepkit.families.generative", "deepkit.families.detection", "deepkit.viz.plots", "kornia"]  # fmt: skip
 
 
 def train_in_child(args: list[str], stdout: str, stderr: str, env: dict[str, str]) -> None:
