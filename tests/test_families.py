@@ -54,6 +54,9 @@ def test_a_recipe_resolves_to_its_family_sections_only(name):
     data_keys = set(resolved["data"])
     if rec.family.name in ("supervised", "generative"):
         assert not data_keys & {"text", "series", "long_range"}, data_keys
+    elif rec.family.name == "detection":  # its own, box-aware augment section; none of the tensor families' keys
+        assert not data_keys & {"text", "series", "long_range", "normalize", "channels_last", "image_size"}, data_keys
+        assert set(resolved["data"]["augment"]) == {"hflip", "scale", "crop", "min_crop", "min_visible", "letterbox"}
     else:
         assert not data_keys & {"augment", "normalize", "channels_last", "image_size"}, data_keys
     other_options = {"gan", "vae", "autoencoder"} - {rec.task.name}
