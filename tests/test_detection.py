@@ -177,3 +177,14 @@ def test_coco128_builds_with_its_quirks(tmp_path):
                        if im.file.endswith("000000000086.jpg"))  # fmt: skip
     image, target = data.loader(split, seed=0).sample(grey)
     assert image.shape[0] == 3 and target["boxes"].shape[1] == 4  # the greyscale photo, as RGB
+
+
+def test_bench_measures_a_detection_recipe(deepkit_cli):
+    if not (MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST not found at {MNIST}")
+    code, out, err = deepkit_cli("bench", "scenes_retinanet", "data.scenes.train=24", "data.scenes.val=0",
+                                 "data.scenes.test=0", "data.batch_size=4", "trainer.threads=1", "--steps", "2",
+                                 "--warmup", "1", "--json")  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])  # status lines ("loading data ...") come first
+    assert result["samples_per_s"] > 0

@@ -141,6 +141,12 @@ class DetectionData(DataModule):
     def split(self, name: str) -> DetectionSet | None:
         return self.sets.get(name) if self.has(name) else None
 
+    def without(self, name: str) -> DetectionData:
+        """A copy without split ``name`` (a benchmark does not validate)."""
+        import dataclasses
+
+        return dataclasses.replace(self, sets={k: v for k, v in self.sets.items() if k != name})
+
     def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False):
         if not self.has(name):
             raise DataError(f"this dataset has no '{name}' split")
