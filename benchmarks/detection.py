@@ -158,8 +158,8 @@ def main() -> None:
             run, wall = train(recipe, args.runs, args.reuse)
             m = json.loads((run / "results.json").read_text())["metrics"]
             check = pycocotools_check(run)
-            report.setdefault("coco128", {})[recipe] = {"run": str(run), "train_s": train_seconds(run),
-                                                        "map": m.get("map"), "map50": m.get("map50"), **check}  # fmt: skip
+            row = {"run": str(run), "train_s": train_seconds(run), "map": m.get("map"), "map50": m.get("map50")}
+            report.setdefault("coco128", {})[recipe] = {**row, **check}
             print(f"{recipe}: test mAP {m.get('map', float('nan')):.4f}, mAP@.5 {m.get('map50', float('nan')):.4f}; "
                   f"deepkit vs pycocotools max |diff| {check['max_abs_diff']:.2e}", flush=True)  # fmt: skip
             path.write_text(json.dumps(report, indent=1))
