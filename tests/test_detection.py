@@ -48,7 +48,7 @@ def test_a_two_stage_run_reports_the_coco_table_and_draws_boxes(scenes_run):
     log = (scenes_run / "log.txt").read_text()
     assert "train: 24 images" in log
     meta = deepkit.load(scenes_run).saved
-    assert meta.class_names == [str(i) for i in range(10)] and meta.channels == 1
+    assert meta.class_names == [str(i) for i in range(10)] and meta.channels == 1 and meta.input_size == [128, 128]
 
 
 def test_eval_prints_the_coco_numbers(scenes_run, deepkit_cli):

@@ -315,9 +315,11 @@ class DetectionFamily(Family):
         return DetectionTask(model, data.class_names, ids, data.preprocessing, rec.task.per_class_metrics)
 
     def saved(self, rec: Recipe, data: DetectionData) -> DetectionSaved:
+        from deepkit.models.registry import model_config
+
         ids = getattr(data.sets.get("train"), "category_ids", None)
-        size = [rec.model.get("min_size"), rec.model.get("max_size")]
-        return DetectionSaved(list(data.class_names), ids, data.channels, size if all(size) else None)
+        cfg = model_config(rec.model["name"], **{k: v for k, v in rec.model.items() if k != "name"})
+        return DetectionSaved(list(data.class_names), ids, data.channels, [cfg.min_size, cfg.max_size])
 
     def load_saved(self, folder: Path, meta: dict[str, Any]) -> DetectionSaved:
         return DetectionSaved.from_meta(meta)
