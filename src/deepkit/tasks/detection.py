@@ -3,8 +3,7 @@
 Batches are ``(images, targets)`` lists (``deepkit.data.detection_loader``). Training sums the model's losses
 (``{"loss": sum, **parts}``; crowd regions are not trained on). Evaluation runs the model in eval mode and hands
 ground truth and detections to :class:`~deepkit.metrics.coco.CocoEvaluator`; a detector in eval mode computes no
-loss (torchvision's API), so the validation loss is NaN and is left out of results (the checkpoint monitor is
-``val_map``).
+loss (torchvision's API), so there is no validation loss (the checkpoint monitor is ``val_map``).
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ class DetectionTask(Task):
             )  # fmt: skip
             self.evaluator.add_detections(image_id, d["boxes"].cpu().numpy(), d["scores"].cpu().numpy(),
                                           d["labels"].cpu().numpy())  # fmt: skip
-        return {"loss": torch.tensor(float("nan"))}
+        return {}
 
     def compute_metrics(self) -> dict[str, float]:
         out = self.evaluator.compute()
