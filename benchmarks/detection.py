@@ -3,9 +3,10 @@
     flock /tmp/deepkit-heavy.lock python benchmarks/detection.py [--runs DIR] [--only scenes,tradeoff,coco128]
                                                                  [--reuse]
 
-1. MNIST scenes (``scenes_faster_rcnn``, ``scenes_retinanet``, ``scenes_fcos``): each recipe trained from scratch on one torch thread;
-   its training time (the Trainer's own clock: training steps, not validation) must stay within 30 minutes, and
-   its test mAP@.5 (1,000 scenes of MNIST's test digits) must reach the bar: two-stage >= 0.90, single-shot >= 0.85.
+1. MNIST scenes (``scenes_faster_rcnn``, ``scenes_retinanet``, ``scenes_fcos``): each recipe trained from scratch
+   on one torch thread; its training time (the Trainer's own clock: training steps, not validation) must stay
+   within 30 minutes, and its test mAP@.5 (1,000 scenes of MNIST's test digits) must reach the bar: two-stage
+   >= 0.90, single-shot >= 0.85.
 2. Trade-off on the same test set: inference images/s (batch 1 and batch 16, one thread, eval mode) next to mAP,
    mAP@.5 and mAP for small / medium objects (COCO areas; the scenes hold no object above 96² px).
 3. coco128 from scratch (``coco128_faster_rcnn``, ``coco128_retinanet``): test mAP as it comes, and the check that
