@@ -78,34 +78,30 @@ def inference_speed(run: Path, batch: int, limit: int = 400) -> float:
 
 
 def pycocotools_check(run: Path) -> dict[str, float]:
-    """deepkit's test metrics of the run vs pycocotools on files: the official instances JSON cut to the test
-    images, and the run's detections (its predictor, conf 0, the model's own thresholds) as COCO results."""
+    """deepkit's evaluation of the run on its test split (``Trainer.evaluate``, the same path as ``deepkit eval``)
+    vs pycocotools on files: the official instances JSON cut to the test images as ground truth, and the very
+    detections deepkit evaluated (its evaluator keeps them, COCO ids) as the results file. Equal numbers mean that
+    deepkit's reading of the data (boxes, areas, crowd flags, image sizes) and its use of COCOeval add nothing."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from deepkit.api import evaluate, open_run
+    from deepkit.api import open_run
     from deepkit.data.sources import data_root
-    from deepkit.metrics.coco import STATS, coco_detections
-    from deepkit.tasks.detection import without_background
+    from deepkit.metrics.coco import STATS
+    from deepkit.train.trainer import Trainer, resolve_device
 
     opened = open_run(run)
-    test = opened.data.sets["test"]
-    ids = {im.image_id for im in test.images}
+    trainer = Trainer(progress="none")
+    trainer.device = resolve_device("auto")
+    ours = trainer.evaluate(opened.task, opened.data, "test")
+    results = opened.task.evaluator.results  # the detections just evaluated
+    ids = {im.image_id for im in opened.data.sets["test"].images}
     official = json.loads((data_root() / "coco128" / "annotations" / "instances_train2017.json").read_text())
     official["images"] = [im for im in official["images"] if im["id"] in ids]
     official["annotations"] = [a for a in official["annotations"] if a["image_id"] in ids]
     OUT.mkdir(parents=True, exist_ok=True)
-    gt_file = OUT / f"{run.name}_gt.json"
+    gt_file, det_file = OUT / f"{run.name}_gt.json", OUT / f"{run.name}_detections.json"
     gt_file.write_text(json.dumps(official))
-    model = opened.task.model.eval()
-    loader = opened.data.loader("test")
-    results = []
-    with torch.no_grad():
-        for i, im in enumerate(test.images):
-            d = without_background(model([loader.sample(i)[0]])[0])
-            results += coco_detections(im.image_id, d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy(),
-                                       test.coco_ids())  # fmt: skip
-    det_file = OUT / f"{run.name}_detections.json"
     det_file.write_text(json.dumps(results))
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_file))
@@ -113,13 +109,12 @@ def pycocotools_check(run: Path) -> dict[str, float]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    ours = evaluate(run)
     diffs = {}
     for key, ref in zip(STATS, ev.stats, strict=True):
         mine = ours.get(key, float("nan"))
         diffs[key] = 0.0 if (ref < 0 and math.isnan(mine)) else abs(mine - ref)
     return {"max_abs_diff": max(diffs.values()), "pycocotools_map": float(ev.stats[0]),
-            "pycocotools_map50": float(ev.stats[1]), "detections": len(results)}  # fmt: skip
+            "pycocotools_map50": float(ev.stats[1]), "detections": len(results), "test_images": len(ids)}  # fmt: skip
 
 
 def fmt(v: float) -> str:
