@@ -18,6 +18,7 @@ Every model returns ``{"out": logits (B, K, H, W)}`` at the input's size (:mod:`
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,18 +151,20 @@ class EncoderUNet(Segmenter):
 
     def __init__(self, cfg: EncoderUNetConfig):
         super().__init__()
-        from deepkit.models.registry import create_model
+        from deepkit.models.registry import create_model, get_entry
 
         check_names(cfg)
         self.cfg = cfg
-        overrides = {**cfg.encoder_config, "in_channels": cfg.in_channels}
-        encoder = create_model(cfg.encoder, **overrides)
+        no_stages = ConfigError(
+            f"model.encoder={cfg.encoder!r} has no per-stage feature maps (feature_info); use a CNN classifier: "
+            "resnet18/34/50, resnet20, vgg11, simple_cnn, lenet5, alexnet"
+        )
+        if "in_channels" not in {f.name for f in dataclasses.fields(get_entry(cfg.encoder).config_cls)}:
+            raise no_stages  # not an image model (mlp, sequence models)
+        encoder = create_model(cfg.encoder, **{**cfg.encoder_config, "in_channels": cfg.in_channels})
         info = getattr(encoder, "feature_info", None)
         if not info:
-            raise ConfigError(
-                f"model.encoder={cfg.encoder!r} has no per-stage feature maps (feature_info); use a CNN classifier: "
-                "resnet18/34/50, resnet20, vgg11, simple_cnn, lenet5, alexnet"
-            )
+            raise no_stages
         self.encoder = encoder
         self.dropped = drop_unused(encoder, cfg.in_channels)
         chans = [s["num_chs"] for s in info][::-1]  # deepest first
