@@ -51,9 +51,8 @@ def folder_run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("seg")
     data = shapes_folder(base / "shapes")
     out = base / "run"
-    deepkit.train("scenes_unet", *FOLDER, f"data.path={data}", "trainer.optimizer.lr=0.01", "trainer.schedule.name=constant",
-                  "trainer.schedule.warmup_steps=0",
-                  *FAST, out=out)  # fmt: skip
+    quick = ["trainer.optimizer.lr=0.01", "trainer.schedule.name=constant", "trainer.schedule.warmup_steps=0"]
+    deepkit.train("scenes_unet", *FOLDER, f"data.path={data}", *quick, *FAST, out=out)
     return out
 
 

@@ -23,9 +23,15 @@ HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
         (
             "deeplabv3_resnet50",
             42_004_074,
-            ["classifier.0.convs.0.0.weight", "classifier.0.convs.3.1.weight", "classifier.0.convs.4.1.weight",
-             "classifier.0.project.0.weight", "classifier.1.weight", "classifier.2.running_mean",
-             "classifier.4.bias"],
+            [
+                "classifier.0.convs.0.0.weight",
+                "classifier.0.convs.3.1.weight",
+                "classifier.0.convs.4.1.weight",
+                "classifier.0.project.0.weight",
+                "classifier.1.weight",
+                "classifier.2.running_mean",
+                "classifier.4.bias",
+            ],
         ),  # fmt: skip
     ],
 )
