@@ -216,3 +216,12 @@ def test_camvid_lists_and_ignored_unlabelled():
     assert len(val) == 101 and val.samples[0].mask.shape == (360, 480)
     values = set(np.unique(np.concatenate([s.mask.reshape(-1) for s in val.samples[:10]])).tolist())
     assert values <= set(range(11)) | {IGNORE} and IGNORE in values
+
+
+def test_repeats_give_each_training_image_several_crops_an_epoch():
+    ds = loader_set(3)
+    loader = MaskLoader(ds, 4, 1, [0.5], [0.25], shuffle=True, seed=0, augment=JointAugment(hflip=0.0), crop=8,
+                        repeats=4)  # fmt: skip
+    assert loader.num_samples == 12 and len(loader) == 3
+    crops = [loader.sample(i)[1] for i in (0, 3, 6, 9)]  # image 0, four times
+    assert len({tuple(c.reshape(-1).tolist()) for c in crops}) > 1  # different crops of the same image

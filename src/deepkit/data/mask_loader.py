@@ -124,21 +124,23 @@ class MaskLoader:
         crop: int | None = None,
         resize: list[int] | None = None,
         cache: dict[int, np.ndarray] | None = None,
+        repeats: int = 1,
     ):
         self.data, self.batch_size, self.channels = data, batch_size, channels
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.shuffle, self.seed, self.augment, self.crop, self.resize = shuffle, seed, augment, crop, resize
+        self.repeats = repeats  # each image this many times an epoch (a new random crop each time)
         self.epoch = self.start_batch = 0
         self.device = torch.device("cpu")
         self.cache = cache if cache is not None else {}
 
     def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
+        return -(-self.num_samples // self.batch_size)
 
     @property
     def num_samples(self) -> int:
-        return len(self.data)
+        return len(self.data) * self.repeats
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
@@ -150,6 +152,7 @@ class MaskLoader:
     def raw(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``i`` as (C, H, W) in [0, 1] and (H, W) int64, resized (``resize``) but neither augmented nor
         normalized."""
+        i = i % len(self.data)  # a repeated image
         s = self.data.samples[i]
         if i not in self.cache:
             self.cache[i] = s.load_image()
@@ -170,7 +173,7 @@ class MaskLoader:
         return (image - self.mean) / self.std, mask
 
     def order(self) -> list[int]:
-        n = len(self.data)
+        n = self.num_samples
         if not self.shuffle:
             return list(range(n))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -198,6 +201,7 @@ class SegmentationData(DataModule):
     eval_batch_size: int = 8
     augment: JointAugment | None = None
     crop: int | None = None  # training crops (px); None: whole images
+    repeats: int = 1  # training: each image this many times an epoch (each with its own crop and augmentation)
     resize: list[int] | None = None  # every split resized to (h, w) first; None: native size
     background: int | None = None
     ignored: str | None = None  # the name of the dataset's ignored label, for messages
@@ -225,5 +229,5 @@ class SegmentationData(DataModule):
         return MaskLoader(
             self.sets[name], self.batch_size if train else self.eval_batch_size, self.channels, self.mean, self.std,
             train if shuffle is None else shuffle, seed, self.augment if train else None,
-            self.crop if train else None, self.resize, self._caches.setdefault(name, {}),
+            self.crop if train else None, self.resize, self._caches.setdefault(name, {}), self.repeats if train else 1,
         )  # fmt: skip

@@ -109,6 +109,7 @@ class SegmentationDataConfig:
     channels: int | None = None  # 1 or 3 (default: the dataset's)
     resize: list[int] | None = None  # [h, w]: every image and mask resized first (CamVid at a lower resolution)
     crop: int | None = None  # training: random crops of this side (px); None: whole images
+    repeats: int = 1  # training: each image this many times an epoch, a new crop each time (few large images)
     mean: list[float] | None = None  # normalization (default: ImageNet's for RGB, 0.5/0.25 for grey)
     std: list[float] | None = None
     batch_size: int = 8
@@ -253,6 +254,8 @@ def build_segmentation_data(cfg: SegmentationDataConfig, saved: SegmentationSave
     if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise ConfigError(f"data.batch_size and eval_batch_size must be >= 1, got {cfg.batch_size}, "
                           f"{cfg.eval_batch_size}")  # fmt: skip
+    if cfg.repeats < 1:
+        raise ConfigError(f"data.repeats must be >= 1, got {cfg.repeats}")
     if cfg.crop is not None and cfg.crop < 8:
         raise ConfigError(f"data.crop must be at least 8 px, got {cfg.crop}")
     if cfg.resize is not None and (len(cfg.resize) != 2 or min(cfg.resize) < 8):
@@ -278,7 +281,7 @@ def build_segmentation_data(cfg: SegmentationDataConfig, saved: SegmentationSave
     ignored = {"camvid": "Unlabelled"}.get(cfg.name)
     prep = Preprocessing(kind="image", input_shape=[channels, 0, 0], class_names=list(names))
     return SegmentationData(list(names), sets, channels, list(mean), list(std), cfg.batch_size, cfg.eval_batch_size,
-                            augment, cfg.crop, cfg.resize, background, ignored, notes, prep)  # fmt: skip
+                            augment, cfg.crop, cfg.repeats, cfg.resize, background, ignored, notes, prep)  # fmt: skip
 
 
 def _background(cfg: SegmentationDataConfig, names: list[str]) -> int | None:
