@@ -225,3 +225,15 @@ def test_repeats_give_each_training_image_several_crops_an_epoch():
     assert loader.num_samples == 12 and len(loader) == 3
     crops = [loader.sample(i)[1] for i in (0, 3, 6, 9)]  # image 0, four times
     assert len({tuple(c.reshape(-1).tolist()) for c in crops}) > 1  # different crops of the same image
+
+
+def test_coco128_semantic_masks_map_panoptic_ids_and_ignore_unlabeled():
+    from deepkit.data.masks import read_coco128_semantic
+
+    ds = read_coco128_semantic(need("coco128", "semantic_segmentation").parent)
+    assert len(ds) == 100 and len(ds.class_names) == 133 and ds.class_names[0] == "person"
+    first = ds.samples[0]
+    raw = np.asarray(Image.open(datasets_root() / "coco128" / "semantic_segmentation" / "masks" / "train2017" /
+                                f"{first.name}.png"))  # fmt: skip
+    assert np.array_equal(first.mask == IGNORE, raw == 0)  # unlabeled: ignored
+    assert np.array_equal(first.mask == 0, raw == 1)  # panoptic id 1 (person) is class 0

@@ -11,9 +11,9 @@ so every bad input is a one-line error before training starts:
 
 Layouts: ``read_mask_folders`` (images/ and masks/ with the same stems), ``read_camvid`` (SegNet's CamVid:
 ``train.txt``/``val.txt``/``test.txt`` of image/label pairs, 11 classes, label 11 "Unlabelled" ignored),
-``read_chase_db1`` (28 fundus photos, ``Image_NNX_1stHO.png`` first-observer vessel masks), ``read_isbi2012``
-(30 EM slices, ``image/`` + ``label/`` PNGs: 255 cell interior, 0 membrane) and ``scenes_mask_set`` (the MNIST
-scenes' semantic masks).
+``read_coco128_semantic`` (COCO panoptic category ids, 133 classes, 0 ignored), ``read_chase_db1`` (28 fundus
+photos, ``Image_NNX_1stHO.png`` first-observer vessel masks), ``read_isbi2012`` (30 EM slices, ``image/`` +
+``label/`` PNGs: 255 cell interior, 0 membrane) and ``scenes_mask_set`` (the MNIST scenes' semantic masks).
 """
 
 from __future__ import annotations
@@ -251,6 +251,30 @@ def read_isbi2012(root: str | Path) -> MaskSet:
             raise DataError(f"image {p} has no label {mask}")
         samples.append(MaskSample(str(p), read_mask(mask, lut, ["cell", "membrane"], None, _size(p)), p.stem))
     return MaskSet(["cell", "membrane"], samples)
+
+
+def read_coco128_semantic(root: str | Path) -> MaskSet:
+    """coco128's semantic masks (``semantic_segmentation/masks/train2017``: COCO panoptic category ids, 0 unlabeled
+    and ignored) with their photos (``images/train2017``): 100 images, the 133 panoptic classes (80 things, 53 stuff)
+    named from ``panoptic_train2017.json``."""
+    import json
+
+    root = Path(root).expanduser()
+    cats_file = root / "panoptic_segmentation" / "annotations" / "panoptic_train2017.json"
+    masks = root / "semantic_segmentation" / "masks" / "train2017"
+    if not cats_file.is_file() or not masks.is_dir():
+        raise DataError(f"coco128 semantic masks not found under {root} (expected {masks} and {cats_file})")
+    cats = sorted(json.loads(cats_file.read_text())["categories"], key=lambda c: c["id"])
+    names, ids = [c["name"] for c in cats], [int(c["id"]) for c in cats]
+    lut = value_lut(ids, len(ids), 0)
+    images = root / "images" / "train2017"
+    samples = []
+    for m in _images_in(masks):
+        image = images / f"{m.stem}.jpg"
+        if not image.is_file():
+            raise DataError(f"mask {m.name} has no image {image}")
+        samples.append(MaskSample(str(image), read_mask(m, lut, names, None, _size(image)), m.stem))
+    return MaskSet(names, samples)
 
 
 def scenes_mask_set(scenes) -> MaskSet:

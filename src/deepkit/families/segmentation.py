@@ -4,8 +4,9 @@ label; masks drawn.
 
 Data (``data.name``): ``mnist_scenes`` (generated; digit pixels labelled by class, 11 classes with the background),
 ``camvid`` (SegNet's CamVid in DATA_ROOT/camvid/CamVid: train/val/test lists, 11 classes, label 11 Unlabelled
-ignored), ``chase_db1`` (DATA_ROOT/chase_db1/CHASEDB1: the first 20 photos in name order train, the last 8 test, the
-first observer's masks; ``data.val_split`` of the training photos validate), ``isbi2012`` (DATA_ROOT/isbi2012_em/
+ignored), ``coco128`` (its semantic masks: 100 photos, 133 panoptic classes, 0 ignored; val/test fractions),
+``chase_db1`` (DATA_ROOT/chase_db1/CHASEDB1: the first 20 photos in name order train, the last 8 test, the first
+observer's masks; ``data.val_split`` of the training photos validate), ``isbi2012`` (DATA_ROOT/isbi2012_em/
 membrane/train: slices 0-22 train, 23-24 val, 25-29 test; membrane is the foreground), ``folder`` (``data.images`` +
 ``data.masks`` folders with the same stems, or ``data.path`` holding ``images/`` and ``masks/``, or
 ``{train,val,test}/{images,masks}``). Models: every registered segmenter (``unet``, ``unet_small``,
@@ -40,9 +41,11 @@ DATASETS = {
     "camvid": "SegNet's CamVid (DATA_ROOT/camvid/CamVid): 367/101/233 street frames, 11 classes, Unlabelled ignored",
     "chase_db1": "CHASE_DB1 retinal vessels (DATA_ROOT/chase_db1/CHASEDB1): 20 train / 8 test photos, observer 1",
     "isbi2012": "ISBI 2012 EM membranes (DATA_ROOT/isbi2012_em/membrane/train): 30 slices, 23/2/5 split",
+    "coco128": "coco128's semantic masks (DATA_ROOT/coco128): 100 photos, 133 COCO panoptic classes, 0 ignored",
     "folder": "image + mask folders with the same stems (index, palette or 1-bit PNG masks)",
 }
 GREY_MEAN, GREY_STD = [0.5], [0.25]
+MAX_PER_CLASS_CURVES = 20  # more classes: IoU per class only in the final evaluation, not in every epoch's logs
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
@@ -213,6 +216,9 @@ def read_sets(cfg: SegmentationDataConfig) -> dict[str, MaskSet]:
             raise DataError(f"ISBI 2012 should have 30 slices, found {len(full)}")
         sets = {"train": full.subset(list(range(23))), "val": full.subset([23, 24]),
                 "test": full.subset(list(range(25, 30)))}  # fmt: skip
+    elif name == "coco128":
+        full = m.read_coco128_semantic(_root(cfg, "coco128"))
+        sets = _split(full, {"val": cfg.val_split, "test": cfg.test_split}, cfg.split_seed)
     elif name == "folder":
         sets = _read_folder(cfg)
     else:
@@ -278,7 +284,7 @@ def build_segmentation_data(cfg: SegmentationDataConfig, saved: SegmentationSave
         raise ConfigError(f"data.mean/std: expected {channels} value(s) each (std > 0), got {mean}, {std}")
     background = _background(cfg, names)
     notes = [f"{split}: {len(ds)} images" for split, ds in sets.items() if len(ds)]
-    ignored = {"camvid": "Unlabelled"}.get(cfg.name)
+    ignored = {"camvid": "Unlabelled", "coco128": "unlabeled"}.get(cfg.name)
     prep = Preprocessing(kind="image", input_shape=[channels, 0, 0], class_names=list(names))
     return SegmentationData(list(names), sets, channels, list(mean), list(std), cfg.batch_size, cfg.eval_batch_size,
                             augment, cfg.crop, cfg.repeats, cfg.resize, background, ignored, notes, prep)  # fmt: skip
@@ -401,6 +407,24 @@ class SegmentationFamily(Family):
 
     def load_saved(self, folder: Path, meta: dict[str, Any]) -> SegmentationSaved:
         return SegmentationSaved.from_meta(meta)
+
+    def run_callbacks(self, rec: Recipe, run_dir: Path) -> list:
+        from deepkit.train.callbacks import Callback
+
+        class PerClassAtTheEnd(Callback):
+            """With many classes (coco128: 133), IoU per class only outside training epochs (the final evaluation,
+            ``deepkit eval``): metrics.csv and the curves keep the means."""
+
+            def on_fit_start(self, trainer) -> None:
+                trainer.task.per_class = len(trainer.task.class_names) <= MAX_PER_CLASS_CURVES
+
+            def on_fit_end(self, trainer) -> None:
+                trainer.task.per_class = True
+
+            def on_exception(self, trainer, error: BaseException) -> None:
+                trainer.task.per_class = True
+
+        return [PerClassAtTheEnd()]
 
     def report(self, run: Finish) -> dict[str, Any]:
         return report_segmentation(run)

@@ -140,6 +140,7 @@ class SegmentationTask(Task):
         if tile is not None and tile < 8:
             raise ConfigError(f"task.tile must be at least 8 px (or null: whole images), got {tile}")
         self.tile, self.tile_overlap = tile, tile_overlap
+        self.per_class = True  # IoU per class among the metrics (the family turns it off in epochs of many classes)
 
     def make_metrics(self):
         from deepkit.metrics.segmentation import confusion_metric
@@ -187,7 +188,8 @@ class SegmentationTask(Task):
     def compute_metrics(self) -> dict[str, float]:
         from deepkit.metrics.segmentation import scores_from_confusion
 
-        return scores_from_confusion(self.metrics.compute(), self.class_names, self.background)
+        out = scores_from_confusion(self.metrics.compute(), self.class_names, self.background)
+        return out if self.per_class else {k: v for k, v in out.items() if not k.startswith("iou_") or k == "iou_fg"}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "loss": "+".join(self.terms), "classes": len(self.class_names)}
