@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError
@@ -27,12 +28,6 @@ class Segmenter(nn.Module):
         x = torch.rand(batch_size, self.cfg.in_channels, s, s, generator=g)
         return {"x": x.to(model_device(self))}
 
-    def get_classifier(self) -> nn.Module:
-        """The last 1×1 conv of each head (FCN/DeepLabv3: ``classifier.4``, ``aux_classifier.4``): what fine-tuning on
-        other classes trains afresh."""
-        heads = [self.classifier[-1]] + ([self.aux_classifier[-1]] if self.aux_classifier is not None else [])
-        return nn.ModuleList(heads)
-
     @property
     def num_classes(self) -> int:
         return self.cfg.num_classes
@@ -40,6 +35,31 @@ class Segmenter(nn.Module):
     @property
     def in_channels(self) -> int:
         return self.cfg.in_channels
+
+
+class TrunkAndHeads(Segmenter):
+    """torchvision's ``_SimpleSegmentationModel``: ``backbone`` (a :class:`ResNetTrunk`) -> ``classifier`` on its
+    ``out`` map (and ``aux_classifier`` on ``aux``) -> bilinear upsampling to the input size. Subclasses (FCN,
+    DeepLabv3) build the three modules; the heads are ``nn.Sequential`` ending in their 1×1 classifier conv."""
+
+    backbone: nn.Module
+    classifier: nn.Sequential
+    aux_classifier: nn.Sequential | None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        feats = self.backbone(x)
+        out = {"out": F.interpolate(self.classifier(feats["out"]), size=size, mode="bilinear", align_corners=False)}
+        if self.aux_classifier is not None:
+            aux = self.aux_classifier(feats["aux"])
+            out["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+        return out  # {"out": (B, K, H, W), "aux": (B, K, H, W)}
+
+    def get_classifier(self) -> nn.Module:
+        """The last 1×1 conv of each head (``classifier.4``, ``aux_classifier.4``): what fine-tuning on other classes
+        trains afresh."""
+        heads = [self.classifier[-1]] + ([self.aux_classifier[-1]] if self.aux_classifier is not None else [])
+        return nn.ModuleList(heads)
 
 
 def dilate_resnet(body: nn.Module, dilate: list[bool]) -> nn.Module:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError
-from deepkit.models._segmentation import ResNetTrunk, Segmenter
+from deepkit.models._segmentation import ResNetTrunk, TrunkAndHeads
 from deepkit.models.fcn import FCNHead, trunk_overrides
 from deepkit.models.registry import register_model
 
@@ -81,7 +81,7 @@ class DeepLabV3Config:
     "deeplabv3_resnet18", DeepLabV3Config, "DeepLabv3 (ASPP, 128 channels) on a dilated ResNet-18 (CPU-sized)",
     backbone="resnet18", aspp_channels=128,
 )  # fmt: skip
-class DeepLabV3(Segmenter):
+class DeepLabV3(TrunkAndHeads):
     """Dilated ResNet -> ASPP head (-> FCN aux head on layer3) -> bilinear upsampling to the input size."""
 
     def __init__(self, cfg: DeepLabV3Config):
@@ -95,12 +95,3 @@ class DeepLabV3(Segmenter):
         self.classifier = DeepLabHead(self.backbone.channels["out"], cfg.num_classes, rates, cfg.aspp_channels)
         aux = FCNHead(self.backbone.channels["aux"], cfg.num_classes, cfg.aux_dropout) if cfg.aux else None
         self.aux_classifier = aux
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = x.shape[-2:]
-        feats = self.backbone(x)
-        out = {"out": F.interpolate(self.classifier(feats["out"]), size=size, mode="bilinear", align_corners=False)}
-        if self.aux_classifier is not None:
-            aux = self.aux_classifier(feats["aux"])
-            out["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
-        return out

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from deepkit.models._segmentation import ResNetTrunk, Segmenter
+from deepkit.models._segmentation import ResNetTrunk, TrunkAndHeads
 from deepkit.models.registry import register_model
 
 
@@ -56,7 +54,7 @@ def trunk_overrides(cfg) -> dict:
 
 @register_model("fcn_resnet50", FCNConfig, "FCN on a dilated ResNet-50 with an aux head (torchvision's names)")
 @register_model("fcn_resnet18", FCNConfig, "FCN on a dilated ResNet-18 (CPU-sized), aux head", backbone="resnet18")
-class FCN(Segmenter):
+class FCN(TrunkAndHeads):
     """Dilated ResNet -> FCN head (-> aux head on layer3) -> bilinear upsampling to the input size."""
 
     def __init__(self, cfg: FCNConfig):
@@ -65,12 +63,3 @@ class FCN(Segmenter):
         self.backbone = ResNetTrunk(cfg.backbone, cfg.in_channels, list(cfg.dilation), trunk_overrides(cfg))
         self.classifier = FCNHead(self.backbone.channels["out"], cfg.num_classes, cfg.dropout)
         self.aux_classifier = FCNHead(self.backbone.channels["aux"], cfg.num_classes, cfg.dropout) if cfg.aux else None
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = x.shape[-2:]
-        feats = self.backbone(x)
-        out = {"out": F.interpolate(self.classifier(feats["out"]), size=size, mode="bilinear", align_corners=False)}
-        if self.aux_classifier is not None:
-            aux = self.aux_classifier(feats["aux"])
-            out["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
-        return out  # {"out": (B, K, H, W), "aux": (B, K, H, W)}
