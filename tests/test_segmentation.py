@@ -171,3 +171,29 @@ def test_scenes_unet_learns_digit_masks(tmp_path):
     r = deepkit.train("scenes_unet", "data.scenes.train=600", "data.scenes.test=100", "trainer.epochs=3", *FAST,
                       out=tmp_path / "r")  # fmt: skip
     assert r.metrics["miou"] > 0.4 and r.metrics["iou_background"] > 0.9
+
+
+def test_a_classifier_checkpoint_trains_on_as_the_encoder_of_a_segmentation_run(tmp_path):
+    """finetune.weights naming a classifier's weights: the run starts from them (log line), trains, and its encoder
+    moved away from them."""
+    from deepkit.models import create_model
+    from deepkit.weights import atomic_save_safetensors, load_weights
+
+    torch.manual_seed(0)
+    clf = create_model("simple_cnn", in_channels=3, num_classes=4, channels=[8, 16])
+    path = tmp_path / "clf.safetensors"
+    atomic_save_safetensors(clf.state_dict(), path, {"model": "simple_cnn", "model_config": {"channels": [8, 16]}})
+    data = shapes_folder(tmp_path / "d", n=8)
+    out = tmp_path / "r"
+    deepkit.train("scenes_unet", *[a for a in FOLDER if not a.startswith("model.")], f"data.path={data}",
+                  "model.name=unet_encoder", "model.encoder=simple_cnn", "model.encoder_config={channels: [8, 16]}",
+                  "model.decoder_widths=[16,8]", f"finetune.weights={path}", "trainer.epochs=1", *FAST,
+                  out=out)  # fmt: skip
+    log = (out / "log.txt").read_text()
+    assert f"finetune: encoder (simple_cnn) loaded from {path}" in log and "head (the classifier's head)" in log
+    trained, _ = load_weights(out / "checkpoints" / "last" / "model.safetensors")
+    start = clf.state_dict()
+    conv = "features.0.0.weight"
+    assert f"encoder.{conv}" in trained and trained[f"encoder.{conv}"].shape == start[conv].shape
+    assert not torch.equal(trained[f"encoder.{conv}"], start[conv])  # trained on from there
+    assert (trained[f"encoder.{conv}"] - start[conv]).abs().max() < 0.1  # ... not from a fresh initialization
