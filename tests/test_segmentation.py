@@ -66,6 +66,7 @@ def test_a_run_reports_miou_per_class_iou_and_its_rule(folder_run):
     table = (folder_run / "iou_table.txt").read_text()
     assert table.splitlines()[0].split() == ["class", "IoU"] and "square" in table and "miou_no_bg" in table
     assert (folder_run / "plots" / "segmentation.png").is_file()
+    assert len(list((folder_run / "samples").glob("test_*.png"))) == 4
     header = (folder_run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"val_miou", "val_iou_disc", "train_pixel_accuracy"} <= set(header)
     saved = deepkit.load(folder_run).saved

@@ -13,8 +13,8 @@ membrane/train: slices 0-22 train, 23-24 val, 25-29 test; membrane is the foregr
 ``unet_encoder``, ``fcn_*``, ``deeplabv3_*``). Metrics (:mod:`deepkit.metrics.segmentation`): mIoU (the rule for
 the background and the ignore label is written in ``results.json`` and ``iou_table.txt``), per-class IoU, pixel
 accuracy, Dice (binary tasks: the foreground's Dice/F1 and IoU, pixel error). Report: ``plots/segmentation.png``
-(rows of image / truth / prediction), ``iou_table.txt``. Verbs: ``predict`` (a palette mask PNG and an overlay PNG
-per image), ``eval`` (the metrics with one IoU per class).
+(rows of image / truth / prediction), ``iou_table.txt``, a few test images in ``samples/``. Verbs: ``predict`` (a
+palette mask PNG and an overlay PNG per image), ``eval`` (the metrics with one IoU per class).
 """
 
 from __future__ import annotations
@@ -441,9 +441,10 @@ def _pixels(x: torch.Tensor) -> np.ndarray:
 
 
 def report_segmentation(run: Finish, n: int = 6) -> dict[str, Any]:
-    """``iou_table.txt`` (per-class IoU, the means and the rule they follow) and ``plots/segmentation.png`` (rows of
-    test image / truth / prediction)."""
+    """``iou_table.txt`` (per-class IoU, the means and the rule they follow), ``plots/segmentation.png`` (rows of
+    test image / truth / prediction) and those test images in ``samples/``."""
     import torch
+    from PIL import Image
 
     from deepkit.metrics.segmentation import format_iou_table, mean_rule
     from deepkit.viz.masks import class_palette, save_triptychs
@@ -463,6 +464,7 @@ def report_segmentation(run: Finish, n: int = 6) -> dict[str, Any]:
         with torch.no_grad():
             pred = task.logits(x)[0].argmax(0).cpu().numpy().astype("uint8")
         rows.append((_pixels(image), truth.numpy().astype("uint8"), pred))
+        Image.fromarray(rows[-1][0]).save(run.samples / f"test_{i:02d}.png")  # inputs for `deepkit predict`
     if rows:
         palette = class_palette(len(names), run.recipe.data.palette)
         scale = 2 if max(rows[0][1].shape) < 128 else 1
