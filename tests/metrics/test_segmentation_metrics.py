@@ -76,10 +76,10 @@ def test_binary_dice_is_torchmetrics_f1_of_the_foreground():
 
 
 def test_the_rule_and_the_table_say_what_the_means_cover():
-    rule = mean_rule(["Sky", "Road"], IGNORE, None, "Unlabelled")
-    assert "over the 2 classes" in rule and "'Unlabelled'" in rule and "left out of the means" in rule
-    assert "background" not in rule
-    rule = mean_rule(["background", "a", "b"], IGNORE, 0, None)
-    assert "background 'background' included" in rule and "miou_no_bg" in rule
+    rule = mean_rule(["Sky", "Road"], None, "label 11 (Unlabelled)")
+    assert "over the 2 classes" in rule and "pixels of label 11 (Unlabelled) are ignored" in rule
+    assert "left out of the means" in rule and "background" not in rule
+    rule = mean_rule(["background", "a", "b"], 0, None)
+    assert "background 'background' included" in rule and "miou_no_bg" in rule and "ignored" not in rule
     table = format_iou_table({"iou_sky": 0.5, "iou_road": float("nan"), "miou": 0.5}, ["Sky", "Road"])
     assert table.splitlines()[1].split() == ["Sky", "50.0"] and table.splitlines()[2].split() == ["Road", "n/a"]

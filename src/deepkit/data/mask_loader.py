@@ -204,7 +204,7 @@ class SegmentationData(DataModule):
     repeats: int = 1  # training: each image this many times an epoch (each with its own crop and augmentation)
     resize: list[int] | None = None  # every split resized to (h, w) first; None: native size
     background: int | None = None
-    ignored: str | None = None  # the name of the dataset's ignored label, for messages
+    ignored: str | None = None  # the dataset's ignored label as its masks hold it ("label 11 (Unlabelled)")
     notes: list[str] = field(default_factory=list)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     _caches: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)

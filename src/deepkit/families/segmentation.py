@@ -284,7 +284,9 @@ def build_segmentation_data(cfg: SegmentationDataConfig, saved: SegmentationSave
         raise ConfigError(f"data.mean/std: expected {channels} value(s) each (std > 0), got {mean}, {std}")
     background = _background(cfg, names)
     notes = [f"{split}: {len(ds)} images" for split, ds in sets.items() if len(ds)]
-    ignored = {"camvid": "Unlabelled", "coco128": "unlabeled"}.get(cfg.name)
+    ignored = {"camvid": "label 11 (Unlabelled)", "coco128": "label 0 (unlabeled)"}.get(cfg.name)
+    if cfg.name == "folder" and cfg.ignore_index is not None:
+        ignored = f"mask value {cfg.ignore_index}"
     prep = Preprocessing(kind="image", input_shape=[channels, 0, 0], class_names=list(names))
     return SegmentationData(list(names), sets, channels, list(mean), list(std), cfg.batch_size, cfg.eval_batch_size,
                             augment, cfg.crop, cfg.repeats, cfg.resize, background, ignored, notes, prep)  # fmt: skip
@@ -451,7 +453,7 @@ def report_segmentation(run: Finish, n: int = 6) -> dict[str, Any]:
 
     data, task = run.data, run.task
     names = data.class_names
-    rule = mean_rule(names, 255, data.background, data.ignored)
+    rule = mean_rule(names, data.background, data.ignored)
     table = format_iou_table(run.metrics, names)
     (run.run_dir / "iou_table.txt").write_text(f"{table}\n\n{rule}\n")
     run.trainer.log(f"mean IoU rule: {rule}", echo=False)

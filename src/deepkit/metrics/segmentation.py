@@ -73,17 +73,22 @@ def _nanmean(x: torch.Tensor) -> float:
     return float(x[ok].mean()) if bool(ok.any()) else float("nan")
 
 
-def mean_rule(class_names: list[str], ignore_index: int | None, background: int | None, ignored: str | None) -> str:
-    """One sentence saying what the means cover (written into results.json, the IoU table and the log)."""
+def mean_rule(class_names: list[str], background: int | None, ignored: str | None) -> str:
+    """One sentence saying what the means cover (written into results.json, the IoU table and the log).
+
+    Args:
+        class_names: the classes.
+        background: index of the background class, or None.
+        ignored: the data's ignored label as the masks hold it (``"label 11 (Unlabelled)"``), or None.
+    """
     k = len(class_names)
     parts = [f"miou: mean IoU over the {k} classes"]
     if background is not None:
         parts[0] += f", background '{class_names[background]}' included"
         if k > 2:
             parts.append(f"miou_no_bg: the same without '{class_names[background]}'")
-    if ignore_index is not None:
-        what = f" ('{ignored}')" if ignored else ""
-        parts.append(f"pixels labelled {ignore_index}{what} are ignored by every metric")
+    if ignored:
+        parts.append(f"pixels of {ignored} are ignored by every metric")
     parts.append("a class absent from both truth and prediction is left out of the means")
     return "; ".join(parts)
 
