@@ -297,7 +297,8 @@ def _background(cfg: SegmentationDataConfig, names: list[str]) -> int | None:
         if cfg.background not in names:
             raise ConfigError(f"data.background={cfg.background!r} is not a class; classes: {', '.join(names)}")
         return names.index(cfg.background)
-    return names.index("background") if "background" in names else None
+    default = {"isbi2012": "cell"}.get(cfg.name, "background")  # ISBI 2012: the membrane is the foreground
+    return names.index(default) if default in names else None
 
 
 # --- the family ------------------------------------------------------------------------------------------------------
