@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from deepkit.data.detection_loader import to_tensor
 from deepkit.data.masks import IGNORE, MaskSet
-from deepkit.data.module import DataModule
+from deepkit.data.module import IndexedLoader, SetsData
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import ConfigError, DataError
 
@@ -108,7 +108,7 @@ def pad_batch(images: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[to
     return x, y
 
 
-class MaskLoader:
+class MaskLoader(IndexedLoader):
     """Batches of a :class:`MaskSet` (see the module docstring)."""
 
     def __init__(
@@ -126,28 +126,17 @@ class MaskLoader:
         cache: dict[int, np.ndarray] | None = None,
         repeats: int = 1,
     ):
-        self.data, self.batch_size, self.channels = data, batch_size, channels
+        self.data, self.channels = data, channels
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        self.shuffle, self.seed, self.augment, self.crop, self.resize = shuffle, seed, augment, crop, resize
+        self.augment, self.crop, self.resize = augment, crop, resize
         self.repeats = repeats  # each image this many times an epoch (a new random crop each time)
-        self.epoch = self.start_batch = 0
-        self.device = torch.device("cpu")
+        self.start(batch_size, shuffle, seed)
         self.cache = cache if cache is not None else {}
-
-    def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)
 
     @property
     def num_samples(self) -> int:
         return len(self.data) * self.repeats
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def to(self, device: torch.device | str) -> MaskLoader:
-        self.device = torch.device(device)
-        return self
 
     def raw(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample ``i`` as (C, H, W) in [0, 1] and (H, W) int64, resized (``resize``) but neither augmented nor
@@ -172,13 +161,6 @@ class MaskLoader:
             image, mask = joint_augment(image, mask, self.augment, self.crop, rng)
         return (image - self.mean) / self.std, mask
 
-    def order(self) -> list[int]:
-        n = self.num_samples
-        if not self.shuffle:
-            return list(range(n))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(n, generator=g).tolist()
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, bs = self.order(), self.batch_size
         for b in range(self.start_batch, len(self)):
@@ -189,7 +171,7 @@ class MaskLoader:
 
 
 @dataclass
-class SegmentationData(DataModule):
+class SegmentationData(SetsData):
     """Segmentation splits, each a :class:`MaskSet` with the same classes."""
 
     class_names: list[str]
@@ -208,19 +190,6 @@ class SegmentationData(DataModule):
     notes: list[str] = field(default_factory=list)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     _caches: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)
-
-    train = property(lambda self: True if self.sets.get("train") else None)
-    val = property(lambda self: True if self.sets.get("val") else None)
-    test = property(lambda self: True if self.sets.get("test") else None)
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.sets.items() if len(v)}
-
-    def without(self, name: str) -> SegmentationData:
-        """A copy without split ``name`` (a benchmark does not validate)."""
-        import dataclasses
-
-        return dataclasses.replace(self, sets={k: v for k, v in self.sets.items() if k != name})
 
     def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> MaskLoader:
         if not self.has(name):
