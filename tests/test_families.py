@@ -57,6 +57,9 @@ def test_a_recipe_resolves_to_its_family_sections_only(name):
     elif rec.family.name == "detection":  # its own, box-aware augment section; none of the tensor families' keys
         assert not data_keys & {"text", "series", "long_range", "normalize", "channels_last", "image_size"}, data_keys
         assert set(resolved["data"]["augment"]) == {"hflip", "scale", "crop", "min_crop", "min_visible", "letterbox"}
+    elif rec.family.name == "segmentation":  # its own joint (image + mask) augment section
+        assert not data_keys & {"text", "series", "long_range", "normalize", "channels_last", "image_size"}, data_keys
+        assert set(resolved["data"]["augment"]) == {"hflip", "vflip", "rot90", "scale", "brightness", "contrast"}
     else:
         assert not data_keys & {"augment", "normalize", "channels_last", "image_size"}, data_keys
     other_options = {"gan", "vae", "autoencoder"} - {rec.task.name}

@@ -13,6 +13,7 @@ from deepkit import create_model, list_models, register_model
 from deepkit.errors import ConfigError, ShapeError
 from deepkit.models import Classifier, registry
 from deepkit.models._detection import Detector
+from deepkit.models._segmentation import Segmenter
 from deepkit.models.mlp import MLP, MLPConfig
 from deepkit.models.token_model import TokenModel
 from deepkit.nn import get_act, get_norm
@@ -50,6 +51,7 @@ SMALL = {
         for name in ("seq2seq_bahdanau", "seq2seq_luong")
     },
     **{name: {"vocab_size": 30, "embed_dim": 8} for name in ("word2vec_skipgram", "word2vec_cbow")},
+    "unet": {"width": 8},  # the paper's 64-1024 channels cost seconds a call
 }
 
 # Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
@@ -97,7 +99,11 @@ OTHER_OUTPUTS = {
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
 # detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode
 DETECTORS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Detector)]
-OTHERS = [n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS and n not in DETECTORS]
+# segmenters (torchvision's segmentation API): images in, {"out": (B, K, H, W)[, "aux": ...]} at the input size out
+SEGMENTERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Segmenter)]
+OTHERS = [
+    n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS and n not in DETECTORS + SEGMENTERS
+]
 BATCH = 3  # not example_input's default, so the tests see that batch_size is honoured
 
 
@@ -164,6 +170,21 @@ def test_detector_forward_backward(name):
     with torch.no_grad():
         out = model(inputs["images"])
     assert len(out) == BATCH and all(o["boxes"].shape[1:] == (4,) and len(o["scores"]) == len(o["labels"]) for o in out)
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_segmenter_forward_backward(name):
+    """Per-pixel logits at the input size (also for sides that are not multiples of the stride), finite; their loss
+    reaches every parameter; ``aux`` exactly for the models that have an auxiliary head."""
+    model, inputs = build(name, num_classes=5)
+    x = inputs["x"][..., :57, :50]  # odd sizes
+    out = model(x)
+    assert set(out) == ({"out", "aux"} if getattr(model.cfg, "aux", False) else {"out"})
+    assert all(tuple(v.shape) == (BATCH, 5, 57, 50) and torch.isfinite(v).all() for v in out.values())
+    target = torch.arange(BATCH * 57 * 50).reshape(BATCH, 57, 50) % 5
+    sum(F.cross_entropy(v, target) for v in out.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -12,6 +12,7 @@ finetune   mnist_cnn fine-tuned from a tiny pretrained run: backbone frozen in e
 accum      digits_cnn with trainer.accumulate=3: 41 batches an epoch, 13 groups of 3 and a last one of 2
 bf16       digits_cnn with trainer.precision=bf16 (CPU autocast)
 detection  scenes_faster_rcnn (two-stage detector, list-of-images batches) on MNIST scenes of the synthetic MNIST
+segment    scenes_unet (U-Net, image + mask batches, random crops and 90° turns per sample) on the same scenes
 =========  ==========================================================================================================
 
 Each is killed by SIGKILL, and the conv net and the GAN also by SIGINT (the others' SIGINT variants: -m slow).
@@ -155,6 +156,26 @@ CASES = {
         ("fused_optimizer",),
         10,
     ),  # fmt: skip
+    # the segmentation family: U-Net on MNIST scenes' masks with random crops and 90° turns drawn per sample;
+    # 12 batches of 4 an epoch, a checkpoint every 2 steps
+    "segment": Case(
+        lambda a: [
+            "scenes_unet",
+            f"data.path={a / 'mnist'}",
+            "data.scenes.train=48",
+            "data.scenes.val=8",
+            "data.scenes.test=8",
+            "data.batch_size=4",
+            "data.crop=48",
+            "data.augment.rot90=true",
+            "model.width=4",
+            "trainer.epochs=2",
+            "trainer.checkpoint_every=2",
+            "trainer.schedule.warmup_steps=4",
+        ],
+        ("channels_last", "fused_optimizer"),
+        10,
+    ),  # fmt: skip
     "bf16": Case(
         lambda a: [*DIGITS_CNN, "trainer.precision=bf16", "trainer.checkpoint_every=4"],
         ("channels_last", "fused_optimizer", "bf16_autocast"),
@@ -189,7 +210,8 @@ def assets(tmp_path_factory) -> Path:
 
 # what a training run imports, loaded once by the fork server whose children are the interrupted runs
 PRELOAD = ["conftest", "deepkit.cli", "deepkit.api", "deepkit.families.supervised", "deepkit.families.text",
-           "deepkit.families.generative", "deepkit.families.detection", "deepkit.viz.plots", "kornia"]  # fmt: skip
+           "deepkit.families.generative", "deepkit.families.detection", "deepkit.families.segmentation",
+           "deepkit.viz.plots", "kornia"]  # fmt: skip
 
 
 def train_in_child(args: list[str], stdout: str, stderr: str, env: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from deepkit.data.box_augment import augment
 from deepkit.data.detection import DetectionImage, DetectionSet
-from deepkit.data.module import DataModule
+from deepkit.data.module import IndexedLoader, SetsData
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import DataError
 
@@ -37,7 +37,7 @@ def to_tensor(pixels: np.ndarray, channels: int) -> torch.Tensor:
     raise DataError(f"cannot turn a {x.shape[0]}-channel image into {channels} channels")
 
 
-class DetectionLoader:
+class DetectionLoader(IndexedLoader):
     """Batches of a :class:`DetectionSet` (see the module docstring)."""
 
     def __init__(
@@ -50,25 +50,13 @@ class DetectionLoader:
         augment_cfg: Any = None,
         cache: dict[int, np.ndarray] | None = None,
     ):
-        self.data, self.batch_size, self.channels = data, batch_size, channels
-        self.shuffle, self.seed, self.augment_cfg = shuffle, seed, augment_cfg
-        self.epoch = self.start_batch = 0
-        self.device = torch.device("cpu")
+        self.data, self.channels, self.augment_cfg = data, channels, augment_cfg
+        self.start(batch_size, shuffle, seed)
         self.cache = cache if cache is not None else {}
-
-    def __len__(self) -> int:
-        return -(-len(self.data) // self.batch_size)
 
     @property
     def num_samples(self) -> int:
         return len(self.data)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def to(self, device: torch.device | str) -> DetectionLoader:
-        self.device = torch.device(device)
-        return self
 
     def pixels(self, i: int, im: DetectionImage) -> np.ndarray:
         if im.pixels is not None:
@@ -98,13 +86,6 @@ class DetectionLoader:
                   "area": area.float(), "iscrowd": crowd.bool()}  # fmt: skip
         return image, target
 
-    def order(self) -> list[int]:
-        n = len(self.data)
-        if not self.shuffle:
-            return list(range(n))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(n, generator=g).tolist()
-
     def __iter__(self) -> Iterator[tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]]:
         order, bs = self.order(), self.batch_size
         for b in range(self.start_batch, len(self)):
@@ -118,7 +99,7 @@ class DetectionLoader:
 
 
 @dataclass
-class DetectionData(DataModule):
+class DetectionData(SetsData):
     """Detection splits (``train``, ``val``, ``test``), each a :class:`DetectionSet` with the same class names."""
 
     class_names: list[str]
@@ -131,21 +112,8 @@ class DetectionData(DataModule):
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     _caches: dict[str, dict[int, Any]] = field(default_factory=dict, repr=False)
 
-    train = property(lambda self: True if self.sets.get("train") else None)
-    val = property(lambda self: True if self.sets.get("val") else None)
-    test = property(lambda self: True if self.sets.get("test") else None)
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.sets.items() if len(v)}
-
     def split(self, name: str) -> DetectionSet | None:
         return self.sets.get(name) if self.has(name) else None
-
-    def without(self, name: str) -> DetectionData:
-        """A copy without split ``name`` (a benchmark does not validate)."""
-        import dataclasses
-
-        return dataclasses.replace(self, sets={k: v for k, v in self.sets.items() if k != name})
 
     def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False):
         if not self.has(name):

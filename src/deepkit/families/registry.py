@@ -22,6 +22,7 @@ BUILTIN = (
     "deepkit.families.series",
     "deepkit.families.word2vec",
     "deepkit.families.detection",
+    "deepkit.families.segmentation",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 

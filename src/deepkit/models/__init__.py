@@ -6,7 +6,9 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     bert,
     cnn,
     deberta,
+    deeplabv3,
     faster_rcnn,
+    fcn,
     fcos,
     gan,
     gpt2,
@@ -17,6 +19,7 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     roberta,
     seq2seq,
     t5,
+    unet,
     vgg,
     word2vec,
 )
