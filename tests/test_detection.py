@@ -57,8 +57,10 @@ def test_eval_prints_the_coco_numbers(scenes_run, deepkit_cli):
     got = json.loads(out)
     saved = json.loads((scenes_run / "results.json").read_text())["metrics"]
     assert got["map"] == pytest.approx(saved["map"], abs=1e-9) and "ap_7" in got
-    code, out, err = deepkit_cli("eval", scenes_run)
-    assert code == 0 and "map50" in out and "map_small" in out
+    code, out, err = deepkit_cli("eval", scenes_run)  # the COCO table, as pycocotools prints it, AP per class
+    assert code == 0, err
+    assert "Average Precision  @[IoU=0.50:0.95 | area=all | maxDets=100] =" in out
+    assert f"= {got['map50']:.3f}" in out and "area=small" in out and "per-class AP" in out
 
 
 def test_predict_draws_boxes_and_prints_coco_results(scenes_run, deepkit_cli, tmp_path):

@@ -85,9 +85,14 @@ def test_eval_prints_miou_and_the_per_class_table(folder_run, deepkit_cli):
     got = json.loads(out)
     saved = json.loads((folder_run / "results.json").read_text())["metrics"]
     assert got["miou"] == pytest.approx(saved["miou"], abs=1e-9)
-    code, out, _ = deepkit_cli("eval", folder_run)
-    names = [line.split()[0] for line in out.strip().splitlines()]
-    assert code == 0 and {"miou", "iou_background", "iou_square", "iou_disc"} <= set(names)
+    code, out, _ = deepkit_cli("eval", folder_run)  # the per-class IoU table, the means and the rule they follow
+    names = [line.split()[0] for line in out.strip().splitlines() if line.strip()]
+    assert code == 0 and {"class", "background", "square", "disc", "miou"} <= set(names)
+    assert (
+        f"miou {100 * got['miou']:5.1f}".split()
+        == next(ln for ln in out.splitlines() if ln.startswith("miou ")).split()
+    )
+    assert "background 'background' included" in out
 
 
 def test_predict_writes_a_palette_mask_and_an_overlay(folder_run, deepkit_cli, tmp_path):

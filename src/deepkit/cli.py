@@ -190,9 +190,11 @@ def evaluate(
     """Metrics of the best checkpoint on the test split (or another split/data)."""
     from deepkit import api
 
-    metrics = api.evaluate(run_dir, list(data or []), split=split)
+    metrics, text = api.evaluation_report(run_dir, list(data or []), split=split)
     if as_json:
         typer.echo(json.dumps(metrics))
+    elif text:  # the family's own table (COCO's twelve lines, per-class IoU)
+        typer.echo(text)
     else:
         for k, v in metrics.items():
             typer.echo(f"{k:>10}  {v:.4f}")

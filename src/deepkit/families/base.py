@@ -190,6 +190,11 @@ class Family:
         returns extra entries for ``results.json`` (e.g. forecasts, generated text)."""
         return {}
 
+    def metrics_text(self, metrics: dict[str, float], run: Any) -> str | None:
+        """How ``deepkit eval`` shows this family's metrics to a person (e.g. the COCO table), given the opened run
+        (:class:`deepkit.api.OpenRun`: recipe, saved, task, data); None: one line per metric."""
+        return None
+
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         """The trained model, ready for the family's verbs."""
         raise NotImplementedError  # pragma: no cover - abstract

@@ -345,23 +345,32 @@ class DetectionFamily(Family):
     def report(self, run: Finish) -> dict[str, Any]:
         return report_detections(run)
 
+    def metrics_text(self, metrics: dict[str, float], run: Any) -> str | None:
+        return coco_text(metrics, run.recipe, run.data)
+
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         return DetectionPredictor(model, task, saved, run_dir)
 
 
 # --- end of run ------------------------------------------------------------------------------------------------------
+def coco_text(metrics: dict[str, float], rec: Recipe, data: DetectionData) -> str:
+    """The COCO table (pycocotools' twelve lines, then AP per class when the task reports it)."""
+    from deepkit.metrics.coco import format_table
+
+    return format_table(metrics, data.class_names if rec.task.per_class_metrics else None)
+
+
 def report_detections(run: Finish, n: int = 8) -> dict[str, Any]:
     """The COCO table (coco_table.txt), test images with predicted boxes drawn (plots/detections.png; ground truth
     in plots/ground_truth.png) and a few test images as files in samples/."""
     import numpy as np
     from PIL import Image
 
-    from deepkit.metrics.coco import format_table
     from deepkit.viz.boxes import draw_boxes, save_grid
 
     data, task = run.data, run.task
     names = data.class_names
-    table = format_table(run.metrics, names if run.recipe.task.per_class_metrics else None)
+    table = coco_text(run.metrics, run.recipe, data)
     (run.run_dir / "coco_table.txt").write_text(table + "\n")
     ds = data.sets[run.split]
     loader = data.loader(run.split)

@@ -432,6 +432,10 @@ class SegmentationFamily(Family):
     def report(self, run: Finish) -> dict[str, Any]:
         return report_segmentation(run)
 
+    def metrics_text(self, metrics: dict[str, float], run: Any) -> str | None:
+        table, rule = iou_text(metrics, run.data)
+        return f"{table}\n\n{rule}"
+
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         return SegmentationPredictor(model, task, saved, run_dir)
 
@@ -443,19 +447,24 @@ def _pixels(x: torch.Tensor) -> np.ndarray:
     return p[..., 0] if p.shape[2] == 1 else p
 
 
+def iou_text(metrics: dict[str, float], data: Any) -> tuple[str, str]:
+    """The per-class IoU table (with the means) and the sentence saying what the means cover."""
+    from deepkit.metrics.segmentation import format_iou_table, mean_rule
+
+    return format_iou_table(metrics, data.class_names), mean_rule(data.class_names, data.background, data.ignored)
+
+
 def report_segmentation(run: Finish, n: int = 6) -> dict[str, Any]:
     """``iou_table.txt`` (per-class IoU, the means and the rule they follow), ``plots/segmentation.png`` (rows of
     test image / truth / prediction) and those test images in ``samples/``."""
     import torch
     from PIL import Image
 
-    from deepkit.metrics.segmentation import format_iou_table, mean_rule
     from deepkit.viz.masks import class_palette, save_triptychs
 
     data, task = run.data, run.task
     names = data.class_names
-    rule = mean_rule(names, data.background, data.ignored)
-    table = format_iou_table(run.metrics, names)
+    table, rule = iou_text(run.metrics, data)
     (run.run_dir / "iou_table.txt").write_text(f"{table}\n\n{rule}\n")
     run.trainer.log(f"mean IoU rule: {rule}", echo=False)
     loader = data.loader(run.split, shuffle=False)
