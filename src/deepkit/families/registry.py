@@ -21,6 +21,7 @@ BUILTIN = (
     "deepkit.families.seq2seq",
     "deepkit.families.series",
     "deepkit.families.word2vec",
+    "deepkit.families.recommenders",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 
