@@ -45,6 +45,16 @@ class ColumnsConfig:
 
 
 @dataclass
+class FeaturesConfig:
+    """A side-feature table of your own (``data.user_features`` / ``data.item_features``): one row per user (item)."""
+
+    path: str | None = None  # CSV/TSV with a header row
+    id: str = "id"  # the column holding the user (item) ids, as in the interactions table
+    categorical: list[str] = field(default_factory=list)  # one-hot columns
+    numeric: list[str] = field(default_factory=list)  # standardized columns (0/1 flags too)
+
+
+@dataclass
 class RecDataConfig:
     """The ``data`` section of recommender recipes."""
 
@@ -63,6 +73,8 @@ class RecDataConfig:
     sep: str | None = None  # the table's separator; null: tab for .tsv/.tab/.data files, else comma
     rating_range: list[float] | None = None  # [low, high]: ratings outside are an error; null: MovieLens' [1, 5], else the observed range
     duplicates: Literal["error", "last", "mean"] = "error"  # a (user, item) pair twice: stop, keep the last row, or average
+    user_features: FeaturesConfig = field(default_factory=FeaturesConfig)  # your own table's side features
+    item_features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
 
 DATASETS = {
@@ -258,6 +270,47 @@ class Catalogue:
             table("user_features"),
             table("item_features"),
         )
+
+
+def read_features(cfg: FeaturesConfig, ids: list[str], what: str, sep: str | None = None) -> FeatureTable | None:
+    """The side features of ``ids`` (the catalogue's users or items, in order) from ``cfg.path``; None without a
+    path. An id the table lacks, a missing column or a non-number in a numeric column is a one-line error."""
+    if not cfg.path:
+        return None
+    if not cfg.categorical and not cfg.numeric:
+        raise ConfigError(f"data.{what}_features.path is set, but no column is named (categorical: [...], numeric: [...])")
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{what} feature table not found: {path} (data.{what}_features.path)")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=sep or guess_sep(path))
+        header = [h.strip() for h in next(reader, [])]
+        for name in [cfg.id, *cfg.categorical, *cfg.numeric]:
+            if name not in header:
+                raise DataError(
+                    f"{path} has no column '{name}'{suggest(name, header)}; its columns are {', '.join(header)}"
+                )
+        rows = {}
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                rows[row[header.index(cfg.id)].strip()] = row
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise DataError(
+            f"{path} has no row for {len(missing)} of the {len(ids)} {what}s of the interactions (e.g. '{missing[0]}'); "
+            f"expected one row per {what}"
+        )
+    kinds = {c: "category" for c in cfg.categorical} | {c: "number" for c in cfg.numeric}
+    values = {c: [rows[i][header.index(c)].strip() for i in ids] for c in kinds}
+    for c in cfg.numeric:
+        for i, v in zip(ids, values[c], strict=True):
+            try:
+                float(v)
+            except ValueError:
+                raise DataError(f"{path}: {what} '{i}' has {c} {v!r}, expected a number") from None
+    columns = fit_columns(values, kinds)
+    table = [{c: values[c][r] for c in kinds} for r in range(len(ids))]
+    return FeatureTable(columns, encode_features(columns, table, str(path)))
 
 
 def sorted_ids(ids: list[str]) -> list[str]:
@@ -535,6 +588,8 @@ def sample_negatives(
 ) -> np.ndarray:
     """``(len(users), n)`` items drawn uniformly (with replacement across rows) among those each user has no pair
     with in ``positives``: rejected draws are drawn again until none is left."""
+    if len(users) and (positives.count_per_user(int(users.max()) + 1)[users] >= num_items).any():
+        raise DataError(f"a user has a positive with every one of the {num_items} items: no negative to sample for them")
     out = rng.integers(0, num_items, size=(len(users), n))
     rows = np.repeat(users, n).reshape(len(users), n)
     bad = positives.contains(rows, out)

@@ -33,6 +33,7 @@ from deepkit.data.interactions import (
     check_ratings,
     check_split,
     index_table,
+    read_features,
     read_table,
     resolve_duplicates,
     sample_candidates,
@@ -240,6 +241,29 @@ def padded_sequences(table: Interactions, users: np.ndarray, length: int, pad: i
     return torch.from_numpy(out)
 
 
+def sequence_windows(
+    table: Interactions, users: np.ndarray, length: int, pad: int
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Each user's items in time order cut into windows of ``length`` from the latest back, consecutive windows
+    sharing one item (the last input of one is the first of the next), so every transition is a training target
+    once an epoch; the earliest window is left-padded with ``pad``. Returns (the user of each window, windows)."""
+    order = np.lexsort((np.arange(len(table)), table.time, table.user))
+    u, it = table.user[order], table.item[order]
+    starts = np.searchsorted(u, users, side="left")
+    ends = np.searchsorted(u, users, side="right")
+    owners, rows = [], []
+    for user, s, e in zip(users.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        end = e
+        while end - s >= 2:  # a window needs one input and one target
+            items = it[max(s, end - length) : end]
+            row = np.full(length, pad, dtype=np.int64)
+            row[length - len(items) :] = items
+            rows.append(row)
+            owners.append(user)
+            end -= length - 1
+    return np.asarray(owners, dtype=np.int64), torch.from_numpy(np.stack(rows) if rows else np.zeros((0, length), np.int64))
+
+
 # --- the data module ---------------------------------------------------------------------------------------------------
 @dataclass
 class RecData(DataModule):
@@ -294,6 +318,12 @@ class RecData(DataModule):
         counts = np.bincount(self.positives("train").user, minlength=self.num_users)
         return np.nonzero(counts >= 2)[0]
 
+    def num_windows(self) -> int:
+        """Training windows of a sequence model (see :func:`sequence_windows`)."""
+        counts = np.bincount(self.positives("train").user, minlength=self.num_users)
+        counts = counts[counts >= 2]
+        return int(np.ceil((counts - 1) / self.max_len).sum())
+
     def item_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Training ratings as item vectors: (I, U) centred on the global mean (0 where unrated) and the mask."""
         t = self.parts["train"]
@@ -312,7 +342,7 @@ class RecData(DataModule):
                 n = {
                     "pairs": len(self.positives("train")),
                     "item_vectors": int(np.unique(self.parts["train"].item).size),
-                    "sequence": len(self.sequence_users()),
+                    "sequence": self.num_windows(),
                 }[self.inputs]
             elif self.kind == "rating":
                 n = len(self.parts[split])
@@ -340,8 +370,7 @@ class RecData(DataModule):
         pos = self.positives("train")
         pairs = PairSet(pos.user, pos.item, self.num_items)
         if self.inputs == "sequence":
-            users = self.sequence_users()
-            full = padded_sequences(pos, users, self.max_len + 1, self.num_items)
+            users, full = sequence_windows(pos, self.sequence_users(), self.max_len + 1, self.num_items)
             target = full[:, 1:].clone()
             target[target == self.num_items] = -1
             return SequenceLoader(
@@ -374,8 +403,11 @@ class RecData(DataModule):
 
 
 # --- building it -----------------------------------------------------------------------------------------------------
-def read_source(cfg: RecDataConfig, notes: list[str]) -> tuple[Catalogue, RawTable, RawTable | None, tuple[float, float]]:
-    """The catalogue, the table (or a canonical split's base), its test table, and the rating range."""
+def read_source(
+    cfg: RecDataConfig, notes: list[str], saved: Catalogue | None = None
+) -> tuple[Catalogue, RawTable, RawTable | None, tuple[float, float]]:
+    """The catalogue (``saved``'s ids for a table of your own, when given), the table (or a canonical split's base),
+    its test table, and the rating range."""
     if cfg.name == "movielens100k":
         from deepkit.data.movielens import RATING_RANGE, movielens_folder, read_catalogue, read_movielens
 
@@ -393,7 +425,13 @@ def read_source(cfg: RecDataConfig, notes: list[str]) -> tuple[Catalogue, RawTab
         raise ConfigError("data.path is not set; expected the path of an interactions table (CSV/TSV)")
     raw = resolve_duplicates(read_table(cfg.path, cfg.columns, cfg.sep), cfg.duplicates, notes)
     low, high = cfg.rating_range or (float(raw.rating.min()), float(raw.rating.max()))
-    catalogue = Catalogue(sorted_ids(raw.users), sorted_ids(raw.items))
+    users, items = (saved.users, saved.items) if saved is not None else (sorted_ids(raw.users), sorted_ids(raw.items))
+    catalogue = Catalogue(
+        users,
+        items,
+        user_features=read_features(cfg.user_features, users, "user"),
+        item_features=read_features(cfg.item_features, items, "item"),
+    )
     return catalogue, raw, None, (float(low), float(high))
 
 
@@ -417,7 +455,7 @@ def build_rec_data(
         if getattr(cfg, key) < 1:
             raise ConfigError(f"data.{key} must be >= 1, got {getattr(cfg, key)}")
     notes: list[str] = []
-    catalogue, raw, raw_test, (low, high) = read_source(cfg, notes)
+    catalogue, raw, raw_test, (low, high) = read_source(cfg, notes, saved)
     check_split(cfg, raw.has_time)
     check_ratings(raw, low, high)
     if raw_test is not None:
@@ -428,8 +466,6 @@ def build_rec_data(
                 f"the MovieLens files at {cfg.path or 'DATA_ROOT'} list other users/items than the run was trained "
                 f"with (id-map fingerprint {catalogue.fingerprint()} vs {saved.fingerprint()})"
             )
-        if cfg.name != "movielens100k":
-            catalogue = saved
     table = index_table(raw, catalogue)
     test_rows = None
     if raw_test is not None:
