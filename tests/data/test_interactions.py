@@ -87,7 +87,9 @@ def test_out_of_range_ratings_are_refused(tmp_path, rec_table):
     with pytest.raises(DataError, match=r"line 3: rating 7 is outside the rating range \[1, 5\]"):
         build_rec_data(cfg, "rating", "pairs")
     with pytest.raises(ConfigError, match="data.rating_range must be"):
-        build_rec_data(RecDataConfig(name="interactions", path=path, split="random", rating_range=[5, 1]), "rating", "pairs")
+        build_rec_data(
+            RecDataConfig(name="interactions", path=path, split="random", rating_range=[5, 1]), "rating", "pairs"
+        )
 
 
 def test_time_splits_need_timestamps(tmp_path):
@@ -135,9 +137,10 @@ def test_random_and_temporal_splits_partition_the_rows(tmp_path, rec_table):
         if split == "temporal":
             assert t.time[rows["train"]].max() < t.time[rows["val"]].min() <= t.time[rows["val"]].max()
             assert t.time[rows["val"]].max() < t.time[rows["test"]].min()
-    assert split_rows(t, RecDataConfig(split="random", seed=5))["test"].tolist() != split_rows(
-        t, RecDataConfig(split="random", seed=4)
-    )["test"].tolist()
+    assert (
+        split_rows(t, RecDataConfig(split="random", seed=5))["test"].tolist()
+        != split_rows(t, RecDataConfig(split="random", seed=4))["test"].tolist()
+    )
 
 
 # --- negatives and candidates ----------------------------------------------------------------------------------------
@@ -176,7 +179,9 @@ def test_ranking_data_candidates_and_masks(tmp_path, rec_table):
     cfg = RecDataConfig(name="interactions", path=str(path), split="leave_one_out", eval_negatives=50)
     data = build_rec_data(cfg, "ranking", "pairs", negatives=2)
     all_pairs = PairSet(
-        np.concatenate([p.user for p in data.parts.values()]), np.concatenate([p.item for p in data.parts.values()]), 120
+        np.concatenate([p.user for p in data.parts.values()]),
+        np.concatenate([p.item for p in data.parts.values()]),
+        120,
     )
     for split in ("val", "test"):
         cand = data.candidates[split]

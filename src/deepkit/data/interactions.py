@@ -71,8 +71,12 @@ class RecDataConfig:
     eval_batch_size: int = 1024  # interactions (rating tasks) or users (ranking) per evaluation batch
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     sep: str | None = None  # the table's separator; null: tab for .tsv/.tab/.data files, else comma
-    rating_range: list[float] | None = None  # [low, high]: ratings outside are an error; null: MovieLens' [1, 5], else the observed range
-    duplicates: Literal["error", "last", "mean"] = "error"  # a (user, item) pair twice: stop, keep the last row, or average
+    rating_range: list[float] | None = (
+        None  # [low, high]: ratings outside are an error; null: MovieLens' [1, 5], else the observed range
+    )
+    duplicates: Literal["error", "last", "mean"] = (
+        "error"  # a (user, item) pair twice: stop, keep the last row, or average
+    )
     user_features: FeaturesConfig = field(default_factory=FeaturesConfig)  # your own table's side features
     item_features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
@@ -84,7 +88,7 @@ DATASETS = {
 }
 
 
-# --- the table -------------------------------------------------------------------------------------------------------
+# --- the table --------------------------------------------------------------------------------------------------------
 @dataclass
 class Interactions:
     """Interactions with internal ids (numpy arrays of one length)."""
@@ -102,7 +106,9 @@ class Interactions:
 
     @staticmethod
     def concat(*parts: Interactions) -> Interactions:
-        return Interactions(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("user", "item", "rating", "time")))
+        return Interactions(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("user", "item", "rating", "time"))
+        )
 
 
 @dataclass
@@ -118,7 +124,7 @@ class RawTable:
     source: str
 
 
-# --- side features ---------------------------------------------------------------------------------------------------
+# --- side features ----------------------------------------------------------------------------------------------------
 @dataclass
 class FeatureColumn:
     """One side-feature column: a category (one-hot over ``values``), a number (standardized) or a 0/1 flag."""
@@ -198,7 +204,7 @@ class FeatureTable:
         return {"columns": to_dict(self.columns)}
 
 
-# --- the catalogue: id maps, titles, features ------------------------------------------------------------------------
+# --- the catalogue: id maps, titles, features -------------------------------------------------------------------------
 @dataclass
 class Catalogue:
     """The users and items a run knows (raw id strings in internal-id order), item titles and genres, side features."""
@@ -278,7 +284,9 @@ def read_features(cfg: FeaturesConfig, ids: list[str], what: str, sep: str | Non
     if not cfg.path:
         return None
     if not cfg.categorical and not cfg.numeric:
-        raise ConfigError(f"data.{what}_features.path is set, but no column is named (categorical: [...], numeric: [...])")
+        raise ConfigError(
+            f"data.{what}_features.path is set, but no column is named (categorical: [...], numeric: [...])"
+        )
     path = Path(cfg.path).expanduser()
     if not path.is_file():
         raise DataError(f"{what} feature table not found: {path} (data.{what}_features.path)")
@@ -297,8 +305,8 @@ def read_features(cfg: FeaturesConfig, ids: list[str], what: str, sep: str | Non
     missing = [i for i in ids if i not in rows]
     if missing:
         raise DataError(
-            f"{path} has no row for {len(missing)} of the {len(ids)} {what}s of the interactions (e.g. '{missing[0]}'); "
-            f"expected one row per {what}"
+            f"{path} has no row for {len(missing)} of the {len(ids)} {what}s of the interactions "
+            f"(e.g. '{missing[0]}'); expected one row per {what}"
         )
     kinds = {c: "category" for c in cfg.categorical} | {c: "number" for c in cfg.numeric}
     values = {c: [rows[i][header.index(c)].strip() for i in ids] for c in kinds}
@@ -340,7 +348,7 @@ def index_table(raw: RawTable, catalogue: Catalogue) -> Interactions:
     return Interactions(u, i, raw.rating.astype(np.float32), raw.time.astype(np.int64))
 
 
-# --- reading a table -------------------------------------------------------------------------------------------------
+# --- reading a table --------------------------------------------------------------------------------------------------
 def guess_sep(path: Path) -> str:
     return "\t" if path.suffix.lower() in (".tsv", ".tab", ".data") else ","
 
@@ -491,7 +499,7 @@ def resolve_duplicates(raw: RawTable, policy: str, notes: list[str]) -> RawTable
     )
 
 
-# --- splits ----------------------------------------------------------------------------------------------------------
+# --- splits -----------------------------------------------------------------------------------------------------------
 def check_split(cfg: RecDataConfig, has_time: bool) -> None:
     if cfg.split not in SPLITS:
         raise ConfigError(f"data.split: unknown split '{cfg.split}'{suggest(cfg.split, SPLITS)}")
@@ -564,7 +572,7 @@ def split_rows(table: Interactions, cfg: RecDataConfig, test_rows: np.ndarray | 
     return {"train": train, "val": val, "test": test}
 
 
-# --- implicit feedback and negatives ---------------------------------------------------------------------------------
+# --- implicit feedback and negatives ----------------------------------------------------------------------------------
 class PairSet:
     """A set of (user, item) pairs, as sorted keys ``user * num_items + item``: membership for whole arrays at once."""
 
@@ -589,7 +597,9 @@ def sample_negatives(
     """``(len(users), n)`` items drawn uniformly (with replacement across rows) among those each user has no pair
     with in ``positives``: rejected draws are drawn again until none is left."""
     if len(users) and (positives.count_per_user(int(users.max()) + 1)[users] >= num_items).any():
-        raise DataError(f"a user has a positive with every one of the {num_items} items: no negative to sample for them")
+        raise DataError(
+            f"a user has a positive with every one of the {num_items} items: no negative to sample for them"
+        )
     out = rng.integers(0, num_items, size=(len(users), n))
     rows = np.repeat(users, n).reshape(len(users), n)
     bad = positives.contains(rows, out)

@@ -46,14 +46,18 @@ def read_ratings(path: Path) -> RawTable:
         for n, line in enumerate(f, start=1):
             parts = line.split("\t")
             if len(parts) != 4:
-                raise DataError(f"{path} line {n}: {len(parts)} tab-separated fields, expected 4 (user item rating time)")
+                raise DataError(
+                    f"{path} line {n}: {len(parts)} tab-separated fields, expected 4 (user item rating time)"
+                )
             users.append(parts[0])
             items.append(parts[1])
             try:
                 ratings.append(float(parts[2]))
                 times.append(int(parts[3]))
             except ValueError:
-                raise DataError(f"{path} line {n}: rating {parts[2]!r} / time {parts[3].strip()!r} are not numbers") from None
+                raise DataError(
+                    f"{path} line {n}: rating {parts[2]!r} / time {parts[3].strip()!r} are not numbers"
+                ) from None
     return RawTable(
         users,
         items,
@@ -120,6 +124,8 @@ def read_movielens(folder: Path, split: str) -> tuple[RawTable, RawTable | None]
         base, test = folder / f"{split}.base", folder / f"{split}.test"
         for f in (base, test):
             if not f.is_file():
-                raise DataError(f"MovieLens split file {f} not found; expected {split}.base and {split}.test in {folder}")
+                raise DataError(
+                    f"MovieLens split file {f} not found; expected {split}.base and {split}.test in {folder}"
+                )
         return read_ratings(base), read_ratings(test)
     return read_ratings(folder / "u.data"), None

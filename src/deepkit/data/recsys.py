@@ -41,7 +41,8 @@ from deepkit.data.interactions import (
     sorted_ids,
     split_rows,
 )
-from deepkit.data.module import DataModule, check_split as check_split_name
+from deepkit.data.module import DataModule
+from deepkit.data.module import check_split as check_split_name
 from deepkit.data.preprocess import Preprocessing
 from deepkit.errors import ConfigError, DataError
 
@@ -241,9 +242,7 @@ def padded_sequences(table: Interactions, users: np.ndarray, length: int, pad: i
     return torch.from_numpy(out)
 
 
-def sequence_windows(
-    table: Interactions, users: np.ndarray, length: int, pad: int
-) -> tuple[np.ndarray, torch.Tensor]:
+def sequence_windows(table: Interactions, users: np.ndarray, length: int, pad: int) -> tuple[np.ndarray, torch.Tensor]:
     """Each user's items in time order cut into windows of ``length`` from the latest back, consecutive windows
     sharing one item (the last input of one is the first of the next), so every transition is a training target
     once an epoch; the earliest window is left-padded with ``pad``. Returns (the user of each window, windows)."""
@@ -261,10 +260,12 @@ def sequence_windows(
             rows.append(row)
             owners.append(user)
             end -= length - 1
-    return np.asarray(owners, dtype=np.int64), torch.from_numpy(np.stack(rows) if rows else np.zeros((0, length), np.int64))
+    return np.asarray(owners, dtype=np.int64), torch.from_numpy(
+        np.stack(rows) if rows else np.zeros((0, length), np.int64)
+    )
 
 
-# --- the data module ---------------------------------------------------------------------------------------------------
+# --- the data module --------------------------------------------------------------------------------------------------
 @dataclass
 class RecData(DataModule):
     """A recommender's data: the catalogue (id maps, titles, side features), the interactions of each split (all
@@ -402,7 +403,7 @@ class RecData(DataModule):
         return hist.take(np.nonzero(hist.rating >= self.threshold)[0])
 
 
-# --- building it -----------------------------------------------------------------------------------------------------
+# --- building it ------------------------------------------------------------------------------------------------------
 def read_source(
     cfg: RecDataConfig, notes: list[str], saved: Catalogue | None = None
 ) -> tuple[Catalogue, RawTable, RawTable | None, tuple[float, float]]:
@@ -460,12 +461,11 @@ def build_rec_data(
     check_ratings(raw, low, high)
     if raw_test is not None:
         check_ratings(raw_test, low, high)
-    if saved is not None:
-        if saved.fingerprint() != catalogue.fingerprint() and cfg.name == "movielens100k":
-            raise DataError(
-                f"the MovieLens files at {cfg.path or 'DATA_ROOT'} list other users/items than the run was trained "
-                f"with (id-map fingerprint {catalogue.fingerprint()} vs {saved.fingerprint()})"
-            )
+    if saved is not None and saved.fingerprint() != catalogue.fingerprint() and cfg.name == "movielens100k":
+        raise DataError(
+            f"the MovieLens files at {cfg.path or 'DATA_ROOT'} list other users/items than the run was trained "
+            f"with (id-map fingerprint {catalogue.fingerprint()} vs {saved.fingerprint()})"
+        )
     table = index_table(raw, catalogue)
     test_rows = None
     if raw_test is not None:

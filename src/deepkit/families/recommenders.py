@@ -58,7 +58,7 @@ class RecTaskConfig:
     reg: float = 0.0  # L2 on the embedding rows a batch uses (per interaction)
 
 
-# --- what a run keeps --------------------------------------------------------------------------------------------------
+# --- what a run keeps -------------------------------------------------------------------------------------------------
 @dataclass
 class RecSaved(Saved):
     """A recommender run keeps its catalogue, the interactions it read and, for leave-one-out ranking, the sampled
@@ -149,7 +149,7 @@ class RecSaved(Saved):
         )
 
 
-# --- the family --------------------------------------------------------------------------------------------------------
+# --- the family -------------------------------------------------------------------------------------------------------
 def model_inputs(model_name: str) -> str:
     """What a registered model reads (pairs, item_vectors, sequence); a model that is no recommender is an error."""
     from deepkit.models.base import Recommender
@@ -168,7 +168,9 @@ def check_fit(task: str, model: str, inputs: str, split: str) -> None:
         if inputs != "sequence":
             raise ConfigError(f"task next_item needs a sequence model (sasrec); model '{model}' scores {inputs}")
         if split != "leave_one_out":
-            raise ConfigError(f"task next_item predicts each user's next item: it needs data.split=leave_one_out, got {split}")
+            raise ConfigError(
+                f"task next_item predicts each user's next item: it needs data.split=leave_one_out, got {split}"
+            )
     elif inputs == "sequence":
         raise ConfigError(f"model '{model}' predicts the next item of a sequence; use task.name=next_item")
     elif inputs == "item_vectors" and task != "rating_prediction":
@@ -366,7 +368,41 @@ def baselines(run: Finish) -> dict[str, float]:
     return out
 
 
-# --- using a trained run -----------------------------------------------------------------------------------------------
+def find_item(catalogue: Catalogue, item: Any) -> int:
+    """An item by raw id, else by title (exact, any case; or the one title containing the text)."""
+    cat = catalogue
+    key = str(item)
+    if key in cat.item_index:
+        return cat.item_index[key]
+    if cat.titles:
+        low = key.lower()
+        exact = [i for i, t in enumerate(cat.titles) if t.lower() == low]
+        if len(exact) == 1:
+            return exact[0]
+        part = [i for i, t in enumerate(cat.titles) if low in t.lower()] or exact
+        if len(part) == 1:
+            return part[0]
+        if part:
+            shown = "; ".join(f"{cat.items[i]}: {cat.titles[i]}" for i in part[:5])
+            raise DataError(
+                f"'{item}' matches {len(part)} titles ({shown}{' ...' if len(part) > 5 else ''}); give the item id"
+            )
+    raise DataError(
+        f"item '{item}' is not one of this run's {cat.num_items} items (by id or title)"
+        f"{suggest(key, cat.items) if len(cat.items) < 5000 else ''}"
+    )
+
+
+def item_record(catalogue: Catalogue, i: int, score: float) -> dict[str, Any]:
+    """``{"item", "title", "genres", "score"}`` of internal item ``i`` (what the verbs return and print)."""
+    out = {"item": catalogue.items[i], "title": catalogue.describe_item(i)}
+    if catalogue.genres:
+        out["genres"] = catalogue.genres[i]
+    out["score"] = round(float(score), 4)
+    return out
+
+
+# --- using a trained run ----------------------------------------------------------------------------------------------
 class RecommenderPredictor(Predictor):
     """A trained recommender with its catalogue and the interactions it knows.
 
@@ -380,7 +416,6 @@ class RecommenderPredictor(Predictor):
     verbs = {"recommend": ("recommend", "similar_items", "score")}
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: RecSaved, run_dir: Path | None = None):
-        import torch
 
         from deepkit.data.interactions import PairSet
 
@@ -408,28 +443,6 @@ class RecommenderPredictor(Predictor):
         return DataError(
             f"user '{user}' is not one of this run's {cat.num_users} users (ids like '{cat.users[0]}' .. "
             f"'{cat.users[-1]}'){suggest(str(user), cat.users) if len(cat.users) < 5000 else ''}{hint}"
-        )
-
-    def item_id(self, item: Any) -> int:
-        """An item by raw id, else by title (exact, any case; or the one title containing the text)."""
-        cat = self.catalogue
-        key = str(item)
-        if key in cat.item_index:
-            return cat.item_index[key]
-        if cat.titles:
-            low = key.lower()
-            exact = [i for i, t in enumerate(cat.titles) if t.lower() == low]
-            if len(exact) == 1:
-                return exact[0]
-            part = [i for i, t in enumerate(cat.titles) if low in t.lower()] or exact
-            if len(part) == 1:
-                return part[0]
-            if part:
-                shown = "; ".join(f"{cat.items[i]}: {cat.titles[i]}" for i in part[:5])
-                raise DataError(f"'{item}' matches {len(part)} titles ({shown}{' ...' if len(part) > 5 else ''}); give the item id")
-        raise DataError(
-            f"item '{item}' is not one of this run's {cat.num_items} items (by id or title)"
-            f"{suggest(key, cat.items) if len(cat.items) < 5000 else ''}"
         )
 
     def _check_k(self, k: int, n: int, what: str) -> None:
@@ -480,14 +493,6 @@ class RecommenderPredictor(Predictor):
             out = (self.saved.mean + out).clamp(lo, hi)
         return out
 
-    def _describe(self, i: int, score: float) -> dict[str, Any]:
-        cat = self.catalogue
-        out = {"item": cat.items[i], "title": cat.describe_item(i)}
-        if cat.genres:
-            out["genres"] = cat.genres[i]
-        out["score"] = round(float(score), 4)
-        return out
-
     def recommend(
         self,
         users: Any,
@@ -513,7 +518,9 @@ class RecommenderPredictor(Predictor):
         user_x = None
         if features is not None:
             if not hasattr(self.model, "set_features") or cat.user_features is None:
-                raise ConfigError(f"features= needs a two-tower run; this is a '{getattr(self.model, 'model_name', '?')}' run")
+                raise ConfigError(
+                    f"features= needs a two-tower run; this is a '{getattr(self.model, 'model_name', '?')}' run"
+                )
             rows = [features] * len(users) if isinstance(features, dict) else list(features)
             if len(rows) != len(users):
                 raise DataError(f"{len(users)} users but {len(rows)} feature mappings; expected one per user")
@@ -537,7 +544,11 @@ class RecommenderPredictor(Predictor):
                 row = row.masked_fill(torch.from_numpy(rated), float("-inf"))
             top = row.topk(min(k, cat.num_items))
             out.append(
-                [self._describe(i, s) for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True) if s > float("-inf")]
+                [
+                    item_record(self.catalogue, i, s)
+                    for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+                    if s > float("-inf")
+                ]
             )
         return out
 
@@ -546,7 +557,7 @@ class RecommenderPredictor(Predictor):
         (I-AutoRec: the codes of the items' rating vectors); ``score`` is the similarity."""
         import torch
 
-        i = self.item_id(item)
+        i = find_item(self.catalogue, item)
         n = self.catalogue.num_items
         self._check_k(k, n - 1, "other items")
         with torch.no_grad():
@@ -558,7 +569,9 @@ class RecommenderPredictor(Predictor):
         sims = unit @ unit[i]
         sims[i] = float("-inf")
         top = sims.topk(k)
-        return [self._describe(j, s) for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        return [
+            item_record(self.catalogue, j, s) for s, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
 
     def score(self, users: Any, items: Any) -> np.ndarray:
         """The score of each (user, item) pair: predicted ratings (clipped to the rating range) for rating runs, the
@@ -577,13 +590,13 @@ class RecommenderPredictor(Predictor):
             if i is None:
                 raise self._unknown_user(u)
             uid.append(i)
-        iid = [self.item_id(i) for i in items]
+        iid = [find_item(self.catalogue, i) for i in items]
         scores = self._score_users(sorted(set(uid)))
         row = {u: r for r, u in enumerate(sorted(set(uid)))}
         return np.array([float(scores[row[u], i]) for u, i in zip(uid, iid, strict=True)])
 
 
-# --- CLI verb ----------------------------------------------------------------------------------------------------------
+# --- CLI verb ---------------------------------------------------------------------------------------------------------
 def parse_features(text: str) -> dict[str, str]:
     """``age=25,gender=F`` -> ``{"age": "25", "gender": "F"}``."""
     out = {}
@@ -597,9 +610,7 @@ def parse_features(text: str) -> dict[str, str]:
 
 def recommend(
     predictor: RecommenderPredictor,
-    user: Annotated[
-        list[str] | None, typer.Option("--user", help="A user id as in the data (repeatable).")
-    ] = None,
+    user: Annotated[list[str] | None, typer.Option("--user", help="A user id as in the data (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", help="How many items to list.")] = 10,
     similar_to: Annotated[
         str | None, typer.Option("--similar-to", help="List the items nearest to ITEM (an id or a title) instead.")
@@ -609,7 +620,10 @@ def recommend(
     ] = None,
     features: Annotated[
         str | None,
-        typer.Option("--features", help="Two-tower runs: score a new user from features, e.g. age=25,gender=F,occupation=student."),
+        typer.Option(
+            "--features",
+            help="Two-tower runs: score a new user from features, e.g. age=25,gender=F,occupation=student.",
+        ),
     ] = None,
     include_rated: Annotated[bool, flag("--include-rated", help="Also list items the user already rated.")] = False,
     as_json: Annotated[bool, flag("--json", help="Print one JSON object.")] = False,
@@ -626,7 +640,7 @@ def recommend(
         if as_json:
             typer.echo(json.dumps(found))
             return
-        i = predictor.item_id(similar_to)
+        i = find_item(predictor.catalogue, similar_to)
         typer.echo(f"items nearest to {predictor.catalogue.describe_item(i)} (cosine similarity):")
         _print_items(found)
         return
@@ -636,7 +650,10 @@ def recommend(
         ids = [s.strip() for s in items.split(",") if s.strip()]
         values = predictor.score(user[0], ids) if len(user) == 1 else predictor.score(user, ids)
         what = "predicted rating" if predictor.rating else "score"
-        rows = [predictor._describe(predictor.item_id(i), v) for i, v in zip(ids, values, strict=True)]
+        rows = [
+            item_record(predictor.catalogue, find_item(predictor.catalogue, i), v)
+            for i, v in zip(ids, values, strict=True)
+        ]
         if as_json:
             typer.echo(json.dumps(rows))
             return

@@ -96,7 +96,10 @@ def sampled_metrics(candidate_scores: torch.Tensor, k: int) -> dict[str, torch.T
     s = candidate_scores.float()
     rank = (s[:, 1:] >= s[:, :1]).sum(1)  # 0-based
     hit = rank < k
-    return {"hr": hit.float(), "ndcg": torch.where(hit, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(s[:, 0]))}
+    return {
+        "hr": hit.float(),
+        "ndcg": torch.where(hit, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(s[:, 0])),
+    }
 
 
 def coverage_metric(num_items: int) -> torchmetrics.Metric:

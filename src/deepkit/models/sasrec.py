@@ -43,7 +43,9 @@ class SASRec(Recommender):
         self.pos = nn.Embedding(cfg.max_len, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.dim, cfg.n_heads, ffn_dim=cfg.dim, act="relu", norm_position="pre", dropout=cfg.dropout)
+            TransformerBlock(
+                cfg.dim, cfg.n_heads, ffn_dim=cfg.dim, act="relu", norm_position="pre", dropout=cfg.dropout
+            )
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.dim)

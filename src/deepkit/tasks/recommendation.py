@@ -68,7 +68,9 @@ class RatingTask(Task):
         import torchmetrics
         from torchmetrics import regression as tmr
 
-        return torchmetrics.MetricCollection({"rmse": tmr.MeanSquaredError(squared=False), "mae": tmr.MeanAbsoluteError()})
+        return torchmetrics.MetricCollection(
+            {"rmse": tmr.MeanSquaredError(squared=False), "mae": tmr.MeanAbsoluteError()}
+        )
 
     def offsets(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """The model's output for each (user, item): the predicted rating minus the mean (B,)."""
@@ -158,7 +160,9 @@ class RankingTask(Task):
             loss = F.softplus(neg - pos[:, None]).mean()  # -log sigmoid(pos - neg)
         logs = {"pair_accuracy": (pos[:, None] > neg).float().mean().detach()}
         if self.reg:
-            loss = loss + self.reg * (self.model.penalty(user, item).mean() + self.model.penalty(neg_user, negs.reshape(-1)).mean())
+            loss = loss + self.reg * (
+                self.model.penalty(user, item).mean() + self.model.penalty(neg_user, negs.reshape(-1)).mean()
+            )
         return {"loss": loss, **logs}
 
     @torch.no_grad()
