@@ -11,6 +11,8 @@ gan        mnist_cdcgan on the embedded digits: two optimizers stepped by the ta
 finetune   mnist_cnn fine-tuned from a tiny pretrained run: backbone frozen in epoch 1, killed after unfreezing
 accum      digits_cnn with trainer.accumulate=3: 41 batches an epoch, 13 groups of 3 and a last one of 2
 bf16       digits_cnn with trainer.precision=bf16 (CPU autocast)
+ranking    interactions_ranking (NeuMF, BCE) on a generated ratings table: negatives drawn afresh every epoch
+nextitem   movielens_sasrec (SASRec, dropout) on the same table, leave-one-out: dropout's RNG, sequence windows
 =========  ==========================================================================================================
 
 Each is killed by SIGKILL, and the conv net and the GAN also by SIGINT (the others' SIGINT variants: -m slow).
@@ -47,7 +49,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import _run_main, _write_mnist, cli_env, read_loop
+from conftest import _rec_table, _run_main, _write_mnist, cli_env, read_loop
 
 # columns of metrics.csv that measure time or memory, not the computation
 TIMING = {"samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
@@ -142,6 +144,27 @@ CASES = {
         ("channels_last", "fused_optimizer", "bf16_autocast"),
         32,
     ),
+    # 60 users x 14 interactions, leave-one-out: 720 training positives, 45 batches of 16 an epoch, each with 4
+    # negatives per positive drawn from (seed, epoch): a resumed run must draw the same ones mid-epoch
+    "ranking": Case(
+        lambda a: [
+            "interactions_ranking", f"data.path={a / 'rec' / 'ratings.csv'}", "data.eval_negatives=10",
+            "data.batch_size=16", "model.dim=8", "model.layers=[16,8]", "trainer.epochs=2",
+            "trainer.early_stopping=null", "trainer.checkpoint_every=4",
+        ],
+        ("fused_optimizer",),
+        36,
+    ),  # fmt: skip
+    # 60 windows of up to 9 items, 15 batches of 4 an epoch: dropout draws from the restored RNG
+    "nextitem": Case(
+        lambda a: [
+            "movielens_sasrec", "data.name=interactions", f"data.path={a / 'rec' / 'ratings.csv'}", "data.max_len=8",
+            "data.eval_negatives=10", "data.batch_size=4", "model.dim=16", "trainer.epochs=2",
+            "trainer.early_stopping=null", "trainer.checkpoint_every=2",
+        ],
+        ("fused_optimizer",),
+        12,
+    ),  # fmt: skip
 }
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
 # SIGKILL for every configuration; SIGINT (Ctrl-C) for the conv net and the GAN by default, the rest with -m slow
@@ -161,6 +184,7 @@ def assets(tmp_path_factory) -> Path:
     lines = [" ".join(rng.choice(words, rng.integers(3, 9))).capitalize() + "." for _ in range(700)]
     (root / "corpus.txt").write_text("\n".join(lines) + "\n")
     _write_mnist(root / "mnist", n_train=400, n_test=40)
+    _rec_table(root / "rec", users=60, items=30, per_user=14)
     pre = _run_main(
         "train", "mnist_cnn", f"data.path={root / 'mnist'}", "model.channels=[4,8]", "model.hidden=16",
         "data.batch_size=16", "trainer.epochs=1", *COMMON, "--out", root / "pretrained",
@@ -171,7 +195,7 @@ def assets(tmp_path_factory) -> Path:
 
 # what a training run imports, loaded once by the fork server whose children are the interrupted runs
 PRELOAD = ["conftest", "deepkit.cli", "deepkit.api", "deepkit.families.supervised", "deepkit.families.text",
-           "deepkit.families.generative", "deepkit.viz.plots", "kornia"]  # fmt: skip
+           "deepkit.families.generative", "deepkit.families.recommenders", "deepkit.viz.plots", "kornia"]  # fmt: skip
 
 
 def train_in_child(args: list[str], stdout: str, stderr: str, env: dict[str, str]) -> None:
