@@ -13,8 +13,9 @@ Every run is a plain ``deepkit.train`` of a bundled recipe; results land in ``be
 already finished there is reused, so an interrupted benchmark continues), ``summary.json`` collects them, and
 ``table`` prints the Markdown for RESULTS.md. Heavy: run it under the shared lock, e.g.
 
-    DEEPKIT_DATA=/path/to/datasets OMP_NUM_THREADS=1 taskset -c 1 flock /tmp/deepkit-core1.lock python benchmarks/recommenders.py explicit
-    DEEPKIT_DATA=/path/to/datasets OMP_NUM_THREADS=1 taskset -c 1 flock /tmp/deepkit-core1.lock python benchmarks/recommenders.py implicit
+    export DEEPKIT_DATA=/path/to/datasets OMP_NUM_THREADS=1
+    taskset -c 1 flock /tmp/deepkit-core1.lock python benchmarks/recommenders.py explicit
+    taskset -c 1 flock /tmp/deepkit-core1.lock python benchmarks/recommenders.py implicit
     python benchmarks/recommenders.py table
 """
 
@@ -68,7 +69,8 @@ def train(recipe: str, overrides: list[str], out: Path) -> dict:
         deepkit.train(recipe, *overrides, *THREADS, out=out, overwrite=True)
         (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     metrics = json.loads((out / "results.json").read_text())["metrics"]
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     wall = out / "wall_seconds.txt"
     return {
         "metrics": metrics,
@@ -86,7 +88,8 @@ def explicit(models: list[str], folds: list[str]) -> dict:
             r = train(recipe, [*ov, f"data.split={fold}"], OUT / "explicit" / name / fold)
             out.setdefault(name, {})[fold] = r
             m = r["metrics"]
-            print(f"{name:<10} {fold}: rmse {m['rmse']:.4f}  mae {m['mae']:.4f}  ({r['train_seconds']:.0f} s)", flush=True)
+            secs = r["train_seconds"]
+            print(f"{name:<10} {fold}: rmse {m['rmse']:.4f}  mae {m['mae']:.4f}  ({secs:.0f} s)", flush=True)
             for base in ("global_mean", "biases"):
                 out.setdefault(f"baseline_{base}", {})[fold] = {
                     "metrics": {k: m[f"baseline_{base}_{k}"] for k in RATING_KEYS}

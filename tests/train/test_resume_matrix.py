@@ -148,9 +148,15 @@ CASES = {
     # negatives per positive drawn from (seed, epoch): a resumed run must draw the same ones mid-epoch
     "ranking": Case(
         lambda a: [
-            "interactions_ranking", f"data.path={a / 'rec' / 'ratings.csv'}", "data.eval_negatives=10",
-            "data.batch_size=16", "model.dim=8", "model.layers=[16,8]", "trainer.epochs=2",
-            "trainer.early_stopping=null", "trainer.checkpoint_every=4",
+            "interactions_ranking",
+            f"data.path={a / 'rec' / 'ratings.csv'}",
+            "data.eval_negatives=10",
+            "data.batch_size=16",
+            "model.dim=8",
+            "model.layers=[16,8]",
+            "trainer.epochs=2",
+            "trainer.early_stopping=null",
+            "trainer.checkpoint_every=4",
         ],
         ("fused_optimizer",),
         36,
@@ -158,9 +164,16 @@ CASES = {
     # 60 windows of up to 9 items, 15 batches of 4 an epoch: dropout draws from the restored RNG
     "nextitem": Case(
         lambda a: [
-            "movielens_sasrec", "data.name=interactions", f"data.path={a / 'rec' / 'ratings.csv'}", "data.max_len=8",
-            "data.eval_negatives=10", "data.batch_size=4", "model.dim=16", "trainer.epochs=2",
-            "trainer.early_stopping=null", "trainer.checkpoint_every=2",
+            "movielens_sasrec",
+            "data.name=interactions",
+            f"data.path={a / 'rec' / 'ratings.csv'}",
+            "data.max_len=8",
+            "data.eval_negatives=10",
+            "data.batch_size=4",
+            "model.dim=16",
+            "trainer.epochs=2",
+            "trainer.early_stopping=null",
+            "trainer.checkpoint_every=2",
         ],
         ("fused_optimizer",),
         12,
