@@ -32,10 +32,15 @@ def check_layers(layers: list[int]) -> None:
 
 
 def tower(layers: list[int], dropout: float) -> nn.Sequential:
-    """``Linear -> ReLU (-> Dropout)`` for each pair of consecutive widths."""
+    """``Linear -> ReLU (-> Dropout)`` for each pair of consecutive widths. Glorot-uniform weights and zero biases,
+    as in the paper's code: the embeddings start tiny (std 0.01), so torch's default random biases would decide
+    alone which units start active, and a narrow last layer could start (and stay) nearly dead."""
     mods: list[nn.Module] = []
     for a, b in zip(layers[:-1], layers[1:], strict=True):
-        mods += [nn.Linear(a, b), nn.ReLU()]
+        linear = nn.Linear(a, b)
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.zeros_(linear.bias)
+        mods += [linear, nn.ReLU()]
         if dropout > 0:
             mods.append(nn.Dropout(dropout))
     return nn.Sequential(*mods)
