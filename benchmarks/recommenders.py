@@ -133,6 +133,12 @@ def spread(values: list[float]) -> str:
     return f"{mean:.4f} ± {sd:.4f}"
 
 
+def mean_seconds(runs) -> str:
+    """The runs' mean training seconds ("-" for baselines, which have none)."""
+    secs = [r["train_seconds"] for r in runs if "train_seconds" in r]
+    return f"{statistics.fmean(secs):.0f}" if secs else "-"
+
+
 def table(summary: dict) -> str:
     lines = []
     ex = summary.get("explicit")
@@ -144,8 +150,7 @@ def table(summary: dict) -> str:
         for name, folds in ex.items():
             rmse = [f["metrics"]["rmse"] for f in folds.values()]
             mae = [f["metrics"]["mae"] for f in folds.values()]
-            secs = [f["train_seconds"] for f in folds.values() if "train_seconds" in f]
-            t = f"{statistics.fmean(secs):.0f}" if secs else "-"
+            t = mean_seconds(folds.values())
             per = " / ".join(f"{v:.3f}" for v in rmse)
             lines.append(f"| {name} | {spread(rmse)} | {spread(mae)} | {per} | {t} |")
         lines.append("")
@@ -157,8 +162,7 @@ def table(summary: dict) -> str:
         ]
         for name, seeds in im.items():
             m = [s["metrics"] for s in seeds.values()]
-            secs = [s["train_seconds"] for s in seeds.values() if "train_seconds" in s]
-            t = f"{statistics.fmean(secs):.0f}" if secs else "-"
+            t = mean_seconds(seeds.values())
             cols = [spread([x[k] for x in m]) for k in ("ndcg@10", "hr@10", "sampled_ndcg@10", "sampled_hr@10")]
             cov = spread([x["coverage@10"] for x in m])
             lines.append(f"| {name} | {' | '.join(cols)} | {cov} | {t} |")

@@ -445,6 +445,16 @@ class RecommenderPredictor(Predictor):
             f"'{cat.users[-1]}'){suggest(str(user), cat.users) if len(cat.users) < 5000 else ''}{hint}"
         )
 
+    def _known_users(self, users: list[Any]) -> list[int]:
+        """Internal ids of users the run was trained with; an unknown one is an error."""
+        out = []
+        for u in users:
+            i = self._user(u)
+            if i is None:
+                raise self._unknown_user(u)
+            out.append(i)
+        return out
+
     def _check_k(self, k: int, n: int, what: str) -> None:
         if not 1 <= k <= n:
             raise ConfigError(f"k={k}, but the catalogue has {n} {what}; expected 1 <= k <= {n}")
@@ -530,12 +540,7 @@ class RecommenderPredictor(Predictor):
             ids = [self._user(u) for u in users]
             internal = [cat.num_users if i is None else i for i in ids]  # the unknown-user row for new users
         else:
-            internal = []
-            for u in users:
-                i = self._user(u)
-                if i is None:
-                    raise self._unknown_user(u)
-                internal.append(i)
+            internal = self._known_users(users)
         scores = self._score_users(internal, user_x)
         out = []
         for row, u in zip(scores, internal, strict=True):
@@ -584,12 +589,7 @@ class RecommenderPredictor(Predictor):
             users = users * len(items)
         if len(users) != len(items):
             raise DataError(f"{len(users)} users but {len(items)} items; expected pairs of one length (or one user)")
-        uid = []
-        for u in users:
-            i = self._user(u)
-            if i is None:
-                raise self._unknown_user(u)
-            uid.append(i)
+        uid = self._known_users(users)
         iid = [find_item(self.catalogue, i) for i in items]
         scores = self._score_users(sorted(set(uid)))
         row = {u: r for r, u in enumerate(sorted(set(uid)))}

@@ -50,6 +50,14 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def id_embeddings(num_users: int, num_items: int, dim: int, std: float) -> tuple[nn.Embedding, nn.Embedding]:
+    """A user table and an item table of ``dim`` factors, both drawn ``N(0, std)`` (as MF and NCF start)."""
+    user, item = nn.Embedding(num_users, dim), nn.Embedding(num_items, dim)
+    nn.init.normal_(user.weight, std=std)
+    nn.init.normal_(item.weight, std=std)
+    return user, item
+
+
 def random_ids(g: torch.Generator, vocab_size: int, shape: tuple[int, ...], low: int = 0) -> torch.Tensor:
     """Token ids in ``[low, vocab_size)`` (``low`` is lowered when the vocabulary is smaller), int64."""
     return torch.randint(min(low, vocab_size - 1), vocab_size, shape, generator=g, device="cpu")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepkit.models.base import Recommender
+from deepkit.models.base import Recommender, id_embeddings
 from deepkit.models.registry import register_model
 
 
@@ -30,10 +30,7 @@ class BiasedMF(Recommender):
     def __init__(self, cfg: MFConfig):
         super().__init__()
         self.cfg = cfg
-        self.user = nn.Embedding(cfg.num_users, cfg.dim)
-        self.item = nn.Embedding(cfg.num_items, cfg.dim)
-        nn.init.normal_(self.user.weight, std=cfg.init_std)
-        nn.init.normal_(self.item.weight, std=cfg.init_std)
+        self.user, self.item = id_embeddings(cfg.num_users, cfg.num_items, cfg.dim, cfg.init_std)
         if cfg.biases:
             self.user_bias = nn.Embedding(cfg.num_users, 1)
             self.item_bias = nn.Embedding(cfg.num_items, 1)

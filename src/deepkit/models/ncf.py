@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ConfigError, ShapeError
-from deepkit.models.base import Recommender
+from deepkit.models.base import Recommender, id_embeddings
 from deepkit.models.registry import register_model
 
 
@@ -61,10 +61,7 @@ class GMF(Recommender):
     def __init__(self, cfg: GMFConfig):
         super().__init__()
         self.cfg = cfg
-        self.user = nn.Embedding(cfg.num_users, cfg.dim)
-        self.item = nn.Embedding(cfg.num_items, cfg.dim)
-        nn.init.normal_(self.user.weight, std=cfg.init_std)
-        nn.init.normal_(self.item.weight, std=cfg.init_std)
+        self.user, self.item = id_embeddings(cfg.num_users, cfg.num_items, cfg.dim, cfg.init_std)
         self.head = nn.Linear(cfg.dim, 1)
 
     def user_tables(self) -> list[nn.Embedding]:
@@ -105,10 +102,7 @@ class NCFMLP(Recommender):
         super().__init__()
         check_layers(cfg.layers)
         self.cfg = cfg
-        self.user = nn.Embedding(cfg.num_users, cfg.layers[0] // 2)
-        self.item = nn.Embedding(cfg.num_items, cfg.layers[0] // 2)
-        nn.init.normal_(self.user.weight, std=cfg.init_std)
-        nn.init.normal_(self.item.weight, std=cfg.init_std)
+        self.user, self.item = id_embeddings(cfg.num_users, cfg.num_items, cfg.layers[0] // 2, cfg.init_std)
         self.mlp = tower(cfg.layers, cfg.dropout)
         self.head = nn.Linear(cfg.layers[-1], 1)
 
