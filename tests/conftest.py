@@ -284,3 +284,41 @@ def _kill_mid_epoch(
 def kill_mid_epoch() -> Callable[..., tuple[dict | None, int]]:
     """``kill_mid_epoch(args, out, log, max_batch)`` -> (loop seen, returncode): a real SIGKILL mid-epoch."""
     return _kill_mid_epoch
+
+
+def _rec_table(
+    folder: Path, users: int = 40, items: int = 30, per_user: int = 12, seed: int = 0, features: bool = False
+) -> Path:
+    """A tiny interactions table ``ratings.csv`` (user,item,rating,timestamp) in ``folder``, generated here (no real
+    data): users u0.. and items i0.. fall in two groups; a user rates items of their own group 5 (or 4) and the others
+    1 (or 2), and consumes items in a run (item j, then j + 1, ...) from a random start, one per time step, so both
+    the ratings and the next item are learnable. ``features``: also ``users.csv`` (group as a category "a"/"b", an
+    age) and ``items.csv`` (kind "a"/"b", a year) whose group columns explain the ratings."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    t = 1_000_000
+    for u in range(users):
+        start = int(rng.integers(items))
+        for j in range(per_user):
+            i = (start + j) % items
+            same = u % 2 == i % 2
+            r = (5 if rng.random() < 0.8 else 4) if same else (1 if rng.random() < 0.8 else 2)
+            t += int(rng.integers(1, 5))
+            rows.append(f"u{u},i{i},{r},{t}")
+    path = folder / "ratings.csv"
+    path.write_text("user,item,rating,timestamp\n" + "\n".join(rows) + "\n")
+    if features:
+        (folder / "users.csv").write_text(
+            "id,group,age\n" + "".join(f"u{u},{'ab'[u % 2]},{20 + u % 30}\n" for u in range(users))
+        )
+        (folder / "items.csv").write_text(
+            "id,kind,year\n" + "".join(f"i{i},{'ab'[i % 2]},{1990 + i % 20}\n" for i in range(items))
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def rec_table() -> Callable[..., Path]:
+    """``rec_table(folder, users=40, items=30, per_user=12, seed=0, features=False)`` -> a generated ratings.csv."""
+    return _rec_table

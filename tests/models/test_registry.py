@@ -52,6 +52,10 @@ SMALL = {
     },
     **{name: {"vocab_size": 30, "embed_dim": 8} for name in ("word2vec_skipgram", "word2vec_cbow")},
     "unet": {"width": 8},  # the paper's 64-1024 channels cost seconds a call
+    # recommenders (issue 17): a small catalogue
+    **{name: {"num_users": 20, "num_items": 30} for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
+    "i_autorec": {"num_users": 20, "hidden": 16},
+    "sasrec": {"num_items": 30, "max_len": 10, "dim": 16},
 }
 
 # Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
@@ -95,6 +99,11 @@ OTHER_OUTPUTS = {
         for name in ("vae", "conv_vae")
     },
     **{name: lambda m, i: (len(i["z"]),) for name in ("dcgan", "cdcgan")},
+    # recommenders: one score per (user, item) pair; I-AutoRec reconstructs item vectors; SASRec scores every item
+    # after every position (B, T, I)
+    **{name: lambda m, i: i["user"].shape for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
+    "i_autorec": lambda m, i: i["x"].shape,
+    "sasrec": lambda m, i: (*i["seq"].shape, m.cfg.num_items),
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
 # detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode

@@ -13,9 +13,12 @@ accum      digits_cnn with trainer.accumulate=3: 41 batches an epoch, 13 groups 
 bf16       digits_cnn with trainer.precision=bf16 (CPU autocast)
 detection  scenes_faster_rcnn (two-stage detector, list-of-images batches) on MNIST scenes of the synthetic MNIST
 segment    scenes_unet (U-Net, image + mask batches, random crops and 90° turns per sample) on the same scenes
+ranking    interactions_ranking (NeuMF, BCE) on a generated ratings table: negatives drawn afresh every epoch
+nextitem   movielens_sasrec (SASRec, dropout) on the same table, leave-one-out: dropout's RNG, sequence windows
 =========  ==========================================================================================================
 
-Each is killed by SIGKILL, and the conv net and the GAN also by SIGINT (the others' SIGINT variants: -m slow).
+Each is killed by SIGKILL (nextitem's with -m slow), and the conv net and the GAN also by SIGINT (the others'
+SIGINT variants: -m slow).
 After SIGINT the run must exit 130 with checkpoints/last written at the step where it stopped and one line saying
 so; the resume must say where it continues. Compared bit for bit with the uninterrupted run: the final weights
 (checkpoints/last), the optimizer state and metrics.csv (but its timing columns).
@@ -49,7 +52,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import _run_main, _write_mnist, cli_env, read_loop
+from conftest import _rec_table, _run_main, _write_mnist, cli_env, read_loop
 
 # columns of metrics.csv that measure time or memory, not the computation
 TIMING = {"samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
@@ -181,10 +184,49 @@ CASES = {
         ("channels_last", "fused_optimizer", "bf16_autocast"),
         32,
     ),
+    # 60 users x 14 interactions, leave-one-out: 720 training positives, 45 batches of 16 an epoch, each with 4
+    # negatives per positive drawn from (seed, epoch): a resumed run must draw the same ones mid-epoch
+    "ranking": Case(
+        lambda a: [
+            "interactions_ranking",
+            f"data.path={a / 'rec' / 'ratings.csv'}",
+            "data.eval_negatives=10",
+            "data.batch_size=16",
+            "model.dim=8",
+            "model.layers=[16,8]",
+            "trainer.epochs=2",
+            "trainer.early_stopping=null",
+            "trainer.checkpoint_every=4",
+        ],
+        ("fused_optimizer",),
+        36,
+    ),  # fmt: skip
+    # 60 windows of up to 9 items, 15 batches of 4 an epoch: dropout draws from the restored RNG
+    "nextitem": Case(
+        lambda a: [
+            "movielens_sasrec",
+            "data.name=interactions",
+            f"data.path={a / 'rec' / 'ratings.csv'}",
+            "data.max_len=8",
+            "data.eval_negatives=10",
+            "data.batch_size=4",
+            "model.dim=16",
+            "trainer.epochs=2",
+            "trainer.early_stopping=null",
+            "trainer.checkpoint_every=2",
+        ],
+        ("fused_optimizer",),
+        12,
+    ),  # fmt: skip
 }
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
-# SIGKILL for every configuration; SIGINT (Ctrl-C) for the conv net and the GAN by default, the rest with -m slow
-MATRIX = [pytest.param(name, "SIGKILL", id=f"{name}-SIGKILL") for name in CASES] + [
+# SIGKILL for every configuration (SASRec's, 16 s, with -m slow: the ranking case already resumes a recommender's
+# per-epoch draws mid-epoch by default); SIGINT (Ctrl-C) for the conv net and the GAN by default, the rest with -m slow
+SLOW_SIGKILL = ("nextitem",)
+MATRIX = [
+    pytest.param(name, "SIGKILL", id=f"{name}-SIGKILL", marks=pytest.mark.slow if name in SLOW_SIGKILL else ())
+    for name in CASES
+] + [
     pytest.param(name, "SIGINT", id=f"{name}-SIGINT", marks=() if name in ("conv", "gan") else pytest.mark.slow)
     for name in CASES
 ]
@@ -200,6 +242,7 @@ def assets(tmp_path_factory) -> Path:
     lines = [" ".join(rng.choice(words, rng.integers(3, 9))).capitalize() + "." for _ in range(700)]
     (root / "corpus.txt").write_text("\n".join(lines) + "\n")
     _write_mnist(root / "mnist", n_train=400, n_test=40)
+    _rec_table(root / "rec", users=60, items=30, per_user=14)
     pre = _run_main(
         "train", "mnist_cnn", f"data.path={root / 'mnist'}", "model.channels=[4,8]", "model.hidden=16",
         "data.batch_size=16", "trainer.epochs=1", *COMMON, "--out", root / "pretrained",
@@ -211,6 +254,7 @@ def assets(tmp_path_factory) -> Path:
 # what a training run imports, loaded once by the fork server whose children are the interrupted runs
 PRELOAD = ["conftest", "deepkit.cli", "deepkit.api", "deepkit.families.supervised", "deepkit.families.text",
            "deepkit.families.generative", "deepkit.families.detection", "deepkit.families.segmentation",
+           "deepkit.families.recommenders",
            "deepkit.viz.plots", "kornia"]  # fmt: skip
 
 

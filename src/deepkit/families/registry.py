@@ -23,6 +23,7 @@ BUILTIN = (
     "deepkit.families.word2vec",
     "deepkit.families.detection",
     "deepkit.families.segmentation",
+    "deepkit.families.recommenders",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 

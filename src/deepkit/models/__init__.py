@@ -3,6 +3,7 @@
 from deepkit.models import (  # noqa: F401  (registers the models)
     alexnet,
     autoencoder,
+    autorec,
     bert,
     cnn,
     deberta,
@@ -12,21 +13,25 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     fcos,
     gan,
     gpt2,
+    mf,
     mlp,
+    ncf,
     resnet,
     retinanet,
     rnn,
     roberta,
+    sasrec,
     seq2seq,
     t5,
     unet,
+    two_tower,
     vgg,
     word2vec,
 )
-from deepkit.models.base import Classifier
+from deepkit.models.base import Classifier, Recommender
 from deepkit.models.registry import create_model, get_entry, list_models, model_config, register_model
 
-__all__ = ["Classifier", "create_model", "get_entry", "list_models", "model_config", "register_model"]
+__all__ = ["Classifier", "Recommender", "create_model", "get_entry", "list_models", "model_config", "register_model"]
 
 # create_model(name, weights=HF_DIR) reads Hugging Face checkpoint directories: the reader registers itself
 from deepkit.interop import hf as _hf  # noqa: E402, F401
