@@ -23,8 +23,8 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     sasrec,
     seq2seq,
     t5,
-    unet,
     two_tower,
+    unet,
     vgg,
     word2vec,
 )
