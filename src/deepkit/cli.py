@@ -248,6 +248,33 @@ def predict(
             typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
 
 
+@app.command("export", epilog=DEBUG_EPILOG, cls=_Command)
+def export_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx, pt2 (torch.export) or safetensors.")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/export).")] = None,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
+    dynamic_batch: Annotated[bool, flag("--dynamic-batch", help="Let the batch size vary (onnx, pt2).")] = False,
+) -> None:
+    """Export a trained run with its preprocessing: the model file and deepkit.json (inputs, outputs, classes).
+
+    The normalization a run learned and the post-processing (softmax, target units) are inside the graph; an ONNX
+    export is checked against eager PyTorch on fresh inputs before it is kept.
+    Example: `deepkit export runs/demo --format onnx --dynamic-batch`.
+    """
+    from deepkit import api
+    from deepkit.export import export
+
+    result = export(api.load(run_dir), fmt, out, opset, dynamic_batch)
+    check = (
+        f" (onnxruntime vs eager: max |diff| {result.max_diff:.2g} on fresh inputs)"
+        if result.max_diff is not None
+        else ""
+    )
+    typer.echo(f"{result.path}{check}")
+    typer.echo(f"{result.sidecar}")
+
+
 @app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def convert(
     source: Annotated[Path, typer.Argument(help="COCO instances .json, YOLO data.yaml, or a Pascal VOC folder.")],

@@ -1,0 +1,198 @@
+"""``deepkit export``: parity of ONNX (onnxruntime) with eager PyTorch on fresh inputs, over every registered model
+that can be exported today; the models that cannot are listed with the reason, and the two lists must cover the
+registry exactly, so neither grows silently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepkit.data.preprocess import Preprocessing
+from deepkit.errors import ExportError
+from deepkit.export import PARITY_TOLERANCE, OnnxModel, export
+from deepkit.families.supervised import FAMILY as SUPERVISED
+from deepkit.families.supervised import Preprocessed
+from deepkit.models.registry import create_model, list_models
+
+pytest.importorskip("onnxruntime", reason="the serve extra is not installed: pip install 'deepkit[serve]'")
+
+IMAGE = dict(kind="image", normalize="channel")
+TABLE = dict(kind="tabular", normalize="feature")
+# model -> (task, preprocessing kind, input shape, model overrides); exported through the supervised family
+EXPORTABLE = {
+    "mlp": ("classification", TABLE, [7], {}),
+    "simple_cnn": ("classification", IMAGE, [1, 28, 28], {}),
+    "lenet5": ("classification", IMAGE, [1, 28, 28], {}),
+    "resnet20": ("classification", IMAGE, [3, 32, 32], {}),
+}
+SLOW_EXPORTABLE = {  # the same path, bigger graphs (seconds each): `make test-all`
+    "resnet18": ("classification", IMAGE, [3, 32, 32], {}),
+    "resnet32": ("classification", IMAGE, [3, 32, 32], {}),
+    "resnet34": ("classification", IMAGE, [3, 32, 32], {}),
+    "resnet50": ("classification", IMAGE, [3, 32, 32], {}),
+    "resnet56": ("classification", IMAGE, [3, 32, 32], {}),
+    "alexnet": ("classification", IMAGE, [3, 64, 64], {}),
+    "vgg11": ("classification", IMAGE, [3, 32, 32], {}),
+    "vgg11_bn": ("classification", IMAGE, [3, 32, 32], {}),
+    "vgg16": ("classification", IMAGE, [3, 32, 32], {}),
+    "vgg16_bn": ("classification", IMAGE, [3, 32, 32], {}),
+}
+TEXT = "text family: its predictor has no export_spec yet (tokenizer.json sidecar + token ids in) - next step"
+LM = "language model: generation (sampling loop, KV cache) is not in a graph yet; export of the logits step next"
+SEQ2SEQ = "sequence-to-sequence: encoder + decoder loop not exported yet"
+SERIES = "series family: its predictor has no export_spec yet (fitted transform in the graph) - next step"
+DETECTION = "detection family: box decoding + NMS inside the graph not written yet"
+SEGMENTATION = "segmentation family: its predictor has no export_spec yet (mask logits at input size)"
+GENERATIVE = "generative family: sample/encode verbs have no export_spec yet"
+WORD2VEC = "word vectors: a lookup table, exported as the vectors file (`deepkit word-vectors`), not a graph"
+NOT_EXPORTABLE = {
+    **dict.fromkeys(["bert", "bert-large", "roberta", "roberta-large", "deberta", "deberta-v2-xlarge"], TEXT),
+    **dict.fromkeys(["deberta-v3-large", "bilstm_classifier", "bilstm_tagger", "gru_classifier"], TEXT),
+    **dict.fromkeys(["lstm_classifier", "rnn_classifier"], TEXT),
+    **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "char_lstm_lm", "gru_lm", "lstm_lm"], LM),
+    "rnn_lm": LM,
+    **dict.fromkeys(["t5", "t5-small", "t5-large", "seq2seq_bahdanau", "seq2seq_luong"], SEQ2SEQ),
+    **dict.fromkeys(["gru_forecaster", "lstm_forecaster"], SERIES),
+    **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn", "fasterrcnn_small"], DETECTION),
+    **dict.fromkeys(["fcos_resnet50_fpn", "fcos_small", "retinanet_resnet50_fpn", "retinanet_small"], DETECTION),
+    **dict.fromkeys(["deeplabv3_resnet18", "deeplabv3_resnet50", "fcn_resnet18", "fcn_resnet50"], SEGMENTATION),
+    **dict.fromkeys(["unet", "unet_encoder", "unet_small"], SEGMENTATION),
+    **dict.fromkeys(["autoencoder", "conv_autoencoder", "conv_vae", "vae", "dcgan", "cdcgan"], GENERATIVE),
+    **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
+}
+
+
+def test_every_registered_model_is_exportable_or_listed_with_a_reason():
+    exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE)
+    assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
+    assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
+        f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
+        f"gone: {sorted((exportable | set(NOT_EXPORTABLE)) - set(list_models()))}"
+    )
+    assert all(reason.strip() for reason in NOT_EXPORTABLE.values())
+
+
+def supervised_predictor(name: str, task: str, kind: dict, shape: list[int], overrides: dict, seed: int = 0):
+    """An untrained model of the supervised family with fitted-looking preprocessing (parity needs no training)."""
+    g = torch.Generator().manual_seed(seed)
+    classes = ["a", "b", "c"] if task == "classification" else ["no", "yes"]
+    stats = shape[:1] if kind["normalize"] == "channel" else shape
+    prep = Preprocessing(
+        input_shape=shape,
+        mean=(torch.rand(stats, generator=g) * 0.5).tolist(),
+        std=(torch.rand(stats, generator=g) + 0.5).tolist(),
+        class_names=classes if task != "regression" else None,
+        target_mean=[3.0] if task == "regression" else None,
+        target_std=[2.0] if task == "regression" else None,
+        **kind,
+    )
+    size = {"in_features": int(np.prod(shape))} if len(shape) == 1 else {"in_channels": shape[0]}
+    outputs = {"classification": 3, "binary": 1, "regression": 1}[task]
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=outputs, **size, **overrides)
+    return SUPERVISED.predictor(model, task, Preprocessed(prep), None)
+
+
+def check_parity(predictor, folder: Path) -> float:
+    """Export with a dynamic batch, then compare onnxruntime with the predictor on inputs of another seed and size."""
+    result = export(predictor, "onnx", folder, dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    spec = predictor.export_spec()
+    fresh = spec.sample(5, 777)  # neither the export example (seed 0) nor the export check's inputs
+    got = OnnxModel(folder).run({k: v.numpy() for k, v in fresh.items()})
+    want = predictor.predict_proba(fresh["x"]) if predictor.task_name != "regression" else predictor.predict(fresh["x"])
+    out = got[spec.outputs[0]]
+    want = want.reshape(out.shape)
+    assert np.abs(out - want).max() <= PARITY_TOLERANCE, np.abs(out - want).max()
+    return float(np.abs(out - want).max())
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTABLE))
+def test_onnx_matches_eager_on_fresh_inputs(name, tmp_path):
+    check_parity(supervised_predictor(name, *EXPORTABLE[name]), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SLOW_EXPORTABLE))
+def test_onnx_matches_eager_on_fresh_inputs_big_models(name, tmp_path):
+    check_parity(supervised_predictor(name, *SLOW_EXPORTABLE[name]), tmp_path)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_binary_and_regression_outputs_are_what_predict_gives(task, tmp_path):
+    """Sigmoid (binary) and the target's units (regression) are inside the graph, not left to the user."""
+    predictor = supervised_predictor("mlp", task, TABLE, [5], {})
+    check_parity(predictor, tmp_path)
+    side = json.loads((tmp_path / "deepkit.json").read_text())
+    assert side["outputs"] == (
+        {"probability": {"shape": [], "positive": "yes"}} if task == "binary" else side["outputs"]
+    )
+    if task == "regression":
+        assert list(side["outputs"]) == ["value"]
+
+
+def test_the_export_check_catches_a_graph_that_differs(tmp_path, monkeypatch):
+    """The parity check is live: an ONNX graph that drifts from eager (here: eager changed after export) fails."""
+    import deepkit.export as ex
+
+    predictor = supervised_predictor("mlp", *EXPORTABLE["mlp"])
+    real = ex.export_onnx
+
+    def export_then_drift(spec, path, opset, dynamic_batch):
+        real(spec, path, opset, dynamic_batch)
+        with torch.no_grad():
+            next(spec.module.parameters()).add_(0.5)  # eager no longer equals what was exported
+
+    monkeypatch.setattr(ex, "export_onnx", export_then_drift)
+    with pytest.raises(ExportError, match="differs from eager PyTorch"):
+        export(predictor, "onnx", tmp_path)
+
+
+def test_a_family_without_export_says_so():
+    from deepkit.families.base import Predictor, Saved
+
+    class Plain(Predictor):
+        kind = "toy run"
+
+    with pytest.raises(ExportError, match="'toy' run \\(toy run\\): its family cannot be exported yet"):
+        Plain(torch.nn.Linear(2, 2), "toy", Saved()).export_spec()
+
+
+def test_cli_export_of_a_trained_run_in_three_formats(digits_run, run_cli, tmp_path):
+    """A trained digits run: ONNX agrees with `deepkit.load(run).predict_proba` on the run's own test images; pt2
+    loads with torch.export.load; safetensors loads back with deepkit.load and predicts the same."""
+    import deepkit
+
+    run, _ = digits_run
+    predictor = deepkit.load(run)
+    shape = predictor.preprocessing.input_shape
+    x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(3))
+    want = predictor.predict_proba(x)
+    for fmt in ("onnx", "pt2", "safetensors"):
+        proc = run_cli("export", run, "--format", fmt, "--out", tmp_path / fmt, "--dynamic-batch")
+        assert proc.returncode == 0, proc.stderr
+        side = json.loads((tmp_path / fmt / "deepkit.json").read_text())
+        assert side["task"] == "classification" and side["batch"] == "dynamic"
+        assert side["outputs"]["probabilities"]["labels"] == predictor.class_names
+    assert "max |diff|" in run_cli("export", run, "--out", tmp_path / "again").stdout
+    got = OnnxModel(tmp_path / "onnx").run({"x": x.numpy()})["probabilities"]
+    assert np.abs(got - want).max() <= PARITY_TOLERANCE
+    program = torch.export.load(str(tmp_path / "pt2" / "model.pt2"))
+    with torch.no_grad():
+        assert np.abs(program.module()(x).numpy() - want).max() <= PARITY_TOLERANCE
+    back = deepkit.load(tmp_path / "safetensors" / "model.safetensors")
+    assert np.array_equal(back.predict_proba(x), want)
+
+
+def test_cli_export_errors_are_one_line(digits_run, run_cli, tmp_path):
+    run, _ = digits_run
+    proc = run_cli("export", run, "--format", "tflite", "--out", tmp_path)
+    assert (
+        proc.returncode == 2 and "unknown export format 'tflite'; expected one of onnx, pt2, safetensors" in proc.stderr
+    )
+    proc = run_cli("export", run, "--out", tmp_path / "model.onnx")
+    assert proc.returncode == 2 and "--out is a folder" in proc.stderr
