@@ -179,3 +179,38 @@ def test_cli_serve_binds_loopback_by_default(run, run_cli, monkeypatch):
     assert seen == {"host": "127.0.0.1", "port": 8123}
     bad = run_cli("serve", run, "--backend", "tensorrt")
     assert bad.returncode == 2 and "unknown backend 'tensorrt'; expected one of torch, onnx" in bad.stderr
+
+
+def test_a_text_classifier_serves_token_ids_of_any_length():
+    """Named axes (the sequence) take any length; ids outside the vocabulary are a 422 naming the range."""
+    from deepkit.data.tokenizers import build_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+    from deepkit.models.registry import create_model
+    from deepkit.serve.backends import TorchBackend
+
+    tok = build_tokenizer("word", ["a good film", "a bad film", "dull and slow"] * 3)
+    model = create_model(
+        "bert",
+        vocab_size=tok.vocab_size,
+        num_classes=2,
+        head="classification",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["neg", "pos"], max_len=16)
+    predictor = TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+    ids = tok.encode("a good and slow film")
+    with TestClient(create_app(TorchBackend(predictor, "memory"))) as c:
+        r = c.post("/predict", json={"inputs": {"tokens": [ids], "lengths": [len(ids)]}})
+        assert r.status_code == 200, r.text
+        assert (
+            np.abs(
+                np.array(r.json()["outputs"]["probabilities"]) - predictor.predict_proba(["a good and slow film"])
+            ).max()
+            < 1e-5
+        )
+        bad = c.post("/predict", json={"inputs": {"tokens": [[tok.vocab_size + 5]], "lengths": [1]}})
+        assert bad.status_code == 422 and f"[0, {tok.vocab_size - 1}]" in bad.json()["error"]

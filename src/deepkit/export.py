@@ -120,7 +120,7 @@ def _dynamic_shapes(spec: ExportSpec, dynamic_batch: bool) -> dict[str, dict[int
     dims: dict[str, Any] = {}
     shapes: dict[str, dict[int, Any]] = {}
     for name in spec.inputs:
-        axes = {a: dims.setdefault(n, Dim(n)) for a, n in spec.dynamic.get(name, {}).items()}
+        axes = {a: dims.setdefault(n, Dim(n, min=2, max=65536)) for a, n in spec.dynamic.get(name, {}).items()}
         if dynamic_batch:
             axes[0] = dims.setdefault("batch", Dim("batch", min=1, max=4096))
         shapes[name] = axes

@@ -92,9 +92,9 @@ def to_array(name: str, value: Any, info: dict[str, Any]) -> np.ndarray:
         raise RequestError(
             422, f"input '{name}' holds fractions; it takes integers", received="floats", expected=expected
         )
-    if arr.shape == shape:
+    if fits(arr.shape, shape):
         arr = arr[None]
-    if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape or len(arr) == 0:
+    if arr.ndim != len(shape) + 1 or not fits(arr.shape[1:], shape) or len(arr) == 0:
         raise RequestError(
             422, f"input '{name}' has the wrong shape", received=f"shape {tuple(arr.shape)}", expected=expected
         )
@@ -116,6 +116,13 @@ def to_array(name: str, value: Any, info: dict[str, Any]) -> np.ndarray:
             expected=f"values in [{lo_hi[0]}, {lo_hi[1]}] (images: pixel / 255)",
         )
     return arr
+
+
+def fits(got: tuple[int, ...], want: tuple) -> bool:
+    """Whether a shape matches a sidecar shape, whose named axes (``"sequence"``) take any size ≥ 1."""
+    return len(got) == len(want) and all(
+        isinstance(w, str) and g >= 1 or g == w for g, w in zip(got, want, strict=False)
+    )
 
 
 def from_image(data: bytes, inputs: dict[str, dict[str, Any]], max_pixels: int) -> dict[str, np.ndarray]:
