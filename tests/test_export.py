@@ -26,10 +26,10 @@ TABLE = dict(kind="tabular", normalize="feature")
 EXPORTABLE = {
     "mlp": ("classification", TABLE, [7], {}),
     "simple_cnn": ("classification", IMAGE, [1, 28, 28], {}),
+}
+SLOW_EXPORTABLE = {  # the same path, more or bigger graphs (seconds each): `make test-all`
     "lenet5": ("classification", IMAGE, [1, 28, 28], {}),
     "resnet20": ("classification", IMAGE, [3, 32, 32], {}),
-}
-SLOW_EXPORTABLE = {  # the same path, bigger graphs (seconds each): `make test-all`
     "resnet18": ("classification", IMAGE, [3, 32, 32], {}),
     "resnet32": ("classification", IMAGE, [3, 32, 32], {}),
     "resnet34": ("classification", IMAGE, [3, 32, 32], {}),
@@ -51,7 +51,8 @@ RNN = (
 )
 LM = "language model: generation (sampling loop, KV cache) is not in a graph yet; export of the logits step next"
 SEQ2SEQ = "sequence-to-sequence: encoder + decoder loop not exported yet"
-SERIES = "series family: its predictor has no export_spec yet (fitted transform in the graph) - next step"
+# forecasters exported through the series family: raw history in, the next `horizon` values out
+SERIES_EXPORTABLE = ("gru_forecaster", "lstm_forecaster")
 DETECTION = "detection family: box decoding + NMS inside the graph not written yet"
 SEGMENTATION = "segmentation family: its predictor has no export_spec yet (mask logits at input size)"
 GENERATIVE = "generative family: sample/encode verbs have no export_spec yet"
@@ -63,7 +64,6 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "char_lstm_lm", "gru_lm", "lstm_lm"], LM),
     "rnn_lm": LM,
     **dict.fromkeys(["t5", "t5-small", "t5-large", "seq2seq_bahdanau", "seq2seq_luong"], SEQ2SEQ),
-    **dict.fromkeys(["gru_forecaster", "lstm_forecaster"], SERIES),
     **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn", "fasterrcnn_small"], DETECTION),
     **dict.fromkeys(["fcos_resnet50_fpn", "fcos_small", "retinanet_resnet50_fpn", "retinanet_small"], DETECTION),
     **dict.fromkeys(["deeplabv3_resnet18", "deeplabv3_resnet50", "fcn_resnet18", "fcn_resnet50"], SEGMENTATION),
@@ -74,7 +74,7 @@ NOT_EXPORTABLE = {
 
 
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
-    exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE)
+    exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -205,7 +205,9 @@ def test_cli_export_errors_are_one_line(digits_run, run_cli, tmp_path):
     assert proc.returncode == 2 and "--out is a folder" in proc.stderr
 
 
-@pytest.mark.parametrize("name", sorted(TEXT_EXPORTABLE))
+@pytest.mark.parametrize(
+    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(TEXT_EXPORTABLE)]
+)
 def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
     """The exported graph takes what the run's tokenizer gives: onnxruntime on the encoded texts equals
     ``predict_proba(texts)`` (texts of different lengths, so padding and the attention mask matter)."""
@@ -234,3 +236,33 @@ def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
     assert np.abs(want - want[:1]).max() > 1e-4  # the texts give different outputs: the check compares something
     side = json.loads((tmp_path / "deepkit.json").read_text())
     assert side["tokenizer"]["pad_id"] == tok.pad_id and side["outputs"]["probabilities"]["labels"][2] == "pos"
+
+
+@pytest.mark.parametrize(
+    "name, log, difference",
+    [
+        ("lstm_forecaster", True, True),
+        ("gru_forecaster", False, False),
+        pytest.param("gru_forecaster", True, True, marks=pytest.mark.slow),
+        pytest.param("lstm_forecaster", False, False, marks=pytest.mark.slow),
+    ],
+)
+def test_forecaster_onnx_matches_forecast_on_a_fresh_history(name, log, difference, tmp_path):
+    """The fitted transform (log, difference, standardize) and its inverse are in the graph: onnxruntime on a raw
+    history gives what ``forecast(history, steps=horizon)`` gives."""
+    from deepkit.families.series import FAMILY as SERIES_FAMILY
+    from deepkit.families.series import SeriesStats
+
+    torch.manual_seed(0)
+    model = create_model(name, vocab_size=0, in_features=1, num_classes=4, embed_dim=8, hidden_size=16)
+    series = dict(window=12, horizon=4, log=log, difference=difference, column=None)
+    series.update(mean=0.01, std=0.1) if difference else series.update(mean=5.5, std=0.4)
+    predictor = SERIES_FAMILY.predictor(model, "forecast", SeriesStats(task="forecast", series=series), None)
+    result = export(predictor, "onnx", tmp_path, dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    history = predictor.export_spec().sample(3, 4242)["history"]
+    got = OnnxModel(tmp_path).run({"history": history.numpy()})["forecast"]
+    assert got.shape == (3, 4)
+    for row, out in zip(history, got, strict=True):
+        want = predictor.forecast(row.double().numpy(), steps=4)
+        assert np.abs(out - want).max() <= PARITY_TOLERANCE * max(1.0, np.abs(want).max())
