@@ -60,6 +60,15 @@ def test_health_and_info(client, predictor):
     assert client.get("/docs").status_code == 200
 
 
+def test_the_page_is_served_and_uses_the_endpoints(client):
+    """The plain HTML/JS page at / (a browser test with Playwright is the next step)."""
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert 'fetch("info")' in page and 'fetch("predict"' in page and 'form.append("file", file)' in page
+    assert "/" not in client.get("/openapi.json").json()["paths"]  # not part of the API
+
+
 def test_json_predict_equals_the_predictor(client, predictor):
     x = raw_inputs(predictor, 3, seed=5)
     r = client.post("/predict", json={"inputs": x.tolist()}, params={"top_k": 2})

@@ -8,6 +8,7 @@ what was received and what was expected, and no request names a file on the serv
 import contextlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,8 @@ import numpy as np
 from deepkit.serve.backends import Backend
 from deepkit.serve.batching import Batcher
 from deepkit.serve.requests import RequestError, finite_or_none, from_image, from_json
+
+PAGE = Path(__file__).with_name("page.html")
 
 
 @dataclass
@@ -77,7 +80,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)        # doctest: +SKIP
     """
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     from deepkit.export import versions
 
@@ -101,6 +104,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
     @app.exception_handler(RequestError)
     async def request_error(request: Request, e: RequestError):
         return JSONResponse(e.body(), status_code=e.status)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        """The browser page: drop an image (image models) or type JSON inputs; top-k classes as bars."""
+        return PAGE.read_text(encoding="utf-8")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
