@@ -32,7 +32,7 @@ def mnist_cnn_predictor():
 
     section = dict(read_recipe_file("mnist_cnn")["model"])
     name = section.pop("name")
-    model = create_model(name, in_channels=1, num_classes=10, **section)
+    model = create_model(name, in_channels=1, num_classes=10, input_size=[28, 28], **section)
     prep = Preprocessing(
         kind="image",
         input_shape=[1, 28, 28],
