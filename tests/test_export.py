@@ -27,6 +27,7 @@ EXPORTABLE = {
     "mlp": ("classification", TABLE, [7], {}),
     "simple_cnn": ("classification", IMAGE, [1, 28, 28], {}),
 }
+VGG_SMALL_FC = {"hidden": 256}  # the same graph with 256-wide FC layers instead of 4096 (a 500 MB file otherwise)
 SLOW_EXPORTABLE = {  # the same path, more or bigger graphs (seconds each): `make test-all`
     "lenet5": ("classification", IMAGE, [1, 28, 28], {}),
     "resnet20": ("classification", IMAGE, [3, 32, 32], {}),
@@ -36,10 +37,10 @@ SLOW_EXPORTABLE = {  # the same path, more or bigger graphs (seconds each): `mak
     "resnet50": ("classification", IMAGE, [3, 32, 32], {}),
     "resnet56": ("classification", IMAGE, [3, 32, 32], {}),
     "alexnet": ("classification", IMAGE, [3, 64, 64], {}),
-    "vgg11": ("classification", IMAGE, [3, 32, 32], {}),
-    "vgg11_bn": ("classification", IMAGE, [3, 32, 32], {}),
-    "vgg16": ("classification", IMAGE, [3, 32, 32], {}),
-    "vgg16_bn": ("classification", IMAGE, [3, 32, 32], {}),
+    "vgg11": ("classification", IMAGE, [3, 32, 32], VGG_SMALL_FC),
+    "vgg11_bn": ("classification", IMAGE, [3, 32, 32], VGG_SMALL_FC),
+    "vgg16": ("classification", IMAGE, [3, 32, 32], VGG_SMALL_FC),
+    "vgg16_bn": ("classification", IMAGE, [3, 32, 32], VGG_SMALL_FC),
 }
 # text classifiers exported through the text family: tokens + lengths in, probabilities out, tokenizer.json beside
 TEXT_EXPORTABLE = {"bert": {}, "roberta": {}, "deberta": {}}
