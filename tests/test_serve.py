@@ -133,6 +133,9 @@ def test_out_of_range_pixels_and_the_body_limit(run, predictor):
         assert r.status_code == 422 and "outside [0.0, 1.0]" in r.json()["error"]
         big = c.post("/predict", json={"inputs": raw_inputs(predictor, 20, 0).tolist()})
         assert big.status_code == 413 and big.json()["expected"] == "≤ 2,000 bytes"
+        chunks = (b'{"inputs": [' + b"0.5," * 400 for _ in range(3))  # streamed: no Content-Length to go by
+        streamed = c.post("/predict", content=chunks, headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and streamed.json()["received"] == "more than 2,000 bytes"
         assert c.get("/health").status_code == 200
 
 
