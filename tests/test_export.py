@@ -251,7 +251,7 @@ def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
     "name, log, difference",
     [
         ("lstm_forecaster", True, True),
-        ("gru_forecaster", False, False),
+        pytest.param("gru_forecaster", False, False, marks=pytest.mark.slow),
         pytest.param("gru_forecaster", True, True, marks=pytest.mark.slow),
         pytest.param("lstm_forecaster", False, False, marks=pytest.mark.slow),
     ],
