@@ -250,6 +250,68 @@ def predict(
             typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
 
 
+@app.command("export", epilog=DEBUG_EPILOG, cls=_Command)
+def export_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx, pt2 (torch.export) or safetensors.")] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/export).")] = None,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
+    dynamic_batch: Annotated[bool, flag("--dynamic-batch", help="Let the batch size vary (onnx, pt2).")] = False,
+) -> None:
+    """Export a trained run with its preprocessing: the model file and deepkit.json (inputs, outputs, classes).
+
+    The normalization a run learned and the post-processing (softmax, target units) are inside the graph; an ONNX
+    export is checked against eager PyTorch on fresh inputs before it is kept.
+    Example: `deepkit export runs/demo --format onnx --dynamic-batch`.
+    """
+    from deepkit import api
+    from deepkit.export import export
+
+    result = export(api.load(run_dir), fmt, out, opset, dynamic_batch)
+    check = (
+        f" (onnxruntime vs eager: max |diff| {result.max_diff:.2g} on fresh inputs)"
+        if result.max_diff is not None
+        else ""
+    )
+    typer.echo(f"{result.path}{check}")
+    typer.echo(f"{result.sidecar}")
+
+
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
+def serve(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a folder / model.onnx written by deepkit export.")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback only unless told otherwise).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="torch or onnx (default: torch for a run, onnx for an export).")
+    ] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Samples per model call (1: no batching).")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="How long a request waits for others to batch with.")
+    ] = 5.0,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body (413 above).")] = 10.0,
+    threads: Annotated[int | None, typer.Option("--threads", help="onnxruntime threads (default: its own).")] = None,
+) -> None:
+    """Serve a trained run or an ONNX export over HTTP: GET /health, GET /info, POST /predict, docs at /docs.
+
+    POST /predict takes JSON ({"inputs": [[...]]}) or an image file (multipart field 'file', or the raw body).
+    Bad requests get a 4xx JSON error naming what was received and what was expected.
+    Example: `deepkit serve runs/demo --port 8000`, then `curl -F file=@runs/demo/samples/test_00_label_0.png
+    http://127.0.0.1:8000/predict`.
+    """
+    import uvicorn
+
+    from deepkit.serve import ServeConfig, create_app, open_backend
+
+    served = open_backend(path, backend, threads)
+    cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 2**20))
+    app = create_app(served, cfg)
+    typer.echo(f"serving {served.source} ({served.name}) on http://{host}:{port}  (docs: /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @app.command(epilog=DEBUG_EPILOG, cls=_Command)
 def convert(
     source: Annotated[Path, typer.Argument(help="COCO instances .json, YOLO data.yaml, or a Pascal VOC folder.")],

@@ -204,6 +204,37 @@ class Family:
         return None
 
 
+@dataclass
+class ExportSpec:
+    """What a predictor hands to ``deepkit export`` and ``deepkit serve``: one module from raw inputs to outputs.
+
+    The module holds the preprocessing a run learned (normalization) and the post-processing (softmax, the
+    target's units), so an exported graph takes what a user has (pixels in [0, 1], table rows) and gives what
+    ``predict`` gives. What cannot live in a graph (a tokenizer, class names) goes in ``sidecar`` (JSON) and
+    ``files`` (copied next to the export).
+
+    Attributes:
+        module: raw inputs -> outputs, in eval mode (positional arguments in the order of ``inputs``).
+        inputs: name -> one example input, batch first (what the exporter traces with).
+        outputs: the names of the module's outputs, in order.
+        sidecar: JSON-safe description: ``task``, ``inputs`` (name -> ``{"dtype", "shape"}`` per sample, plus
+            ``"kind": "image"`` with its ``channels``/``height``/``width`` for inputs an image file can give,
+            ``"range"`` where values are bounded), ``outputs`` (name -> ``{"labels": [...]}`` where an axis names
+            classes), and whatever preprocessing stays outside the graph.
+        sample: ``(batch, seed) -> inputs`` drawn afresh (not the export example): the parity check's inputs.
+        dynamic: name -> {axis: axis name} that may vary besides the batch (sequence length).
+        files: file name -> path, copied next to the exported model (``tokenizer.json``).
+    """
+
+    module: torch.nn.Module
+    inputs: dict[str, torch.Tensor]
+    outputs: list[str]
+    sidecar: dict[str, Any]
+    sample: Callable[[int, int], dict[str, torch.Tensor]]
+    dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
 class VerbError(ConfigError, AttributeError):
     """A verb the run does not offer (``generate`` on a classifier): a one-line CLI error and an AttributeError."""
 
@@ -236,6 +267,14 @@ class Predictor:
         self.model, self.task_name, self.saved, self.run_dir = model, task_name, saved, run_dir
         self.device = resolve_device("auto")
         self.model.to(self.device).eval()
+
+    def export_spec(self) -> ExportSpec:
+        """The run as one module from raw inputs to outputs, for ``deepkit export`` and ``deepkit serve`` (see
+        :class:`ExportSpec`). A predictor whose family cannot be exported yet keeps this default, which says so."""
+        from deepkit.errors import ExportError
+
+        what = self.kind or type(self).__name__
+        raise ExportError(f"{self._where()} is a '{self.task_name}' run ({what}): its family cannot be exported yet")
 
     def _where(self) -> str:
         return str(self.run_dir) if self.run_dir is not None else "this model"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkit.errors import ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
     import numpy as np
@@ -545,6 +545,35 @@ class SegmentationPredictor(Predictor):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
             out.append(logits[0].argmax(0).byte().cpu().numpy())
         return out
+
+    def export_spec(self) -> ExportSpec:
+        """Images (B, C, H, W) in [0, 1] -> class probabilities (B, K, H, W); ``predict``'s masks are their argmax
+        over the class axis. Normalization and the run's resize (and back) are in the graph; the height and width
+        are those of the example (the run's resize, else 64×64). Runs that predict in tiles are not exported yet."""
+        import torch
+
+        from deepkit.errors import ExportError
+        from deepkit.tasks.segmentation import SegmentationInference
+
+        s = self.saved
+        if s.tile is not None:
+            raise ExportError(
+                f"{self._where()} predicts in tiles of {s.tile} px: tiled inference is not in a graph yet"
+            )
+        module = SegmentationInference(self.model, s.mean, s.std, s.resize).eval()
+        h, w = s.resize or (64, 64)
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            return {"image": torch.rand(batch, s.channels, h, w, generator=torch.Generator().manual_seed(seed))}
+
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {"image": {"dtype": "float32", "shape": [s.channels, h, w], "kind": "image",
+                                 "channels": s.channels, "height": h, "width": w, "range": [0.0, 1.0]}},
+            "outputs": {"probabilities": {"shape": [len(self.class_names), h, w], "class_axis": 0,
+                                          "classes": list(self.class_names)}},
+        }  # fmt: skip
+        return ExportSpec(module, sample(2, 0), ["probabilities"], sidecar, sample)
 
     def predict_files(
         self, paths: list[str | Path], top_k: int = 1, out: str | Path | None = None

@@ -22,7 +22,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
     import numpy as np
@@ -498,6 +498,62 @@ class TextClassifierPredictor(TokenPredictor):
             else:
                 logits = self.model(tokens, lengths)
             return logits.float().softmax(-1).cpu().numpy()
+
+    def export_spec(self) -> ExportSpec:
+        """Token ids and lengths -> class probabilities (the tokenizer stays outside the graph: ``tokenizer.json``
+        and how texts are encoded go in the sidecar)."""
+        import tempfile
+
+        import torch
+
+        from deepkit.models.token_model import TokenModel
+        from deepkit.tasks.token_tasks import TextClassifierInference
+
+        tok, saved = self.tokenizer, self.saved
+        module = TextClassifierInference(self.model, isinstance(self.model, TokenModel)).eval()
+        longest = max(2, min(saved.max_len, 64))
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            t = int(torch.randint(2, longest + 1, (), generator=g))
+            lengths = torch.randint(1, t + 1, (batch,), generator=g)
+            lengths[0] = t  # the longest fills the padded width, as pad_batch makes it
+            tokens = torch.randint(0, tok.vocab_size, (batch, t), generator=g)
+            tokens[torch.arange(t)[None] >= lengths[:, None]] = tok.pad_id
+            return {"tokens": tokens, "lengths": lengths}
+
+        names = list(self.class_names or [])
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {
+                "tokens": {
+                    "dtype": "int64",
+                    "shape": ["sequence"],
+                    "kind": "token_ids",
+                    "range": [0, tok.vocab_size - 1],
+                },
+                "lengths": {"dtype": "int64", "shape": [], "range": [1, saved.max_len]},
+            },
+            "outputs": {"probabilities": {"shape": [len(names)], "labels": names}},
+            "tokenizer": {
+                "file": "tokenizer.json",
+                "add_special": saved.add_special,
+                "max_len": saved.max_len,
+                "pad_id": tok.pad_id,
+                "truncation": saved.truncation,
+            },
+        }
+        folder = Path(tempfile.mkdtemp(prefix="deepkit-tokenizer-"))
+        tok.save(folder / "tokenizer.json")
+        return ExportSpec(
+            module,
+            sample(2, 0),
+            ["probabilities"],
+            sidecar,
+            sample,
+            dynamic={"tokens": {1: "sequence"}},
+            files={"tokenizer.json": folder / "tokenizer.json"},
+        )
 
     def predict(self, texts: list[str], names: bool = False) -> np.ndarray:
         """Class indices (N,) for a list of texts; their class names with ``names=True`` (what the CLI prints)."""

@@ -193,3 +193,24 @@ class SegmentationTask(Task):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "loss": "+".join(self.terms), "classes": len(self.class_names)}
+
+
+class SegmentationInference(nn.Module):
+    """Images (B, C, H, W) in [0, 1] -> class probabilities (B, K, H, W) at the input size: what a segmentation
+    predictor computes before its argmax (normalization, the optional resize and back), for ``deepkit export``."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], resize: list[int] | None):
+        super().__init__()
+        self.model, self.resize = model, None if resize is None else tuple(resize)
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        x = image.float()
+        if self.resize is not None:
+            x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False, antialias=True)
+        logits = self.model((x - self.mean) / self.std)["out"].float()
+        if self.resize is not None:
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return logits.softmax(1)

@@ -1,0 +1,180 @@
+"""The HTTP app: ``GET /health``, ``GET /info``, ``POST /predict`` (JSON arrays, or an image file as multipart or
+as the raw body), OpenAPI docs at ``/docs``.
+
+Safety: the body size is capped before it is read in full (413), every bad request is a 4xx JSON error naming
+what was received and what was expected, and no request names a file on the server (inputs come in the body).
+"""
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepkit.serve.backends import Backend
+from deepkit.serve.batching import Batcher
+from deepkit.serve.requests import RequestError, finite_or_none, from_image, from_json
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+@dataclass
+class ServeConfig:
+    """Limits and batching of a served model (the options of ``deepkit serve``)."""
+
+    max_batch: int = 32  # samples per model call; 1 = no batching
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    max_body_bytes: int = 10 * 2**20  # larger bodies get 413 before they are read in full
+    max_image_pixels: int = 25_000_000  # uploads larger than this (width × height) get 413, undecoded
+    top_k: int = 5  # classes listed per sample, unless the request asks ?top_k=N
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes (by Content-Length, or counted as it streams) is a 413."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(send, f"{int(length):,} bytes")
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send, f"more than {self.limit:,} bytes")
+
+    async def _refuse(self, send, received: str) -> None:
+        body = json.dumps(
+            {"error": "the request body is too large", "received": received, "expected": f"≤ {self.limit:,} bytes"}
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(backend: Backend, config: ServeConfig | None = None):
+    """The FastAPI app serving ``backend`` (see :func:`~deepkit.serve.backends.open_backend`).
+
+    Example:
+        >>> app = create_app(open_backend("runs/demo"))        # doctest: +SKIP
+        >>> uvicorn.run(app, host="127.0.0.1", port=8000)        # doctest: +SKIP
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from deepkit.export import versions
+
+    cfg = config or ServeConfig()
+    batcher = Batcher(backend, cfg.max_batch, cfg.max_wait_ms)
+    side = backend.sidecar
+    inputs, outputs = side["inputs"], side["outputs"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="deepkit serve", description=f"a '{side.get('task')}' model from {backend.source}", lifespan=lifespan
+    )
+
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, e: RequestError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        """The browser page: drop an image (image models) or type JSON inputs; top-k classes as bars."""
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return {
+            "task": side.get("task"),
+            "inputs": inputs,
+            "outputs": outputs,
+            "classes": next((o["labels"] for o in outputs.values() if o.get("labels")), None),
+            "backend": backend.name,
+            "batching": {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms},
+            "limits": {"max_body_bytes": cfg.max_body_bytes, "max_image_pixels": cfg.max_image_pixels},
+            "versions": versions(),
+            "stats": asdict(batcher.stats),
+        }
+
+    @app.post("/predict")
+    async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
+        """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON, or an image as multipart (field
+        ``file``) or as the raw body (``image/png``, ...)."""
+        arrays = await read_request(request, inputs, cfg)
+        out = await batcher.submit(arrays)
+        return respond(out, outputs, top_k if top_k is not None else cfg.top_k)
+
+    return app
+
+
+async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dict[str, np.ndarray]:
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    accepted = "application/json, multipart/form-data (field 'file') or image/*"
+    if kind == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise RequestError(
+                422, "the multipart form has no file field 'file'", received=sorted(form.keys()), expected="file=@IMAGE"
+            )
+        return from_image(await upload.read(), inputs, cfg.max_image_pixels)
+    body = await request.body()
+    if kind.startswith("image/"):
+        return from_image(body, inputs, cfg.max_image_pixels)
+    if kind != "application/json":
+        raise RequestError(415, "unsupported content type", received=kind or "none", expected=accepted)
+    if not body:
+        raise RequestError(400, "the request body is empty", received="0 bytes", expected='{"inputs": ...}')
+    return from_json(body, inputs)
+
+
+def respond(out: dict[str, np.ndarray], outputs: dict[str, Any], top_k: int) -> dict[str, Any]:
+    """The outputs as lists; for an output whose last axis names classes, the top-k classes of each sample."""
+    doc: dict[str, Any] = {"outputs": {k: finite_or_none(v) for k, v in out.items()}}
+    for name, info in outputs.items():
+        labels = info.get("labels")
+        if labels and name in out:
+            probs = out[name]
+            order = np.argsort(-probs, axis=-1)[:, : max(1, top_k)]
+            doc["predictions"] = [
+                {
+                    "class": labels[row[0]],
+                    "probability": float(p[row[0]]),
+                    "top_k": [{"class": labels[i], "probability": float(p[i])} for i in row],
+                }
+                for row, p in zip(order, probs, strict=True)
+            ]
+            break
+    return doc

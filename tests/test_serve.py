@@ -1,0 +1,228 @@
+"""``deepkit serve``: the HTTP app in-process (FastAPI's TestClient; no socket): what it answers, how it refuses
+bad requests (4xx JSON naming received vs expected, and it keeps serving), dynamic batching, both backends."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import zlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'deepkit[serve]'")
+pytest.importorskip("onnxruntime", reason="the serve extra is not installed: pip install 'deepkit[serve]'")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import deepkit  # noqa: E402
+from deepkit.serve import ServeConfig, create_app, open_backend  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run(digits_run):
+    return digits_run[0]
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    return deepkit.load(run)
+
+
+@pytest.fixture(scope="module")
+def client(run):
+    with TestClient(create_app(open_backend(run), ServeConfig(max_wait_ms=1))) as c:
+        yield c
+
+
+def raw_inputs(predictor, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *predictor.preprocessing.input_shape)).astype(np.float32)
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG whose header says width × height (pixels not included: only the header is read before refusing)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_health_and_info(client, predictor):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/info").json()
+    assert info["task"] == "classification" and info["backend"] == "torch"
+    assert info["classes"] == predictor.class_names
+    assert info["inputs"]["x"]["shape"] == predictor.preprocessing.input_shape
+    assert {"torch", "deepkit"} <= set(info["versions"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_the_page_is_served_and_uses_the_endpoints(client):
+    """The plain HTML/JS page at / (a browser test with Playwright is the next step)."""
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert 'fetch("info")' in page and 'fetch("predict"' in page and 'form.append("file", file)' in page
+    assert "/" not in client.get("/openapi.json").json()["paths"]  # not part of the API
+
+
+def test_json_predict_equals_the_predictor(client, predictor):
+    x = raw_inputs(predictor, 3, seed=5)
+    r = client.post("/predict", json={"inputs": x.tolist()}, params={"top_k": 2})
+    assert r.status_code == 200, r.text
+    got = np.array(r.json()["outputs"]["probabilities"])
+    want = predictor.predict_proba(x)
+    assert np.abs(got - want).max() < 1e-5
+    preds = r.json()["predictions"]
+    assert [p["class"] for p in preds] == list(predictor.predict(x, names=True))
+    assert len(preds[0]["top_k"]) == 2
+    one = client.post("/predict", json={"inputs": x[0].tolist()})  # one sample without the batch axis
+    assert np.abs(np.array(one.json()["outputs"]["probabilities"]) - want[:1]).max() < 1e-5
+
+
+def test_image_upload_multipart_and_raw_equal_deepkit_predict(client, predictor, run):
+    sample = sorted((run / "samples").glob("*.png"))[0]
+    want = predictor.predict_files([sample], top_k=1)[0]
+    for r in (
+        client.post("/predict", files={"file": (sample.name, sample.read_bytes(), "image/png")}),
+        client.post("/predict", content=sample.read_bytes(), headers={"content-type": "image/png"}),
+    ):
+        assert r.status_code == 200, r.text
+        p = r.json()["predictions"][0]
+        assert p["class"] == want["class"] and abs(p["probability"] - want["probability"]) < 1e-5
+
+
+IMAGE = {"content-type": "image/png"}
+NAN_SAMPLE = b'{"inputs": [[' + b",".join([b"[" + b",".join([b"0.5"] * 7 + [b"NaN"]) + b"]"] * 8) + b"]]}"  # 1×8×8
+BAD = [
+    ("wrong shape", {"json": {"inputs": [[1.0, 2.0, 3.0]]}}, 422, "shape (1, 3)"),
+    ("strings", {"json": {"inputs": [["a", "b"]]}}, 422, "strings"),
+    ("a server path", {"json": {"inputs": "/etc/passwd"}}, 422, "strings"),
+    ("no inputs", {"json": {"x": [1]}}, 422, "keys ['x']"),
+    ("unknown input", {"json": {"inputs": {"y": [1]}}}, 422, '["y"]'),
+    ("NaN", {"content": NAN_SAMPLE, "headers": {"content-type": "application/json"}}, 422, "non-finite"),
+    ("not JSON", {"content": b"{inputs", "headers": {"content-type": "application/json"}}, 400, "bytes starting"),
+    ("empty body", {"content": b"", "headers": {"content-type": "application/json"}}, 400, "0 bytes"),
+    ("content type", {"content": b"1,2", "headers": {"content-type": "text/csv"}}, 415, "text/csv"),
+    ("not an image", {"files": {"file": ("x.png", b"plain text, no image", "image/png")}}, 422, "bytes starting"),
+    ("empty upload", {"files": {"file": ("x.png", b"", "image/png")}}, 400, "0 bytes"),
+    ("no file field", {"files": {"other": ("x.png", b"123", "image/png")}}, 422, '["other"]'),
+    ("20000×20000 image", {"content": png(20000, 20000), "headers": IMAGE}, 413, "400,000,000 pixels"),
+    ("6000×5000 image", {"content": png(6000, 5000), "headers": IMAGE}, 413, "6000×5000"),  # over ServeConfig's cap
+    ("truncated image", {"content": png(8, 8), "headers": IMAGE}, 422, "bytes starting"),
+]
+
+
+@pytest.mark.parametrize("what, request_kw, status, received", BAD, ids=[b[0] for b in BAD])
+def test_bad_requests_are_4xx_json_naming_received_and_expected(client, predictor, what, request_kw, status, received):
+    r = client.post("/predict", **request_kw)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] and received in json.dumps(body["received"], ensure_ascii=False)
+    assert "expected" in body
+    ok = client.post("/predict", json={"inputs": raw_inputs(predictor, 1, 0).tolist()})  # still serving
+    assert ok.status_code == 200
+
+
+def test_out_of_range_pixels_and_the_body_limit(run, predictor):
+    with TestClient(create_app(open_backend(run), ServeConfig(max_body_bytes=2000))) as c:
+        r = c.post("/predict", json={"inputs": (raw_inputs(predictor, 1, 0) * 300).tolist()})
+        assert r.status_code == 422 and "outside [0.0, 1.0]" in r.json()["error"]
+        big = c.post("/predict", json={"inputs": raw_inputs(predictor, 20, 0).tolist()})
+        assert big.status_code == 413 and big.json()["expected"] == "≤ 2,000 bytes"
+        chunks = (b'{"inputs": [' + b"0.5," * 400 for _ in range(3))  # streamed: no Content-Length to go by
+        streamed = c.post("/predict", content=chunks, headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and streamed.json()["received"] == "more than 2,000 bytes"
+        assert c.get("/health").status_code == 200
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(run, predictor):
+    n = 8
+    xs = [raw_inputs(predictor, 1 + i % 3, seed=100 + i) for i in range(n)]
+    answers: dict[int, np.ndarray] = {}
+    with TestClient(create_app(open_backend(run), ServeConfig(max_batch=64, max_wait_ms=300))) as c:
+        barrier = threading.Barrier(n)
+
+        def call(i: int) -> None:
+            barrier.wait()
+            r = c.post("/predict", json={"inputs": xs[i].tolist()})
+            answers[i] = np.array(r.json()["outputs"]["probabilities"])
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = c.get("/info").json()["stats"]
+    assert stats["requests"] == n and stats["samples"] == sum(len(x) for x in xs)
+    assert stats["batches"] < n and stats["largest"] > 3  # several requests shared a model call
+    for i, x in enumerate(xs):
+        assert np.abs(answers[i] - predictor.predict_proba(x)).max() < 1e-5
+
+
+def test_max_batch_one_runs_each_request_alone(run, predictor):
+    with TestClient(create_app(open_backend(run), ServeConfig(max_batch=1, max_wait_ms=50))) as c:
+        for i in range(3):
+            assert c.post("/predict", json={"inputs": raw_inputs(predictor, 1, i).tolist()}).status_code == 200
+        assert c.get("/info").json()["stats"]["batches"] == 3
+
+
+def test_onnx_backend_serves_an_export_like_the_run(run, predictor, tmp_path):
+    from deepkit.export import export
+
+    export(predictor, "onnx", tmp_path / "exp")  # batch fixed at the example's (2): served in padded chunks
+    x = raw_inputs(predictor, 3, seed=9)
+    with TestClient(create_app(open_backend(tmp_path / "exp"))) as c:
+        assert c.get("/info").json()["backend"] == "onnx"
+        r = c.post("/predict", json={"inputs": x.tolist()})
+    assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - predictor.predict_proba(x)).max() < 1e-4
+
+
+def test_cli_serve_binds_loopback_by_default(run, run_cli, monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: seen.update(host=host, port=port))
+    proc = run_cli("serve", run, "--port", "8123")
+    assert proc.returncode == 0, proc.stderr
+    assert seen == {"host": "127.0.0.1", "port": 8123}
+    bad = run_cli("serve", run, "--backend", "tensorrt")
+    assert bad.returncode == 2 and "unknown backend 'tensorrt'; expected one of torch, onnx" in bad.stderr
+
+
+def test_a_text_classifier_serves_token_ids_of_any_length():
+    """Named axes (the sequence) take any length; ids outside the vocabulary are a 422 naming the range."""
+    from deepkit.data.tokenizers import build_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+    from deepkit.models.registry import create_model
+    from deepkit.serve.backends import TorchBackend
+
+    tok = build_tokenizer("word", ["a good film", "a bad film", "dull and slow"] * 3)
+    model = create_model(
+        "bert",
+        vocab_size=tok.vocab_size,
+        num_classes=2,
+        head="classification",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["neg", "pos"], max_len=16)
+    predictor = TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+    ids = tok.encode("a good and slow film")
+    with TestClient(create_app(TorchBackend(predictor, "memory"))) as c:
+        r = c.post("/predict", json={"inputs": {"tokens": [ids], "lengths": [len(ids)]}})
+        assert r.status_code == 200, r.text
+        assert (
+            np.abs(
+                np.array(r.json()["outputs"]["probabilities"]) - predictor.predict_proba(["a good and slow film"])
+            ).max()
+            < 1e-5
+        )
+        bad = c.post("/predict", json={"inputs": {"tokens": [[tok.vocab_size + 5]], "lengths": [1]}})
+        assert bad.status_code == 422 and f"[0, {tok.vocab_size - 1}]" in bad.json()["error"]
