@@ -66,6 +66,10 @@ SEGMENTATION = "segmentation: the same path as SEGMENTATION_EXPORTABLE, not in t
 GENERATIVE_EXPORTABLE = {"vae": "vae", "conv_vae": "vae", "dcgan": "gan", "cdcgan": "gan"}  # model -> task
 GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder (the encode verb) is not written yet"
 WORD2VEC = "word vectors: a lookup table, exported as the vectors file (`deepkit word-vectors`), not a graph"
+RECOMMENDERS = (
+    "recommenders family: its predictor has no export_spec yet (a graph of user/item ids -> scores over the catalogue, "
+    "with the run's id maps and seen items in the sidecar, is the next step)"
+)
 NOT_EXPORTABLE = {
     **dict.fromkeys(["bert-large", "roberta-large", "deberta-v2-xlarge", "deberta-v3-large"], TEXT),
     **dict.fromkeys(["bilstm_classifier", "gru_classifier", "lstm_classifier", "rnn_classifier"], RNN),
@@ -78,6 +82,7 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["deeplabv3_resnet50", "fcn_resnet50", "unet", "unet_encoder"], SEGMENTATION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
+    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "sasrec"], RECOMMENDERS),
 }
 
 
