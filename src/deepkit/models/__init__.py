@@ -26,6 +26,7 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     two_tower,
     unet,
     vgg,
+    wav2vec2,
     word2vec,
 )
 from deepkit.models.base import Classifier, Recommender
