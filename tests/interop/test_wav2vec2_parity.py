@@ -17,9 +17,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from deepkit import create_model
+from deepkit.config import to_dict
 from deepkit.errors import CheckpointError, DataError
 from deepkit.interop import export_hf
 from deepkit.interop.wav2vec2 import CTCVocab, greedy_decode, load_wav2vec2, transcribe
+from deepkit.models.wav2vec2 import ctc_loss
 
 transformers = pytest.importorskip("transformers", reason="transformers is needed for the parity tests")
 transformers.logging.set_verbosity_error()
@@ -165,8 +167,12 @@ def test_old_weight_norm_names_and_pickle_weights_load(checkpoint_dir, tmp_path)
     """Checkpoints saved with torch's old weight_norm (weight_g / weight_v), and as pytorch_model.bin."""
     path, hf, _, _ = checkpoint_dir
     state = load_file(str(path / "model.safetensors"))
-    old = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
-                                                                              "weight_v"): v for k, v in state.items()}  # fmt: skip
+    renames = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+    old = {}
+    for k, v in state.items():
+        for new_name, old_name in renames.items():
+            k = k.replace(new_name, old_name)
+        old[k] = v
     assert any(k.endswith("weight_g") for k in old)
     x = torch.randn(2, 2000)
     with torch.no_grad():
@@ -231,3 +237,38 @@ def test_export_loads_back_into_transformers(checkpoint_dir, tmp_path):
     assert tok.decode(ids) == model.vocab.decode(ids)
     again = load_wav2vec2(tmp_path / "out")
     assert again.preprocessor == model.preprocessor and again.vocab.tokens == model.vocab.tokens
+
+
+def test_ctc_loss_matches_transformers():
+    """deepkit's ctc_loss on deepkit's frame lengths equals Wav2Vec2ForCTC's loss (blank = pad, labels -100 padded,
+    zero_infinity for a row whose transcript is longer than its frames)."""
+    kw = dict(CASES["large-layer-stable"], ctc_loss_reduction="mean", ctc_zero_infinity=True)
+    torch.manual_seed(0)
+    hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**kw)).eval()
+    ours = create_model("wav2vec2_ctc", **kw).eval()
+    ours.load_state_dict(hf.state_dict())
+    x, mask = padded_batch(ours)
+    pad = [-100] * 5
+    labels = torch.tensor([[5, 6, 6, 4, 7, *pad], [8, 9, *pad, -100, -100, -100], [5, 6] * 5])
+    frames = ours.frame_lengths(mask.sum(-1))
+    assert frames[2] < 10  # the last row has more labels than frames: its loss is inf, zeroed
+    with torch.no_grad():
+        want = hf(x, attention_mask=mask, labels=labels).loss
+        got = ctc_loss(ours(x, attention_mask=mask), frames, labels, blank=0, reduction="mean", zero_infinity=True)
+    assert torch.isfinite(got) and abs(float(got) - float(want)) <= TOL * max(1.0, abs(float(want)))
+
+
+@pytest.mark.parametrize("name", ["wav2vec2_ctc", "wav2vec2_large_ctc"])
+def test_named_sizes_have_the_reference_architecture(name):
+    """The registered sizes, at full size (on the meta device: no memory), have transformers' parameter names and
+    shapes for the same config (base: 94.4M parameters with a 32-character head, as wav2vec2-base-960h)."""
+    with torch.device("meta"):
+        ours = create_model(name)
+        cfg = {k: v for k, v in to_dict(ours.cfg).items() if k != "freeze_feature_encoder"}
+        hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**cfg))
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in hf.state_dict().items()}
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in hf.parameters())
+    if name == "wav2vec2_ctc":
+        assert round(count / 1e6, 1) == 94.4

@@ -56,6 +56,24 @@ SMALL = {
     **{name: {"num_users": 20, "num_items": 30} for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
     "i_autorec": {"num_users": 20, "hidden": 16},
     "sasrec": {"num_items": 30, "max_len": 10, "dim": 16},
+    # wav2vec2 (issue 16): a two-layer conv stack; no LayerDrop and short SpecAugment spans, so that in training mode
+    # every layer runs and the learned mask embedding is used (every parameter then gets a gradient)
+    **{
+        name: {
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 24,
+            "conv_dim": [8, 8],
+            "conv_kernel": [10, 3],
+            "conv_stride": [5, 2],
+            "num_conv_pos_embeddings": 4,
+            "num_conv_pos_embedding_groups": 2,
+            "layerdrop": 0.0,
+            "mask_time_length": 2,
+        }
+        for name in ("wav2vec2_ctc", "wav2vec2_large_ctc")
+    },
 }
 
 # Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
@@ -104,6 +122,11 @@ OTHER_OUTPUTS = {
     **{name: lambda m, i: i["user"].shape for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
     "i_autorec": lambda m, i: i["x"].shape,
     "sasrec": lambda m, i: (*i["seq"].shape, m.cfg.num_items),
+    # wav2vec2: CTC logits per frame of the waveform (B, frames, V)
+    **{
+        name: lambda m, i: (len(i["input_values"]), m.frame_lengths(i["input_values"].shape[1]), m.cfg.vocab_size)
+        for name in ("wav2vec2_ctc", "wav2vec2_large_ctc")
+    },
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
 # detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode

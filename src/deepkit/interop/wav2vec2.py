@@ -104,7 +104,7 @@ class CTCVocab:
         )
 
     def decode(self, ids: list[int]) -> str:
-        """CTC collapse of frame ids: merge repeats, drop blanks, delimiter → space (``Wav2Vec2CTCTokenizer.decode``)."""
+        """CTC collapse of frame ids: merge repeats, drop blanks, delimiter → space (as ``Wav2Vec2CTCTokenizer``)."""
         chars = [self.tokens.get(int(i), self.unk_token) for i, _ in groupby(ids)]
         chars = [
             self.replace_word_delimiter_char if c == self.word_delimiter_token else c

@@ -296,11 +296,13 @@ class Wav2Vec2Model(nn.Module):
             self.masked_spec_embed = nn.Parameter(torch.rand(cfg.hidden_size))
         self.encoder = Encoder(cfg)
 
-    def mask(self, x, frame_lengths: list[int]):
+    def mask(self, x, frame_mask=None):
+        """SpecAugment in training mode (``frame_mask``: (B, T) valid frames; spans stay within each length)."""
         cfg = self.cfg
         if not (self.training and cfg.apply_spec_augment):
             return x
         b, t, c = x.shape
+        frame_lengths = frame_mask.sum(-1).tolist() if frame_mask is not None else [t] * b
         if cfg.mask_time_prob > 0:
             m = span_mask(frame_lengths, t, cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks, x.device)
             x = torch.where(m[..., None], self.masked_spec_embed.to(x.dtype), x)
@@ -314,8 +316,7 @@ class Wav2Vec2Model(nn.Module):
     def forward(self, input_values, frame_mask=None):
         feats = self.feature_extractor(input_values).transpose(1, 2)  # (B, frames, C)
         x = self.feature_projection(feats)
-        lengths = frame_mask.sum(-1).tolist() if frame_mask is not None else [x.shape[1]] * x.shape[0]
-        x = self.mask(x, lengths)
+        x = self.mask(x, frame_mask)
         return self.encoder(x, frame_mask)
 
 
@@ -381,8 +382,10 @@ class Wav2Vec2ForCTC(nn.Module):
                 f"attention_mask must have the waveform's shape {tuple(input_values.shape)}, got "
                 f"{tuple(attention_mask.shape)}"
             )
+        if torch.compiler.is_exporting():  # value checks are no graph ops
+            return
         shortest = input_values.shape[1] if attention_mask is None else int(attention_mask.sum(-1).min())
-        if not torch.compiler.is_exporting() and shortest < self.min_input_length:
+        if shortest < self.min_input_length:
             raise ShapeError(
                 f"waveform of {shortest} samples is shorter than the model's receptive field "
                 f"({self.min_input_length} samples make one frame)"
@@ -443,4 +446,4 @@ register_model(
     feat_extract_norm="layer",
     conv_bias=True,
     do_stable_layer_norm=True,
-)
+)(Wav2Vec2ForCTC)
