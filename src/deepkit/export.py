@@ -131,8 +131,11 @@ def export_onnx(spec: ExportSpec, path: Path, opset: int | None, dynamic_batch: 
     """``torch.onnx.export`` (the dynamo exporter) of the spec's module, weights inside the file."""
     import torch
 
+    from deepkit.nn.nms_export import onnx_translations
+
     _need("onnx", "onnxscript")
     kwargs: dict[str, Any] = {"dynamo": True, "external_data": False, "verbose": False}
+    kwargs["custom_translation_table"] = onnx_translations()  # deepkit's own operators (NMS)
     if opset is not None:
         kwargs["opset_version"] = opset
     try:
