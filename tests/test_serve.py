@@ -3,6 +3,7 @@ bad requests (4xx JSON naming received vs expected, and it keeps serving), dynam
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import threading
@@ -95,6 +96,29 @@ def test_image_upload_multipart_and_raw_equal_deepkit_predict(client, predictor,
         assert p["class"] == want["class"] and abs(p["probability"] - want["probability"]) < 1e-5
 
 
+def npy(array, **kw) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, **kw)
+    return buf.getvalue()
+
+
+NPY = {"content-type": "application/x-npy"}
+
+
+def test_npy_body_equals_json(client, predictor):
+    """A binary body (numpy.save bytes) gives what the JSON body gives: a batch, or one sample without the batch
+    axis; float64 is taken as the model's float32."""
+    x = raw_inputs(predictor, 3, seed=6)
+    want = predictor.predict_proba(x)
+    for body, rows in ((npy(x), 3), (npy(x[0]), 1), (npy(x.astype(np.float64)), 3)):
+        r = client.post("/predict", content=body, headers=NPY)
+        assert r.status_code == 200, r.text
+        assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - want[:rows]).max() < 1e-5
+    assert (
+        "application/x-npy" in client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    )
+
+
 IMAGE = {"content-type": "image/png"}
 NAN_SAMPLE = b'{"inputs": [[' + b",".join([b"[" + b",".join([b"0.5"] * 7 + [b"NaN"]) + b"]"] * 8) + b"]]}"  # 1×8×8
 BAD = [
@@ -113,11 +137,23 @@ BAD = [
     ("20000×20000 image", {"content": png(20000, 20000), "headers": IMAGE}, 413, "400,000,000 pixels"),
     ("6000×5000 image", {"content": png(6000, 5000), "headers": IMAGE}, 413, "6000×5000"),  # over ServeConfig's cap
     ("truncated image", {"content": png(8, 8), "headers": IMAGE}, 422, "bytes starting"),
-]
+    ("npy: not npy", {"content": b"\x93NUMPY garbage", "headers": NPY}, 400, "bytes starting"),
+    ("npy: pickled objects", {"content": npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "headers": NPY},
+     400, "bytes starting"),
+    ("npy: wrong shape", {"content": npy(np.zeros((2, 5), np.float32)), "headers": NPY}, 422, "shape (2, 5)"),
+    ("npy: strings", {"content": npy(np.array(["a", "b"])), "headers": NPY}, 422, "<U1"),
+    ("npy: NaN", {"content": npy(np.full((1, 1, 8, 8), np.nan, np.float32)), "headers": NPY}, 422, "non-finite"),
+    ("npy: empty", {"content": b"", "headers": NPY}, 400, "0 bytes"),
+    ("npz: wrong names", {"content": None, "headers": {"content-type": "application/x-npz"}}, 422, '["y"]'),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("what, request_kw, status, received", BAD, ids=[b[0] for b in BAD])
 def test_bad_requests_are_4xx_json_naming_received_and_expected(client, predictor, what, request_kw, status, received):
+    if what == "npz: wrong names":
+        buf = io.BytesIO()
+        np.savez(buf, y=np.zeros((1, 1, 8, 8), np.float32))
+        request_kw = {**request_kw, "content": buf.getvalue()}
     r = client.post("/predict", **request_kw)
     assert r.status_code == status, r.text
     body = r.json()
@@ -224,5 +260,11 @@ def test_a_text_classifier_serves_token_ids_of_any_length():
             ).max()
             < 1e-5
         )
+        buf = io.BytesIO()
+        np.savez(buf, tokens=np.array([ids], np.int64), lengths=np.array([len(ids)], np.int64))
+        npz = c.post("/predict", content=buf.getvalue(), headers={"content-type": "application/x-npz"})
+        assert npz.status_code == 200 and npz.json()["outputs"] == r.json()["outputs"]
+        one = c.post("/predict", content=npy(np.array([ids])), headers=NPY)  # two inputs: .npy cannot hold them
+        assert one.status_code == 415 and "application/x-npz" in one.json()["error"]
         bad = c.post("/predict", json={"inputs": {"tokens": [[tok.vocab_size + 5]], "lengths": [1]}})
         assert bad.status_code == 422 and f"[0, {tok.vocab_size - 1}]" in bad.json()["error"]

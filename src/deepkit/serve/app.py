@@ -1,5 +1,5 @@
-"""The HTTP app: ``GET /health``, ``GET /info``, ``POST /predict`` (JSON arrays, or an image file as multipart or
-as the raw body), OpenAPI docs at ``/docs``.
+"""The HTTP app: ``GET /health``, ``GET /info``, ``POST /predict`` (JSON arrays, NumPy ``.npy``/``.npz`` bytes, or
+an image file as multipart or as the raw body), OpenAPI docs at ``/docs``.
 
 Safety: the body size is capped before it is read in full (413), every bad request is a 4xx JSON error naming
 what was received and what was expected, and no request names a file on the server (inputs come in the body).
@@ -15,7 +15,7 @@ import numpy as np
 
 from deepkit.serve.backends import Backend
 from deepkit.serve.batching import Batcher
-from deepkit.serve.requests import RequestError, finite_or_none, from_image, from_json
+from deepkit.serve.requests import NPY_TYPES, RequestError, finite_or_none, from_image, from_json, from_npy
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -128,10 +128,27 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
             "stats": asdict(batcher.stats),
         }
 
-    @app.post("/predict")
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    body_doc = {
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"inputs": {}}}},
+                "application/x-npy": binary,
+                "application/x-npz": binary,
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                },
+                "image/*": binary,
+            }
+        }
+    }
+
+    @app.post("/predict", openapi_extra=body_doc)
     async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
-        """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON, or an image as multipart (field
-        ``file``) or as the raw body (``image/png``, ...)."""
+        """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON; NumPy's binary formats
+        (``application/x-npy``: ``numpy.save`` bytes of the one input, batch first or one sample;
+        ``application/x-npz``: ``numpy.savez`` of the inputs by name), read without pickle; or an image as
+        multipart (field ``file``) or as the raw body (``image/png``, ...)."""
         arrays = await read_request(request, inputs, cfg)
         out = await batcher.submit(arrays)
         return respond(out, outputs, top_k if top_k is not None else cfg.top_k)
@@ -141,7 +158,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
 
 async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dict[str, np.ndarray]:
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    accepted = "application/json, multipart/form-data (field 'file') or image/*"
+    accepted = "application/json, application/x-npy, application/x-npz, multipart/form-data (field 'file') or image/*"
     if kind == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
@@ -153,6 +170,8 @@ async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dic
     body = await request.body()
     if kind.startswith("image/"):
         return from_image(body, inputs, cfg.max_image_pixels)
+    if kind in NPY_TYPES:
+        return from_npy(body, kind, inputs)
     if kind != "application/json":
         raise RequestError(415, "unsupported content type", received=kind or "none", expected=accepted)
     if not body:

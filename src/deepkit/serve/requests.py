@@ -72,6 +72,53 @@ def from_json(body: bytes, inputs: dict[str, dict[str, Any]]) -> dict[str, np.nd
     return arrays
 
 
+NPY_TYPES = ("application/x-npy", "application/x-npz")
+
+
+def from_npy(body: bytes, kind: str, inputs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """A binary body: NumPy's ``.npy`` bytes (``application/x-npy``: the one input of a one-input model) or an
+    ``.npz`` archive of arrays by input name (``application/x-npz``). Read with ``allow_pickle=False`` (no code
+    runs, object arrays are refused), then checked as JSON arrays are (shape, dtype, NaN, range)."""
+    expected = {k: describe_input(v) for k, v in inputs.items()}
+    want = f"{kind} bytes (numpy.save / numpy.savez) holding {expected}"
+    if not body:
+        raise RequestError(400, "the request body is empty", received="0 bytes", expected=want)
+    if kind == "application/x-npy" and len(inputs) != 1:
+        raise RequestError(
+            415, "this model takes several inputs: send them as application/x-npz", received=kind, expected=want
+        )
+    try:
+        loaded = np.load(io.BytesIO(body), allow_pickle=False)
+        if kind == "application/x-npy":
+            if not isinstance(loaded, np.ndarray):
+                raise ValueError("an .npz archive, not one .npy array")
+            given = {next(iter(inputs)): loaded}
+        else:
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("one .npy array, not an .npz archive")
+            with loaded:
+                given = {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, EOFError, KeyError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RequestError(400, f"the body is not {kind} data: {why}", received=_preview(body), expected=want) from None
+    unknown, missing = sorted(set(given) - set(inputs)), sorted(set(inputs) - set(given))
+    if unknown or missing:
+        raise RequestError(
+            422, "the archive's arrays are not the model's inputs", received=sorted(given), expected=want
+        )
+    for name, arr in given.items():
+        if arr.dtype.kind not in "biuf":
+            raise RequestError(
+                422, f"input '{name}' is a {arr.dtype} array, not numbers", received=str(arr.dtype), expected=want
+            )
+    arrays = {name: to_array(name, given[name], inputs[name]) for name in inputs}
+    if len({len(a) for a in arrays.values()}) > 1:
+        raise RequestError(
+            422, "the inputs hold different numbers of samples", received={k: len(v) for k, v in arrays.items()}
+        )
+    return arrays
+
+
 def to_array(name: str, value: Any, info: dict[str, Any]) -> np.ndarray:
     """One input's JSON value -> a batch (N, *shape) of its dtype; ragged, non-numeric, NaN or misshapen is a 422."""
     dtype = DTYPES[info["dtype"]]
