@@ -429,7 +429,7 @@ def test_detector_onnx_and_pt2_give_eagers_detections(name, tmp_path):
     got = OnnxModel(tmp_path / "onnx").run({"image": x.numpy()})
     assert assert_same_detections(got, predictor.model, x) > 0
     side = json.loads((tmp_path / "onnx" / "deepkit.json").read_text())
-    assert side["outputs"]["labels"]["classes"] == ["cat", "dog", "bird"] and side["page"] == "detection"
+    assert side["outputs"]["labels"]["classes"] == ["cat", "dog", "bird"] and side["page"]["show"] == "boxes"
     export(predictor, "pt2", tmp_path / "pt2", dynamic_batch=True)
     import deepkit.nn.nms_export  # noqa: F401 - registers deepkit::batched_nms_mask, which the program calls
 

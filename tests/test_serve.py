@@ -62,12 +62,15 @@ def test_health_and_info(client, predictor):
 
 
 def test_the_page_is_served_and_uses_the_endpoints(client):
-    """The plain HTML/JS page at / (a browser test with Playwright is the next step)."""
+    """The plain HTML/JS page at / (driven in a real browser by tests/test_serve_browser.py)."""
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
-    assert 'fetch("info")' in page and 'fetch("predict"' in page and 'form.append("file", file)' in page
+    assert 'fetch("info")' in page and 'send("predict"' in page and 'form.append("file", file)' in page
+    for widget in ("bars", "boxes", "mask", "list", "stream"):  # every page kind a family may ask for
+        assert f"function {widget}(" in page
     assert "/" not in client.get("/openapi.json").json()["paths"]  # not part of the API
+    assert client.get("/info").json()["page"] == {"input": "image", "show": "bars"}  # an image classifier
 
 
 def test_json_predict_equals_the_predictor(client, predictor):
@@ -268,3 +271,130 @@ def test_a_text_classifier_serves_token_ids_of_any_length():
         assert one.status_code == 415 and "application/x-npz" in one.json()["error"]
         bad = c.post("/predict", json={"inputs": {"tokens": [[tok.vocab_size + 5]], "lengths": [1]}})
         assert bad.status_code == 422 and f"[0, {tok.vocab_size - 1}]" in bad.json()["error"]
+
+
+# --- pages fitted to the family, text as text, hooks (streaming generation, recommendations) ----------------------
+def tiny_text_classifier():
+    from deepkit.data.tokenizers import build_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+    from deepkit.models.registry import create_model
+
+    tok = build_tokenizer("word", ["a good film", "a bad film", "dull and slow"] * 3)
+    model = create_model("bert", vocab_size=tok.vocab_size, num_classes=2, head="classification", hidden_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["neg", "pos"], max_len=6)
+    return TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+
+
+def test_a_text_classifier_takes_text_on_both_backends(tmp_path):
+    """``{"text": ...}``: the server tokenizes with the run's (exported) tokenizer; text longer than the context
+    is a 422 naming the token count; the page asks for text and shows bars."""
+    from deepkit.export import export
+    from deepkit.serve.backends import TorchBackend
+
+    predictor = tiny_text_classifier()
+    texts = ["a good film", "dull"]
+    want = predictor.predict_proba(texts)
+    export(predictor, "onnx", tmp_path, dynamic_batch=True)
+    for backend in (TorchBackend(predictor, "memory"), open_backend(tmp_path)):
+        with TestClient(create_app(backend)) as c:
+            assert c.get("/info").json()["page"] == {"input": "text", "show": "bars"}
+            r = c.post("/predict", json={"text": texts})
+            assert r.status_code == 200, r.text
+            assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - want).max() < 1e-4
+            assert c.post("/predict", json={"text": "a good film"}).json()["predictions"][0]["class"] in ("neg", "pos")
+            long = c.post("/predict", json={"text": "a good film and a bad film"})
+            assert long.status_code == 422 and long.json()["received"] == "7 tokens", long.text
+            assert c.post("/predict", json={"text": [1, 2]}).status_code == 422
+
+
+def test_detection_and_segmentation_pages_describe_their_outputs():
+    from deepkit.serve.backends import TorchBackend
+    from test_export import detection_predictor, segmentation_predictor
+
+    with TestClient(create_app(TorchBackend(detection_predictor("fcos_small"), "memory"))) as c:
+        info = c.get("/info").json()
+        assert info["page"] == {"input": "image", "show": "boxes"}
+        assert info["outputs"]["labels"]["classes"] == ["cat", "dog", "bird"] and info["classes"] is None
+        x = np.random.default_rng(0).random((1, 3, 128, 128)).astype(np.float32)
+        out = c.post("/predict", content=npy(x), headers=NPY).json()["outputs"]
+        assert np.array(out["boxes"]).shape == (1, 100, 4) and out["count"][0] > 0
+    with TestClient(create_app(TorchBackend(segmentation_predictor("unet_small", [48, 48]), "memory"))) as c:
+        page = c.get("/info").json()["page"]
+        assert page["show"] == "mask" and len(page["palette"]) == 4 and len(page["palette"][0]) == 3
+
+
+@pytest.fixture(scope="module")
+def lm():
+    import torch
+
+    from deepkit.data.tokenizers import build_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+    from deepkit.models.registry import create_model
+
+    tok = build_tokenizer("char", ["the quick brown fox jumps over the lazy dog"])
+    torch.manual_seed(0)
+    model = create_model("lstm_lm", vocab_size=tok.vocab_size, embed_dim=16, hidden_size=32, num_layers=1)
+    return TEXT_FAMILY.predictor(model, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+
+
+def sse(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        kind = next((ln[7:] for ln in block.splitlines() if ln.startswith("event: ")), "message")
+        data = next(ln[6:] for ln in block.splitlines() if ln.startswith("data: "))
+        events.append((kind, json.loads(data)))
+    return events
+
+
+def test_generation_streams_as_server_sent_events(lm):
+    """``POST /generate/stream``: one event per piece, then ``done`` with the whole continuation, which is what
+    ``generate`` gives with the same seed; documented in /docs; /predict says what to use instead."""
+    from deepkit.serve.backends import TorchBackend
+
+    with TestClient(create_app(TorchBackend(lm, "memory"))) as c:
+        info = c.get("/info").json()
+        assert info["page"]["show"] == "stream" and info["hooks"] == {"generate": "/generate/stream"}
+        body = {"prompt": "the ", "max_new_tokens": 12, "seed": 3, "temperature": 0.8}
+        with c.stream("POST", "/generate/stream", json=body) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            events = sse("".join(r.iter_text()))
+        pieces = [e["text"] for k, e in events if k == "message"]
+        assert len(pieces) > 1 and events[-1] == ("done", {"text": "".join(pieces)})
+        assert "the " + "".join(pieces) == lm.generate("the ", 12, temperature=0.8, seed=3)
+        doc = c.get("/openapi.json").json()["paths"]["/generate/stream"]["post"]
+        assert "prompt" in doc["requestBody"]["content"]["application/json"]["schema"]["required"]
+        refused = c.post("/predict", json={"inputs": [1]})
+        assert refused.status_code == 404 and refused.json()["expected"] == "POST /generate/stream"
+        for bad, status, word in [
+            ({"max_new_tokens": 5}, 422, "'prompt' is required"),
+            ({"prompt": "x", "max_new_tokens": 0}, 422, "out of range"),
+            ({"prompt": "x", "temperature": "hot"}, 422, "must be a number"),
+            ({"prompt": "x", "path": "/etc/passwd"}, 422, "unknown parameters ['path']"),
+            ({"prompt": "x" * 20_001}, 422, "too long"),
+        ]:
+            r = c.post("/generate/stream", json=bad)
+            assert r.status_code == status and word in r.json()["error"], r.text
+        assert c.post("/generate/stream", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+        ok = c.post("/generate/stream", json={"prompt": "a", "max_new_tokens": 2})
+        assert ok.status_code == 200 and "event: done" in ok.text  # still serving
+
+
+def test_recommendations_by_user(rec_table, deepkit_cli, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rec")
+    table = rec_table(folder, users=20, items=15, per_user=8)
+    code, _, err = deepkit_cli("train", "interactions_mf", f"data.path={table}", "trainer.progress=none",
+                               "trainer.epochs=1", "--out", folder / "run")  # fmt: skip
+    assert code == 0, err
+    predictor = deepkit.load(folder / "run")
+    with TestClient(create_app(open_backend(folder / "run"))) as c:
+        info = c.get("/info").json()
+        assert info["page"]["input"] == "choice" and info["page"]["show"] == "list" and info["predict"] is False
+        user = info["page"]["choices"][0]
+        r = c.post("/recommend", json={"user": user, "k": 3})
+        assert r.status_code == 200, r.text
+        assert [i["item"] for i in r.json()["result"]] == [i["item"] for i in predictor.recommend([user], k=3)[0]]
+        unknown = c.post("/recommend", json={"user": "no-such-user"})
+        assert unknown.status_code == 422 and "no-such-user" in unknown.json()["error"]

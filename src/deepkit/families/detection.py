@@ -446,7 +446,7 @@ class DetectionPredictor(Predictor):
             },
             "postprocess": {"score_threshold": score, "nms_iou": iou, "max_detections": max_det,
                             "note": "detections are sorted by score; keep those scoring at least your conf"},
-            "page": "detection",
+            "page": {"input": "image", "show": "boxes"},
         }  # fmt: skip
         return ExportSpec(module, sample(2, 0), ["boxes", "scores", "labels", "count"], sidecar, sample)
 

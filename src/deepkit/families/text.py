@@ -22,7 +22,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
-from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved, ServeHook
 
 if TYPE_CHECKING:
     import numpy as np
@@ -535,7 +535,9 @@ class TextClassifierPredictor(TokenPredictor):
                 "lengths": {"dtype": "int64", "shape": [], "range": [1, saved.max_len]},
             },
             "outputs": {"probabilities": {"shape": [len(names)], "labels": names}},
+            "page": {"input": "text", "show": "bars"},
             "tokenizer": {
+                "inputs": {"tokens": "tokens", "lengths": "lengths"},  # which inputs the encoded text fills
                 "file": "tokenizer.json",
                 "add_special": saved.add_special,
                 "max_len": saved.max_len,
@@ -673,6 +675,25 @@ class LanguageModelPredictor(TokenPredictor):
             generator=g,
             **options,
         )
+
+    def serve_hooks(self) -> dict[str, ServeHook]:
+        """``deepkit serve``: ``POST /generate/stream``, the continuation of a prompt as server-sent events. A
+        prompt longer than the model's context is refused (not cut)."""
+
+        def run(prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, seed: int | None):
+            return self.stream(prompt, max_new_tokens, temperature, top_k, seed, on_long_prompt="error")
+
+        params = {
+            "prompt": {"type": "string", "maxLength": 20_000},
+            "max_new_tokens": {"type": "integer", "default": 100, "minimum": 1, "maximum": 2000},
+            "temperature": {"type": "number", "default": 1.0, "minimum": 0.0, "maximum": 10.0},
+            "top_k": {"type": "integer", "default": None, "minimum": 1},
+            "seed": {"type": "integer", "default": None, "minimum": 0},
+        }
+        return {"generate": ServeHook(run, params, stream=True, description="the continuation of a prompt")}
+
+    def serve_page(self) -> dict[str, Any]:
+        return {"input": "text", "show": "stream", "hook": "generate", "param": "prompt"}
 
     def chat(self, seed: int | None = None, **options: Any) -> ChatSession:
         """A :class:`ChatSession`; ``options`` are ``stream``'s (max_new_tokens, temperature, top_k, top_p,

@@ -15,7 +15,16 @@ import numpy as np
 
 from deepkit.serve.backends import Backend
 from deepkit.serve.batching import Batcher
-from deepkit.serve.requests import NPY_TYPES, RequestError, finite_or_none, from_image, from_json, from_npy
+from deepkit.serve.hooks import add_hook_routes, describe_hooks
+from deepkit.serve.requests import (
+    NPY_TYPES,
+    RequestError,
+    TextEncoder,
+    finite_or_none,
+    from_image,
+    from_json,
+    from_npy,
+)
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -88,6 +97,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
     batcher = Batcher(backend, cfg.max_batch, cfg.max_wait_ms)
     side = backend.sidecar
     inputs, outputs = side["inputs"], side["outputs"]
+    text = TextEncoder.of(side, backend.files)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -107,7 +117,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        """The browser page: drop an image (image models) or type JSON inputs; top-k classes as bars."""
+        """The browser page, fitted to the model by ``/info``'s ``page`` (what to ask for, how to show it)."""
         return PAGE.read_text(encoding="utf-8")
 
     @app.get("/health")
@@ -118,6 +128,9 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
     async def info() -> dict[str, Any]:
         return {
             "task": side.get("task"),
+            "page": page_of(side, text is not None),
+            "hooks": describe_hooks(backend.hooks),
+            "predict": backend.predicts,
             "inputs": inputs,
             "outputs": outputs,
             "classes": next((o["labels"] for o in outputs.values() if o.get("labels")), None),
@@ -149,14 +162,34 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
         (``application/x-npy``: ``numpy.save`` bytes of the one input, batch first or one sample;
         ``application/x-npz``: ``numpy.savez`` of the inputs by name), read without pickle; or an image as
         multipart (field ``file``) or as the raw body (``image/png``, ...)."""
-        arrays = await read_request(request, inputs, cfg)
+        if not backend.predicts:
+            raise RequestError(
+                404,
+                f"this run has no /predict: {backend.why_not}",
+                expected=" or ".join(f"POST {p}" for p in describe_hooks(backend.hooks).values()) or None,
+            )
+        arrays = await read_request(request, inputs, cfg, text)
         out = await batcher.submit(arrays)
         return respond(out, outputs, top_k if top_k is not None else cfg.top_k)
 
+    add_hook_routes(app, backend.hooks)
     return app
 
 
-async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dict[str, np.ndarray]:
+def page_of(side: dict[str, Any], takes_text: bool) -> dict[str, Any]:
+    """The page description: the family's (sidecar ``page``), else what the inputs and outputs suggest (an image
+    input: an image upload; an output naming classes: bars; otherwise JSON in, JSON out)."""
+    page = dict(side.get("page") or {})
+    inputs, outputs = side.get("inputs") or {}, side.get("outputs") or {}
+    if "input" not in page:
+        image = len(inputs) == 1 and next(iter(inputs.values())).get("kind") == "image"
+        page["input"] = "image" if image else "text" if takes_text else "json"
+    if "show" not in page:
+        page["show"] = "bars" if any(o.get("labels") for o in outputs.values()) else "json"
+    return page
+
+
+async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig, text=None) -> dict[str, np.ndarray]:
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     accepted = "application/json, application/x-npy, application/x-npz, multipart/form-data (field 'file') or image/*"
     if kind == "multipart/form-data":
@@ -176,7 +209,7 @@ async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dic
         raise RequestError(415, "unsupported content type", received=kind or "none", expected=accepted)
     if not body:
         raise RequestError(400, "the request body is empty", received="0 bytes", expected='{"inputs": ...}')
-    return from_json(body, inputs)
+    return from_json(body, inputs, text)
 
 
 def respond(out: dict[str, np.ndarray], outputs: dict[str, Any], top_k: int) -> dict[str, Any]:

@@ -37,16 +37,59 @@ def describe_input(info: dict[str, Any]) -> str:
     return f"{info['dtype']} array of shape (N, {shape})" if shape else f"{info['dtype']} array of shape (N,)"
 
 
-def from_json(body: bytes, inputs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+class TextEncoder:
+    """Texts -> the token inputs of a model whose sidecar has a ``tokenizer`` entry (``file``, ``inputs``: which
+    input gets the padded ids and which the lengths, ``pad_id``, ``max_len``, ``add_special``), with the tokenizer
+    file exported beside it: ``{"text": "..."}`` or ``{"text": ["...", ...]}`` in a ``/predict`` body."""
+
+    def __init__(self, info: dict[str, Any], path):
+        from deepkit.data.tokenizers import load_tokenizer
+
+        self.tokenizer = load_tokenizer(path)
+        self.tokens, self.lengths = info["inputs"]["tokens"], info["inputs"]["lengths"]
+        self.max_len, self.pad_id, self.add_special = int(info["max_len"]), int(info["pad_id"]), info["add_special"]
+
+    @classmethod
+    def of(cls, sidecar: dict[str, Any], files: dict[str, Any]) -> TextEncoder | None:
+        info = sidecar.get("tokenizer")
+        if not info or "inputs" not in info or info.get("file") not in files:
+            return None
+        return cls(info, files[info["file"]])
+
+    def __call__(self, texts: Any) -> dict[str, np.ndarray]:
+        texts = [texts] if isinstance(texts, str) else texts
+        want = f"a text or a list of texts, each at most {self.max_len} tokens"
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            got = type(texts).__name__ if not isinstance(texts, list) else "a list of non-texts or an empty list"
+            raise RequestError(422, "'text' must hold text", received=got, expected=want)
+        ids = []
+        for i, t in enumerate(texts):
+            row = self.tokenizer.encode(t, add_special=self.add_special)
+            if len(row) > self.max_len:
+                raise RequestError(
+                    422, f"text {i} is longer than the model's context", received=f"{len(row)} tokens", expected=want
+                )
+            ids.append(row or [self.tokenizer.unk_id])
+        tokens = np.full((len(ids), max(map(len, ids))), self.pad_id, dtype=np.int64)
+        for i, row in enumerate(ids):
+            tokens[i, : len(row)] = row
+        return {self.tokens: tokens, self.lengths: np.array([len(r) for r in ids], dtype=np.int64)}
+
+
+def from_json(body: bytes, inputs: dict[str, dict[str, Any]], text: TextEncoder | None = None) -> dict[str, np.ndarray]:
     """``{"inputs": ARRAY}`` (one-input models) or ``{"inputs": {NAME: ARRAY, ...}}``; an array is one sample
-    of the input's shape or a batch of them."""
-    expected = {"inputs": {k: describe_input(v) for k, v in inputs.items()}}
+    of the input's shape or a batch of them. Models that take token ids also take ``{"text": ...}``."""
+    expected: dict[str, Any] = {"inputs": {k: describe_input(v) for k, v in inputs.items()}}
+    if text is not None:
+        expected["or"] = {"text": "a text or a list of texts"}
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(
             400, f"the body is not valid JSON: {e}", received=_preview(body), expected=expected
         ) from None
+    if text is not None and isinstance(doc, dict) and "text" in doc and "inputs" not in doc:
+        return text(doc["text"])
     if not isinstance(doc, dict) or "inputs" not in doc:
         got = f"a JSON {type(doc).__name__}" + (f" with keys {sorted(doc)}" if isinstance(doc, dict) else "")
         raise RequestError(422, "the JSON body needs an 'inputs' member", received=got, expected=expected)
