@@ -398,3 +398,29 @@ def test_recommendations_by_user(rec_table, deepkit_cli, tmp_path_factory):
         assert [i["item"] for i in r.json()["result"]] == [i["item"] for i in predictor.recommend([user], k=3)[0]]
         unknown = c.post("/recommend", json={"user": "no-such-user"})
         assert unknown.status_code == 422 and "no-such-user" in unknown.json()["error"]
+
+
+def test_the_page_script_parses(tmp_path):
+    """The page's JavaScript is valid (``node --check``; node ships with Playwright's driver, or on PATH). The
+    browser test (tests/test_serve_browser.py) runs it for real where Chromium is installed."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from deepkit.serve.app import PAGE
+
+    try:
+        from playwright._impl._driver import compute_driver_executable
+
+        driver = compute_driver_executable()
+        node = str(driver[0]) if isinstance(driver, tuple) else None
+    except ImportError:
+        node = None
+    node = node if node and Path(node).is_file() else shutil.which("node")
+    if node is None:
+        pytest.skip("no node executable (Playwright's driver or PATH) to check the page's script with")
+    script = re.search(r"<script>(.*)</script>", PAGE.read_text(encoding="utf-8"), re.S).group(1)
+    (tmp_path / "page.js").write_text(script)
+    proc = subprocess.run([node, "--check", str(tmp_path / "page.js")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,102 @@
+"""``deepkit serve``'s page in a real headless Chromium (Playwright), as a person uses it: open the page, upload a
+digit image, see the right class at the top of the bars.
+
+Needs the ``playwright`` package and its Chromium (``python -m playwright install chromium``; ``make test-all``
+runs it). Where the browser cannot be installed (no network to its download host), the test skips and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'deepkit[serve]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
+
+import deepkit  # noqa: E402
+from deepkit.serve import ServeConfig, create_app, open_backend  # noqa: E402
+
+
+def browsers_folder() -> Path:
+    """Where ``playwright install`` puts browsers (``PLAYWRIGHT_BROWSERS_PATH``, else its per-user cache)."""
+    env = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+    if env and env != "0":
+        return Path(env)
+    return Path.home() / ("Library/Caches" if sys.platform == "darwin" else ".cache") / "ms-playwright"
+
+
+FOLDER = browsers_folder()
+pytestmark = pytest.mark.skipif(  # checked before anything starts (Playwright's driver, the session's trained run)
+    os.environ.get("PLAYWRIGHT_BROWSERS_PATH") != "0" and not any(FOLDER.glob("chromium*")),
+    reason=f"Chromium for Playwright is not installed (nothing in {FOLDER}); run `python -m playwright install "
+    "chromium` (`make test-all` does), which needs network access to its download host",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        with sync_api.sync_playwright() as p:
+            try:
+                b = p.chromium.launch(headless=True)
+            except sync_api.Error as e:
+                pytest.skip(
+                    "Chromium for Playwright is not installed (run `python -m playwright install chromium`; "
+                    f"it needs network access to its download host): {str(e).splitlines()[0]}"
+                )
+            yield b
+            b.close()
+    except sync_api.Error as e:  # the driver itself cannot start
+        pytest.skip(f"Playwright cannot start here: {str(e).splitlines()[0]}")
+
+
+@pytest.fixture(scope="module")
+def server(digits_run):
+    """``deepkit serve`` of the session's digits run on a free loopback port, in a thread of this process."""
+    import uvicorn
+
+    run = digits_run[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(open_backend(run), ServeConfig(max_wait_ms=1))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/", run
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_upload_a_digit_and_see_its_class(browser, server):
+    url, run = server
+    predictor = deepkit.load(run)
+    samples = sorted((run / "samples").glob("*_label_*.png"))
+    label = lambda p: re.search(r"_label_(\w+)\.png$", p.name).group(1)  # noqa: E731
+    right = [p for p in samples if predictor.predict_files([p], top_k=1)[0]["class"] == label(p)]
+    assert right, "the trained digits run classifies none of its sample images correctly"
+    image = right[0]
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='image/bars']", timeout=10_000)
+        assert "classification" in page.inner_text("#about")
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("#result[data-top]", timeout=10_000)
+        assert page.get_attribute("#result", "data-top") == label(image)
+        assert page.locator("#result .bar").count() >= 1 and page.inner_text("#error") == ""
+        page.set_input_files("#file", {"name": "x.png", "mimeType": "image/png", "buffer": b"not an image"})
+        page.wait_for_function("document.getElementById('error').textContent.startsWith('422')", timeout=10_000)
+    finally:
+        page.close()
