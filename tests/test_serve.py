@@ -424,3 +424,55 @@ def test_the_page_script_parses(tmp_path):
     (tmp_path / "page.js").write_text(script)
     proc = subprocess.run([node, "--check", str(tmp_path / "page.js")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_two_workers_serve(run, predictor, tmp_path):
+    """``deepkit serve --workers 2``: two server processes, each with its own model, answer on one port."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import httpx
+
+    from conftest import cli_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "deepkit", "serve", str(run), "--port", str(port), "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        tasks = Path(f"/proc/{proc.pid}/task")
+        children = {int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()}
+        x = raw_inputs(predictor, 1, seed=4)
+        want = predictor.predict_proba(x)
+
+        def call(_):
+            with httpx.Client(timeout=30) as c:  # a new connection each time: the kernel picks the worker
+                r = c.post(url + "/predict", json={"inputs": x.tolist()})
+                return r.status_code, np.array(r.json()["outputs"]["probabilities"]), c.get(url + "/info").json()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, range(40)))
+        assert all(status == 200 and np.abs(p - want).max() < 1e-5 for status, p, _ in answers)
+        workers = {info["worker"] for _, _, info in answers}
+        assert len(children) >= 2 and workers <= children, (children, workers)
+        assert len(workers) == 2, f"only worker {workers} answered 40 requests"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import sys
 import threading
@@ -32,11 +33,23 @@ def browsers_folder() -> Path:
     return Path.home() / ("Library/Caches" if sys.platform == "darwin" else ".cache") / "ms-playwright"
 
 
+def system_chromium() -> str | None:
+    """A Chromium installed by the system's packages (Debian: ``apt install chromium-headless-shell``), used
+    when Playwright's own download is not there."""
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
 FOLDER = browsers_folder()
+OWN = os.environ.get("PLAYWRIGHT_BROWSERS_PATH") == "0" or any(FOLDER.glob("chromium*"))
 pytestmark = pytest.mark.skipif(  # checked before anything starts (Playwright's driver, the session's trained run)
-    os.environ.get("PLAYWRIGHT_BROWSERS_PATH") != "0" and not any(FOLDER.glob("chromium*")),
-    reason=f"Chromium for Playwright is not installed (nothing in {FOLDER}); run `python -m playwright install "
-    "chromium` (`make test-all` does), which needs network access to its download host",
+    not OWN and system_chromium() is None,
+    reason=f"no Chromium for Playwright (nothing in {FOLDER}, none on PATH); run `python -m playwright install "
+    "chromium` (`make test-all` does; it needs network access to its download host) or install the system's "
+    "chromium package",
 )
 
 
@@ -45,7 +58,7 @@ def browser():
     try:
         with sync_api.sync_playwright() as p:
             try:
-                b = p.chromium.launch(headless=True)
+                b = p.chromium.launch(headless=True, executable_path=None if OWN else system_chromium())
             except sync_api.Error as e:
                 pytest.skip(
                     "Chromium for Playwright is not installed (run `python -m playwright install chromium`; "

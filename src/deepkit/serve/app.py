@@ -7,6 +7,7 @@ what was received and what was expected, and no request names a file on the serv
 
 import contextlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
             "batching": {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms},
             "limits": {"max_body_bytes": cfg.max_body_bytes, "max_image_pixels": cfg.max_image_pixels},
             "versions": versions(),
-            "stats": asdict(batcher.stats),
+            "stats": asdict(batcher.stats),  # this worker's
+            "worker": os.getpid(),
         }
 
     binary = {"schema": {"type": "string", "format": "binary"}}
@@ -174,6 +176,19 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
 
     add_hook_routes(app, backend.hooks)
     return app
+
+
+WORKER_ENV = "DEEPKIT_SERVE_WORKER"  # JSON: what each worker process of `deepkit serve --workers N` serves
+
+
+def worker_app():
+    """The app of one worker of ``deepkit serve --workers N`` (uvicorn's factory): each worker loads the model
+    itself, from the path, backend and limits the parent checked and wrote to ``$DEEPKIT_SERVE_WORKER``."""
+    from deepkit.serve.backends import open_backend
+
+    spec = json.loads(os.environ[WORKER_ENV])
+    backend = open_backend(spec["path"], spec["backend"], spec.get("threads"))
+    return create_app(backend, ServeConfig(**spec["config"]))
 
 
 def page_of(side: dict[str, Any], takes_text: bool) -> dict[str, Any]:
