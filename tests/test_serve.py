@@ -320,6 +320,7 @@ def test_detection_and_segmentation_pages_describe_their_outputs():
         x = np.random.default_rng(0).random((1, 3, 128, 128)).astype(np.float32)
         out = c.post("/predict", content=npy(x), headers=NPY).json()["outputs"]
         assert np.array(out["boxes"]).shape == (1, 100, 4) and out["count"][0] > 0
+        assert isinstance(out["count"][0], int) and isinstance(out["labels"][0][0], int)  # not 3.0
     with TestClient(create_app(TorchBackend(segmentation_predictor("unet_small", [48, 48]), "memory"))) as c:
         page = c.get("/info").json()["page"]
         assert page["show"] == "mask" and len(page["palette"]) == 4 and len(page["palette"][0]) == 3
@@ -327,6 +328,10 @@ def test_detection_and_segmentation_pages_describe_their_outputs():
 
 @pytest.fixture(scope="module")
 def lm():
+    return lm_predictor()
+
+
+def lm_predictor():
     import torch
 
     from deepkit.data.tokenizers import build_tokenizer

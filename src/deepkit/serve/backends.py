@@ -70,7 +70,8 @@ class TorchBackend(Backend):
         with torch.no_grad():
             out = self.module(*(torch.from_numpy(inputs[k]).to(self.device) for k in self.order))
         out = out if isinstance(out, tuple | list) else (out,)
-        return {k: v.detach().float().cpu().numpy() for k, v in zip(self.outputs, out, strict=True)}
+        out = [v.detach().cpu() for v in out]  # integer outputs (labels, counts) stay integers
+        return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in zip(self.outputs, out, strict=True)}
 
 
 class OnnxBackend(Backend):
