@@ -218,19 +218,15 @@ def test_cli_export_errors_are_one_line(digits_run, run_cli, tmp_path):
     run, _ = digits_run
     proc = run_cli("export", run, "--format", "tflite", "--out", tmp_path)
     assert (
-        proc.returncode == 2 and "unknown export format 'tflite'; expected one of onnx, pt2, safetensors" in proc.stderr
+        proc.returncode == 2
+        and "unknown export format 'tflite'; expected one of onnx, pt2, safetensors, hf" in proc.stderr
     )
     proc = run_cli("export", run, "--out", tmp_path / "model.onnx")
     assert proc.returncode == 2 and "--out is a folder" in proc.stderr
 
 
-@pytest.mark.parametrize(
-    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(TEXT_EXPORTABLE)]
-)
-def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
-    """The exported graph takes what the run's tokenizer gives: onnxruntime on the encoded texts equals
-    ``predict_proba(texts)`` (texts of different lengths, so padding and the attention mask matter)."""
-    from deepkit.data.tokenizers import build_tokenizer, load_tokenizer
+def tiny_text_predictor(name: str = "bert"):
+    from deepkit.data.tokenizers import build_tokenizer
     from deepkit.families.text import FAMILY as TEXT_FAMILY
     from deepkit.families.text import TextSaved
 
@@ -239,7 +235,19 @@ def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
     torch.manual_seed(0)
     model = create_model(name, vocab_size=tok.vocab_size, num_classes=3, head="classification", **TINY_ENCODER)
     saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["neg", "mid", "pos"], max_len=32)
-    predictor = TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+    return TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(TEXT_EXPORTABLE)]
+)
+def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
+    """The exported graph takes what the run's tokenizer gives: onnxruntime on the encoded texts equals
+    ``predict_proba(texts)`` (texts of different lengths, so padding and the attention mask matter)."""
+    from deepkit.data.tokenizers import load_tokenizer
+
+    predictor = tiny_text_predictor(name)
+    tok = predictor.tokenizer
     result = export(predictor, "onnx", tmp_path, dynamic_batch=True)
     assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
     texts = ["what a good story", "dull", "a gripping, slow film it was", "bad"]  # not the export's inputs
@@ -437,3 +445,43 @@ def test_detector_onnx_and_pt2_give_eagers_detections(name, tmp_path):
     with torch.no_grad():
         pt2 = dict(zip(["boxes", "scores", "labels", "count"], (t.numpy() for t in program.module()(x)), strict=True))
     assert assert_same_detections(pt2, predictor.model, x) > 0
+
+
+def test_hf_format_loads_in_transformers_with_equal_outputs(tmp_path):
+    """``--format hf``: a text classifier's folder loads with ``transformers``' Auto classes; its tokenizer encodes
+    as the run's does, and the logits equal deepkit's (softmax = ``predict_proba``); class names are id2label."""
+    transformers = pytest.importorskip("transformers")
+    predictor = tiny_text_predictor()
+    texts = ["what a good story", "dull", "a gripping, slow film it was"]
+    export(predictor, "hf", tmp_path)
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    enc = tok(texts, padding=True, return_tensors="pt")
+    assert [tok(t)["input_ids"] for t in texts] == [predictor.tokenizer.encode(t) for t in texts]
+    with torch.no_grad():
+        probs = torch.softmax(model(**enc).logits, -1).numpy()
+    assert np.abs(probs - predictor.predict_proba(texts)).max() <= PARITY_TOLERANCE
+    assert model.config.id2label == {0: "neg", 1: "mid", 2: "pos"}
+    assert json.loads((tmp_path / "deepkit.json").read_text())["format"] == "hf"
+
+
+def test_hf_format_of_a_gpt2_language_model_and_a_refusal(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from deepkit.data.tokenizers import build_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+
+    tok = build_tokenizer("char", ["the quick brown fox jumps over the lazy dog"])
+    torch.manual_seed(0)
+    model = create_model("gpt2", vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, n_positions=32)
+    lm = TEXT_FAMILY.predictor(model, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+    export(lm, "hf", tmp_path / "gpt2")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2").eval()
+    ids = transformers.AutoTokenizer.from_pretrained(tmp_path / "gpt2")("the lazy fox", return_tensors="pt")
+    assert ids["input_ids"][0].tolist() == tok.encode("the lazy fox")
+    with torch.no_grad():
+        assert (back(**ids).logits - lm.model(ids["input_ids"])).abs().max() <= PARITY_TOLERANCE
+    rnn = create_model("lstm_lm", vocab_size=tok.vocab_size, embed_dim=8, hidden_size=8, num_layers=1)
+    rnn_lm = TEXT_FAMILY.predictor(rnn, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+    with pytest.raises(ExportError, match="--format hf needs a Transformer with Hugging Face parameter names"):
+        export(rnn_lm, "hf", tmp_path / "rnn")

@@ -253,7 +253,9 @@ def predict(
 @app.command("export", epilog=DEBUG_EPILOG, cls=_Command)
 def export_run(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx, pt2 (torch.export) or safetensors.")] = "onnx",
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx, pt2 (torch.export), safetensors or hf (transformers folder).")
+    ] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/export).")] = None,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
     dynamic_batch: Annotated[bool, flag("--dynamic-batch", help="Let the batch size vary (onnx, pt2).")] = False,

@@ -297,6 +297,17 @@ class Predictor:
         what = self.kind or type(self).__name__
         raise ExportError(f"{self._where()} is a '{self.task_name}' run ({what}): its family cannot be exported yet")
 
+    def export_hf(self, folder: Path) -> None:
+        """Write the run as a Hugging Face ``save_pretrained``-style folder (``config.json``, ``model.safetensors``,
+        tokenizer files) for ``deepkit export --format hf``; runs whose model has no ``transformers`` counterpart
+        keep this default, which says so."""
+        from deepkit.errors import ExportError
+
+        raise ExportError(
+            f"{self._where()} is a '{self.task_name}' run of a {type(self.model).__name__}: --format hf needs a "
+            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run"
+        )
+
     def serve_hooks(self) -> dict[str, ServeHook]:
         """Operations ``deepkit serve`` offers besides ``/predict`` (see :class:`ServeHook`); default none."""
         return {}

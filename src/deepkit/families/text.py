@@ -451,6 +451,34 @@ class TokenPredictor(Predictor):
     def class_names(self) -> list[str] | None:
         return self.saved.class_names
 
+    def export_hf(self, folder: Path) -> None:
+        """``config.json`` + ``model.safetensors`` (``interop.export_hf``: ``transformers`` loads them with the
+        class in ``architectures``), the class names as ``id2label``, and the run's tokenizer as a Hugging Face
+        ``tokenizer.json`` (+ ``tokenizer_config.json``, special tokens) that encodes as the run encoded."""
+        import json
+
+        from deepkit.data.tokenizers import hf_tokenizer
+        from deepkit.models.token_model import TokenModel
+
+        if not isinstance(self.model, TokenModel) or not getattr(type(self.model), "hf_model_type", None):
+            super().export_hf(folder)
+        from deepkit.interop.hf import export_hf
+
+        folder.mkdir(parents=True, exist_ok=True)
+        export_hf(self.model, folder)
+        config = json.loads((folder / "config.json").read_text())
+        if self.class_names and "num_labels" in config:
+            config["id2label"] = {str(i): n for i, n in enumerate(self.class_names)}
+            config["label2id"] = {n: i for i, n in enumerate(self.class_names)}
+        tok = self.tokenizer
+        specials = {"pad_token": tok.pad_id, "unk_token": tok.unk_id, "bos_token": tok.bos_id, "eos_token": tok.eos_id}
+        config.update({k.replace("token", "token_id"): v for k, v in specials.items()})
+        (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        hf_tokenizer(tok, self.saved.add_special).save(str(folder / "tokenizer.json"))
+        tok_config = {k: tok.id_to_token(v) for k, v in specials.items()}
+        tok_config.update(tokenizer_class="PreTrainedTokenizerFast", model_max_length=self.saved.max_len)
+        (folder / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
+
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         from deepkit.data.text import pad_batch, truncate
 
