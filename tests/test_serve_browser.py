@@ -74,23 +74,9 @@ def browser():
 @pytest.fixture(scope="module")
 def server(digits_run):
     """``deepkit serve`` of the session's digits run on a free loopback port, in a thread of this process."""
-    import uvicorn
-
     run = digits_run[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(open_backend(run), ServeConfig(max_wait_ms=1))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", run
-    srv.should_exit = True
-    thread.join(10)
+    with serving(open_backend(run), ServeConfig(max_wait_ms=1)) as url:
+        yield url, run
 
 
 def test_upload_a_digit_and_see_its_class(browser, server):
@@ -117,14 +103,15 @@ def test_upload_a_digit_and_see_its_class(browser, server):
 
 
 @contextlib.contextmanager
-def serving(backend):
+def serving(backend, config: ServeConfig | None = None):
     """An app for ``backend`` on a free loopback port, in a thread of this process: yields its URL."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(backend), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(backend, config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
