@@ -65,8 +65,11 @@ SEGMENTATION_EXPORTABLE = {  # model -> the run's resize (None: the graph takes 
     "unet_small": [48, 48],
     "fcn_resnet18": None,
     "deeplabv3_resnet18": None,
+    "unet": None,  # the full-width U-Net (64-1024 channels)
+    "unet_encoder": None,  # U-Net decoder on ResNet-18 stages
+    "fcn_resnet50": None,
+    "deeplabv3_resnet50": None,
 }
-SEGMENTATION = "segmentation: the same path as SEGMENTATION_EXPORTABLE, not in the parity test yet (bigger graphs)"
 # generative models exported through the generative family: noise z [+ labels] in, images in [0, 1] out
 GENERATIVE_EXPORTABLE = {"vae": "vae", "conv_vae": "vae", "dcgan": "gan", "cdcgan": "gan"}  # model -> task
 GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder (the encode verb) is not written yet"
@@ -84,7 +87,6 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["t5", "t5-small", "t5-large", "seq2seq_bahdanau", "seq2seq_luong"], SEQ2SEQ),
     **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["fcos_resnet50_fpn", "retinanet_resnet50_fpn"], DETECTION),
-    **dict.fromkeys(["deeplabv3_resnet50", "fcn_resnet50", "unet", "unet_encoder"], SEGMENTATION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
     **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "sasrec"], RECOMMENDERS),

@@ -84,3 +84,16 @@ def test_top_detections_pads_and_orders():
     assert top["scores"].tolist() == [[pytest.approx(0.9), pytest.approx(0.2), 0.0, 0.0]]
     assert top["labels"].tolist() == [[2, 1, -1, -1]] and top["valid"].tolist() == [[True, True, False, False]]
     assert torch.equal(top["boxes"][0, 0], boxes[0, 1]) and not top["boxes"][0, 2:].any()
+
+
+def test_roi_align_per_image_equals_roi_align():
+    """The fixed-shape RoIAlign an exported Faster R-CNN uses gives roi_align's numbers (sampling ratio 2)."""
+    from deepkit.nn.roi_align import roi_align, roi_align_per_image
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 5, 16, 20, generator=g)
+    xy = torch.rand(2, 7, 2, generator=g) * 60
+    boxes = torch.cat([xy, xy + torch.rand(2, 7, 2, generator=g) * 30 + 0.2], -1)  # some past the map's edge
+    got = roi_align_per_image(feats, boxes, (7, 7), 0.25, (2, 2))
+    want = roi_align(feats, list(boxes), (7, 7), 0.25, sampling_ratio=2)
+    assert got.shape == (14, 5, 7, 7) and torch.allclose(got, want, atol=1e-5)

@@ -327,7 +327,7 @@ class FasterRCNN(Detector):
         smaller than 0.01 px marked)."""
         from deepkit.errors import ExportError
         from deepkit.nn.nms_export import INVALID, top_detections
-        from deepkit.nn.roi_align import LevelMapper, _roi_align_group
+        from deepkit.nn.roi_align import LevelMapper, roi_align_per_image
 
         feats = self.backbone(batch)
         rpn, heads = self.rpn, self.roi_heads
@@ -359,15 +359,13 @@ class FasterRCNN(Detector):
             raise ExportError("RoIAlign with an adaptive sampling ratio is not exported; expected a fixed one")
         p = props["boxes"].shape[1]
         flat = props["boxes"].reshape(-1, 4)
-        image = torch.arange(n, device=batch.device, dtype=flat.dtype).repeat_interleave(p)
-        rois = torch.cat([image[:, None], flat], 1)
         fmaps = [feats[k] for k in pool.featmap_names]
         scales = [2.0 ** round(math.log2(float(f.shape[-2]) / float(size[0]))) for f in fmaps]
         which = LevelMapper(int(-math.log2(scales[0])), int(-math.log2(scales[-1])))([flat])
         grid = (pool.sampling_ratio, pool.sampling_ratio)
         pooled = 0
-        for level, (f, scale) in enumerate(zip(fmaps, scales, strict=True)):
-            out = _roi_align_group(f, rois, pool.output_size, scale, grid, False)
+        for level, (f, scale) in enumerate(zip(fmaps, scales, strict=True)):  # every box from every level, kept
+            out = roi_align_per_image(f, props["boxes"], pool.output_size, scale, grid)  # from its own
             pooled = pooled + out * (which == level).to(out.dtype)[:, None, None, None]
         cls, reg = heads.box_predictor(heads.box_head(pooled))
         k = cls.shape[-1]
