@@ -431,6 +431,7 @@ def test_the_page_script_parses(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 def test_two_workers_serve(run, predictor, tmp_path):
     """``deepkit serve --workers 2``: two server processes, each with its own model, answer on one port."""
     import os
