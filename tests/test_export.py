@@ -487,3 +487,18 @@ def test_hf_format_of_a_gpt2_language_model_and_a_refusal(tmp_path):
     rnn_lm = TEXT_FAMILY.predictor(rnn, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
     with pytest.raises(ExportError, match="--format hf needs a Transformer with Hugging Face parameter names"):
         export(rnn_lm, "hf", tmp_path / "rnn")
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe", "wordpiece"])
+def test_hf_tokenizer_encodes_as_the_run_encodes(kind):
+    """The Hugging Face ``tokenizer.json`` ``--format hf`` writes gives the run's ids (with and without BOS/EOS),
+    on text with punctuation, accents, unseen words and odd whitespace."""
+    pytest.importorskip("tokenizers")
+    from deepkit.data.tokenizers import build_tokenizer, hf_tokenizer
+
+    corpus = ["A good film, isn't it?", "a bad film...", "dull and slow, très lent", "naïve café's end"] * 20
+    tok = build_tokenizer(kind, corpus, **({} if kind in ("char", "word") else {"vocab_size": 100}))
+    texts = ["What's this? A GOOD film!!", "unknown wörds here", "  spaces\tand\nnewlines  ", "café"]
+    for add in (False, True):
+        hf = hf_tokenizer(tok, add)
+        assert [hf.encode(t).ids for t in texts] == [tok.encode(t, add_special=add) for t in texts]
