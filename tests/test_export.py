@@ -54,14 +54,22 @@ LM = "language model: generation (sampling loop, KV cache) is not in a graph yet
 SEQ2SEQ = "sequence-to-sequence: encoder + decoder loop not exported yet"
 # forecasters exported through the series family: raw history in, the next `horizon` values out
 SERIES_EXPORTABLE = ("gru_forecaster", "lstm_forecaster")
-DETECTION = "detection family: box decoding + NMS inside the graph not written yet"
+# detectors exported through the detection family: image in, boxes/scores/labels/count (NMS inside) out
+DETECTION_EXPORTABLE = ("retinanet_small", "fcos_small", "fasterrcnn_small")
+DETECTION = (
+    "detection: the same path as DETECTION_EXPORTABLE (same classes, full-size backbones); not in the parity test "
+    "(an 800-px graph takes minutes to export on one CPU thread)"
+)
 # segmenters exported through the segmentation family: image in, class probabilities at the input size out
 SEGMENTATION_EXPORTABLE = {  # model -> the run's resize (None: the graph takes the example's 64×64)
     "unet_small": [48, 48],
     "fcn_resnet18": None,
     "deeplabv3_resnet18": None,
+    "unet": None,  # the full-width U-Net (64-1024 channels)
+    "unet_encoder": None,  # U-Net decoder on ResNet-18 stages
+    "fcn_resnet50": None,
+    "deeplabv3_resnet50": None,
 }
-SEGMENTATION = "segmentation: the same path as SEGMENTATION_EXPORTABLE, not in the parity test yet (bigger graphs)"
 # generative models exported through the generative family: noise z [+ labels] in, images in [0, 1] out
 GENERATIVE_EXPORTABLE = {"vae": "vae", "conv_vae": "vae", "dcgan": "gan", "cdcgan": "gan"}  # model -> task
 GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder (the encode verb) is not written yet"
@@ -79,9 +87,8 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "char_lstm_lm", "gru_lm", "lstm_lm"], LM),
     "rnn_lm": LM,
     **dict.fromkeys(["t5", "t5-small", "t5-large", "seq2seq_bahdanau", "seq2seq_luong"], SEQ2SEQ),
-    **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn", "fasterrcnn_small"], DETECTION),
-    **dict.fromkeys(["fcos_resnet50_fpn", "fcos_small", "retinanet_resnet50_fpn", "retinanet_small"], DETECTION),
-    **dict.fromkeys(["deeplabv3_resnet50", "fcn_resnet50", "unet", "unet_encoder"], SEGMENTATION),
+    **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn"], DETECTION),
+    **dict.fromkeys(["fcos_resnet50_fpn", "retinanet_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
     **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "sasrec"], RECOMMENDERS),
@@ -90,7 +97,7 @@ NOT_EXPORTABLE = {
 
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
     exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
-    exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE)
+    exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -215,19 +222,15 @@ def test_cli_export_errors_are_one_line(digits_run, run_cli, tmp_path):
     run, _ = digits_run
     proc = run_cli("export", run, "--format", "tflite", "--out", tmp_path)
     assert (
-        proc.returncode == 2 and "unknown export format 'tflite'; expected one of onnx, pt2, safetensors" in proc.stderr
+        proc.returncode == 2
+        and "unknown export format 'tflite'; expected one of onnx, pt2, safetensors, hf" in proc.stderr
     )
     proc = run_cli("export", run, "--out", tmp_path / "model.onnx")
     assert proc.returncode == 2 and "--out is a folder" in proc.stderr
 
 
-@pytest.mark.parametrize(
-    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(TEXT_EXPORTABLE)]
-)
-def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
-    """The exported graph takes what the run's tokenizer gives: onnxruntime on the encoded texts equals
-    ``predict_proba(texts)`` (texts of different lengths, so padding and the attention mask matter)."""
-    from deepkit.data.tokenizers import build_tokenizer, load_tokenizer
+def tiny_text_predictor(name: str = "bert"):
+    from deepkit.data.tokenizers import build_tokenizer
     from deepkit.families.text import FAMILY as TEXT_FAMILY
     from deepkit.families.text import TextSaved
 
@@ -236,7 +239,19 @@ def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
     torch.manual_seed(0)
     model = create_model(name, vocab_size=tok.vocab_size, num_classes=3, head="classification", **TINY_ENCODER)
     saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["neg", "mid", "pos"], max_len=32)
-    predictor = TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+    return TEXT_FAMILY.predictor(model, "text_classification", saved, None)
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(TEXT_EXPORTABLE)]
+)
+def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
+    """The exported graph takes what the run's tokenizer gives: onnxruntime on the encoded texts equals
+    ``predict_proba(texts)`` (texts of different lengths, so padding and the attention mask matter)."""
+    from deepkit.data.tokenizers import load_tokenizer
+
+    predictor = tiny_text_predictor(name)
+    tok = predictor.tokenizer
     result = export(predictor, "onnx", tmp_path, dynamic_batch=True)
     assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
     texts = ["what a good story", "dull", "a gripping, slow film it was", "bad"]  # not the export's inputs
@@ -361,3 +376,131 @@ def test_a_plain_autoencoder_is_refused_with_the_reason(tmp_path):
     predictor = GENERATIVE_FAMILY.predictor(model, "autoencoder", Preprocessed(prep), None)
     with pytest.raises(ExportError, match="plain autoencoder: no prior to sample from"):
         export(predictor, "onnx", tmp_path)
+
+
+def detection_predictor(name: str):
+    """An untrained detector whose class logits are spread out (std 0.2, bias -3) as a trained one's are: with the
+    initial prior (every score near 0.01) detections would tie to 1e-7 and their order would be noise."""
+    from deepkit.families.detection import FAMILY as DETECTION_FAMILY
+    from deepkit.families.detection import DetectionSaved
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=4, in_channels=3)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module_name, m in model.named_modules():
+            if module_name.endswith(("cls_logits", "cls_score", "bbox_ctrness")):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.2)
+                m.bias.fill_(-3.0)
+    saved = DetectionSaved(["cat", "dog", "bird"], None, 3, [128, 128])
+    return DETECTION_FAMILY.predictor(model, "detection", saved, None)
+
+
+def assert_same_detections(got: dict[str, np.ndarray], model, images: torch.Tensor) -> int:
+    """The fixed-size outputs hold, in their first ``count`` slots, exactly eager PyTorch's detections (background
+    dropped, as ``predict`` drops it): same number, labels, order; boxes and scores within 1e-4; padding after."""
+    from deepkit.tasks.detection import without_background
+
+    with torch.no_grad():
+        eager = [without_background(d) for d in model(list(images))]
+    total = 0
+    for i, want in enumerate(eager):
+        c = int(got["count"][i])
+        assert c == len(want["scores"]), f"image {i}: {c} detections exported, eager gives {len(want['scores'])}"
+        assert np.array_equal(got["labels"][i, :c], want["labels"].numpy())
+        assert np.abs(got["boxes"][i, :c] - want["boxes"].numpy()).max(initial=0) <= PARITY_TOLERANCE
+        assert np.abs(got["scores"][i, :c] - want["scores"].numpy()).max(initial=0) <= PARITY_TOLERANCE
+        assert (got["labels"][i, c:] == -1).all() and not got["scores"][i, c:].any()
+        total += c
+    return total
+
+
+@pytest.mark.parametrize("name", DETECTION_EXPORTABLE)
+def test_detector_export_module_gives_eagers_detections(name):
+    """The graph's fixed-shape post-processing (masks instead of filtering, the NMS operator, top-k into padded
+    slots) gives what the detector's own eval mode gives, on fresh images."""
+    predictor = detection_predictor(name)
+    spec = predictor.export_spec()
+    x = spec.sample(3, 4242)["image"]
+    with torch.no_grad():
+        out = dict(zip(spec.outputs, (t.numpy() for t in spec.module(x)), strict=True))
+    d = predictor.model.export_limits()[1]
+    assert out["boxes"].shape == (3, d, 4) and out["labels"].dtype == np.int64
+    assert assert_same_detections(out, predictor.model, x) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DETECTION_EXPORTABLE)
+def test_detector_onnx_and_pt2_give_eagers_detections(name, tmp_path):
+    """ONNX (NMS as ``NonMaxSuppression``) and ``torch.export`` from raw images to boxes: the same detections as
+    eager PyTorch on images used neither to export nor to check the export."""
+    predictor = detection_predictor(name)
+    result = export(predictor, "onnx", tmp_path / "onnx", dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    x = predictor.export_spec().sample(2, 4242)["image"]
+    got = OnnxModel(tmp_path / "onnx").run({"image": x.numpy()})
+    assert assert_same_detections(got, predictor.model, x) > 0
+    side = json.loads((tmp_path / "onnx" / "deepkit.json").read_text())
+    assert side["outputs"]["labels"]["classes"] == ["cat", "dog", "bird"] and side["page"]["show"] == "boxes"
+    export(predictor, "pt2", tmp_path / "pt2", dynamic_batch=True)
+    import deepkit.nn.nms_export  # noqa: F401 - registers deepkit::batched_nms_mask, which the program calls
+
+    program = torch.export.load(str(tmp_path / "pt2" / "model.pt2"))
+    with torch.no_grad():
+        pt2 = dict(zip(["boxes", "scores", "labels", "count"], (t.numpy() for t in program.module()(x)), strict=True))
+    assert assert_same_detections(pt2, predictor.model, x) > 0
+
+
+def test_hf_format_loads_in_transformers_with_equal_outputs(tmp_path):
+    """``--format hf``: a text classifier's folder loads with ``transformers``' Auto classes; its tokenizer encodes
+    as the run's does, and the logits equal deepkit's (softmax = ``predict_proba``); class names are id2label."""
+    transformers = pytest.importorskip("transformers")
+    predictor = tiny_text_predictor()
+    texts = ["what a good story", "dull", "a gripping, slow film it was"]
+    export(predictor, "hf", tmp_path)
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    enc = tok(texts, padding=True, return_tensors="pt")
+    assert [tok(t)["input_ids"] for t in texts] == [predictor.tokenizer.encode(t) for t in texts]
+    with torch.no_grad():
+        probs = torch.softmax(model(**enc).logits, -1).numpy()
+    assert np.abs(probs - predictor.predict_proba(texts)).max() <= PARITY_TOLERANCE
+    assert model.config.id2label == {0: "neg", 1: "mid", 2: "pos"}
+    assert json.loads((tmp_path / "deepkit.json").read_text())["format"] == "hf"
+
+
+def test_hf_format_of_a_gpt2_language_model_and_a_refusal(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from deepkit.data.tokenizers import build_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+
+    tok = build_tokenizer("char", ["the quick brown fox jumps over the lazy dog"])
+    torch.manual_seed(0)
+    model = create_model("gpt2", vocab_size=tok.vocab_size, n_layer=2, n_embd=32, n_head=2, n_positions=32)
+    lm = TEXT_FAMILY.predictor(model, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+    export(lm, "hf", tmp_path / "gpt2")
+    back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "gpt2").eval()
+    ids = transformers.AutoTokenizer.from_pretrained(tmp_path / "gpt2")("the lazy fox", return_tensors="pt")
+    assert ids["input_ids"][0].tolist() == tok.encode("the lazy fox")
+    with torch.no_grad():
+        assert (back(**ids).logits - lm.model(ids["input_ids"])).abs().max() <= PARITY_TOLERANCE
+    rnn = create_model("lstm_lm", vocab_size=tok.vocab_size, embed_dim=8, hidden_size=8, num_layers=1)
+    rnn_lm = TEXT_FAMILY.predictor(rnn, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+    with pytest.raises(ExportError, match="--format hf needs a Transformer with Hugging Face parameter names"):
+        export(rnn_lm, "hf", tmp_path / "rnn")
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe", "wordpiece"])
+def test_hf_tokenizer_encodes_as_the_run_encodes(kind):
+    """The Hugging Face ``tokenizer.json`` ``--format hf`` writes gives the run's ids (with and without BOS/EOS),
+    on text with punctuation, accents, unseen words and odd whitespace."""
+    pytest.importorskip("tokenizers")
+    from deepkit.data.tokenizers import build_tokenizer, hf_tokenizer
+
+    corpus = ["A good film, isn't it?", "a bad film...", "dull and slow, très lent", "naïve café's end"] * 20
+    tok = build_tokenizer(kind, corpus, **({} if kind in ("char", "word") else {"vocab_size": 100}))
+    texts = ["What's this? A GOOD film!!", "unknown wörds here", "  spaces\tand\nnewlines  ", "café"]
+    for add in (False, True):
+        hf = hf_tokenizer(tok, add)
+        assert [hf.encode(t).ids for t in texts] == [tok.encode(t, add_special=add) for t in texts]

@@ -253,7 +253,9 @@ def predict(
 @app.command("export", epilog=DEBUG_EPILOG, cls=_Command)
 def export_run(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx, pt2 (torch.export) or safetensors.")] = "onnx",
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx, pt2 (torch.export), safetensors or hf (transformers folder).")
+    ] = "onnx",
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/export).")] = None,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
     dynamic_batch: Annotated[bool, flag("--dynamic-batch", help="Let the batch size vary (onnx, pt2).")] = False,
@@ -293,23 +295,51 @@ def serve(
     ] = 5.0,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body (413 above).")] = 10.0,
     threads: Annotated[int | None, typer.Option("--threads", help="onnxruntime threads (default: its own).")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Server processes, each with its own copy of the model (and batcher).")
+    ] = 1,
 ) -> None:
     """Serve a trained run or an ONNX export over HTTP: GET /health, GET /info, POST /predict, docs at /docs.
 
-    POST /predict takes JSON ({"inputs": [[...]]}) or an image file (multipart field 'file', or the raw body).
-    Bad requests get a 4xx JSON error naming what was received and what was expected.
+    POST /predict takes JSON ({"inputs": [[...]]}, or {"text": "..."} for text classifiers), NumPy bytes
+    (application/x-npy, application/x-npz) or an image file (multipart field 'file', or the raw body). Runs
+    with more than a graph add their own routes: POST /generate/stream (language models: server-sent events),
+    POST /recommend (recommenders). The page at / fits the run: class bars, boxes drawn on the image (detection),
+    a mask overlay (segmentation), a streamed continuation, a user's list. Bad requests get a 4xx JSON error
+    naming what was received and what was expected.
     Example: `deepkit serve runs/demo --port 8000`, then `curl -F file=@runs/demo/samples/test_00_label_0.png
     http://127.0.0.1:8000/predict`.
     """
     import uvicorn
 
+    from deepkit.errors import ConfigError
     from deepkit.serve import ServeConfig, create_app, open_backend
 
-    served = open_backend(path, backend, threads)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    served = open_backend(path, backend, threads)  # checked here, so a bad path is one line before any worker starts
     cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 2**20))
-    app = create_app(served, cfg)
-    typer.echo(f"serving {served.source} ({served.name}) on http://{host}:{port}  (docs: /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    where = f"http://{host}:{port}  (docs: /docs)"
+    if workers == 1:
+        typer.echo(f"serving {served.source} ({served.name}) on {where}", err=True)
+        uvicorn.run(create_app(served, cfg), host=host, port=port, log_level="warning")
+        return
+    import dataclasses
+    import json
+    import os
+
+    from deepkit.serve.app import WORKER_ENV
+
+    # an ONNX backend made from a run was exported once, here: the workers load that export
+    name = served.name
+    source = served.source if name == "onnx" else str(path)
+    os.environ[WORKER_ENV] = json.dumps(
+        {"path": source, "backend": name, "threads": threads, "config": dataclasses.asdict(cfg)}
+    )
+    del served
+    typer.echo(f"serving {source} ({name}) with {workers} workers on {where}", err=True)
+    uvicorn.run("deepkit.serve.app:worker_app", factory=True, workers=workers, host=host, port=port,
+                log_level="warning")  # fmt: skip
 
 
 @app.command(epilog=DEBUG_EPILOG, cls=_Command)

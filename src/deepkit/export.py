@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
     from deepkit.families.base import ExportSpec, Predictor
 
-FORMATS = ("onnx", "pt2", "safetensors")
+FORMATS = ("onnx", "pt2", "safetensors", "hf")
 PARITY_TOLERANCE = 1e-4  # fp32: largest |onnxruntime - eager| allowed on fresh inputs
 SIDECAR = "deepkit.json"
-FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": "model.safetensors"}
+FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": "model.safetensors", "hf": "model.safetensors"}
 
 
 @dataclass
@@ -54,8 +54,9 @@ def export(
 
     Args:
         predictor: the run's predictor; its ``export_spec()`` gives the module and its inputs.
-        fmt: ``onnx``, ``pt2`` (``torch.export``) or ``safetensors`` (weights + deepkit metadata; ``deepkit.load``
-            reads it back).
+        fmt: ``onnx``, ``pt2`` (``torch.export``), ``safetensors`` (weights + deepkit metadata; ``deepkit.load``
+            reads it back) or ``hf`` (a ``save_pretrained``-style folder ``transformers`` loads: text runs of
+            Transformers with Hugging Face parameter names; see ``Predictor.export_hf``).
         out: the folder (default ``RUN_DIR/export``).
         opset: ONNX opset (default: the exporter's).
         dynamic_batch: let the batch size vary (ONNX, pt2); else the graph takes the example's batch only.
@@ -65,7 +66,6 @@ def export(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; expected one of {', '.join(FORMATS)}")
-    spec = predictor.export_spec()
     if out is None:
         if predictor.run_dir is None:
             raise ConfigError("give --out: the model was not loaded from a run directory")
@@ -73,8 +73,14 @@ def export(
     folder = Path(out)
     if folder.suffix in (".onnx", ".pt2", ".safetensors"):
         raise ConfigError(f"--out is a folder (it gets {FILE_NAMES[fmt]} and {SIDECAR}); got the file name {folder}")
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / FILE_NAMES[fmt]
+    if fmt == "hf":
+        predictor.export_hf(folder)
+        side = folder / SIDECAR
+        side.write_text(json.dumps({"task": predictor.task_name, "format": "hf", "versions": versions()}, indent=1))
+        return Exported(path, side)
+    spec = predictor.export_spec()
+    folder.mkdir(parents=True, exist_ok=True)
     batch = next(iter(spec.inputs.values())).shape[0]
     sidecar = {
         **spec.sidecar,
@@ -131,8 +137,11 @@ def export_onnx(spec: ExportSpec, path: Path, opset: int | None, dynamic_batch: 
     """``torch.onnx.export`` (the dynamo exporter) of the spec's module, weights inside the file."""
     import torch
 
+    from deepkit.nn.nms_export import onnx_translations
+
     _need("onnx", "onnxscript")
     kwargs: dict[str, Any] = {"dynamo": True, "external_data": False, "verbose": False}
+    kwargs["custom_translation_table"] = onnx_translations()  # deepkit's own operators (NMS)
     if opset is not None:
         kwargs["opset_version"] = opset
     try:

@@ -235,6 +235,27 @@ class ExportSpec:
     files: dict[str, Path] = field(default_factory=dict)
 
 
+@dataclass
+class ServeHook:
+    """An operation ``deepkit serve`` offers besides ``POST /predict``, for runs whose use is not one graph call
+    (text generation, recommendations): ``POST /NAME`` (``POST /NAME/stream`` when ``stream``), listed in ``/docs``.
+
+    Attributes:
+        fn: keyword arguments (the checked JSON body) -> a JSON-safe result, or, when ``stream``, an iterator of
+            text pieces (sent as server-sent events as they come).
+        params: name -> ``{"type": "string" | "integer" | "number", "default": ..., "minimum", "maximum",
+            "maxLength", "enum"}``; a parameter without a default is required. The server checks every request
+            against it (4xx naming what was received and what was expected) before ``fn`` runs.
+        stream: ``fn`` yields text pieces.
+        description: one line for ``/docs`` and the page.
+    """
+
+    fn: Callable[..., Any]
+    params: dict[str, dict[str, Any]]
+    stream: bool = False
+    description: str = ""
+
+
 class VerbError(ConfigError, AttributeError):
     """A verb the run does not offer (``generate`` on a classifier): a one-line CLI error and an AttributeError."""
 
@@ -275,6 +296,27 @@ class Predictor:
 
         what = self.kind or type(self).__name__
         raise ExportError(f"{self._where()} is a '{self.task_name}' run ({what}): its family cannot be exported yet")
+
+    def export_hf(self, folder: Path) -> None:
+        """Write the run as a Hugging Face ``save_pretrained``-style folder (``config.json``, ``model.safetensors``,
+        tokenizer files) for ``deepkit export --format hf``; runs whose model has no ``transformers`` counterpart
+        keep this default, which says so."""
+        from deepkit.errors import ExportError
+
+        raise ExportError(
+            f"{self._where()} is a '{self.task_name}' run of a {type(self.model).__name__}: --format hf needs a "
+            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run"
+        )
+
+    def serve_hooks(self) -> dict[str, ServeHook]:
+        """Operations ``deepkit serve`` offers besides ``/predict`` (see :class:`ServeHook`); default none."""
+        return {}
+
+    def serve_page(self) -> dict[str, Any]:
+        """How the browser page of ``deepkit serve`` presents this run when it has no export sidecar (whose
+        ``page`` entry says it otherwise): ``{"input": "text" | "image" | "choice" | "json", "show": "bars" |
+        "boxes" | "mask" | "stream" | "list" | "json", "hook": NAME, ...}``; default: from the inputs."""
+        return {}
 
     def _where(self) -> str:
         return str(self.run_dir) if self.run_dir is not None else "this model"

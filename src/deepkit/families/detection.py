@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkit.errors import ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
     import numpy as np
@@ -414,6 +414,41 @@ class DetectionPredictor(Predictor):
         super().__init__(model, task_name, saved, run_dir)
         self.class_names, self.channels = saved.class_names, saved.channels
         self.category_ids = saved.category_ids or list(range(1, len(self.class_names) + 1))
+
+    def export_spec(self) -> ExportSpec:
+        """Images ``(B, C, S, S)`` in [0, 1] (S: the model's ``min_size``, the side it resizes to) -> ``boxes``
+        ``(B, D, 4)`` (xyxy, the input's pixels), ``scores``, ``labels`` (class indices, -1 in padding slots) and
+        ``count`` (B,), best first, D = the model's detections per image. Normalization, resize, box decoding,
+        the score threshold and per-class NMS are in the graph (``models._detection.DetectionExport``); a user
+        keeps the detections scoring at least their ``conf``, as ``predict`` does."""
+        import torch
+
+        from deepkit.models._detection import DetectionExport
+
+        side = int(self.model.cfg.min_size)
+        module = DetectionExport(self.model, side, side).eval()
+        score, iou = self.model.postprocess_thresholds()
+        max_det = self.model.export_limits()[1]
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            return {"image": torch.rand(batch, self.channels, side, side, generator=g)}
+
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {"image": {"dtype": "float32", "shape": [self.channels, side, side], "kind": "image",
+                                 "channels": self.channels, "height": side, "width": side, "range": [0.0, 1.0]}},
+            "outputs": {
+                "boxes": {"shape": [max_det, 4], "format": "xyxy", "units": "pixels of the input image"},
+                "scores": {"shape": [max_det]},
+                "labels": {"shape": [max_det], "classes": list(self.class_names), "padding": -1},
+                "count": {"shape": []},
+            },
+            "postprocess": {"score_threshold": score, "nms_iou": iou, "max_detections": max_det,
+                            "note": "detections are sorted by score; keep those scoring at least your conf"},
+            "page": {"input": "image", "show": "boxes"},
+        }  # fmt: skip
+        return ExportSpec(module, sample(2, 0), ["boxes", "scores", "labels", "count"], sidecar, sample)
 
     def _images(self, images) -> list[torch.Tensor]:
         import numpy as np

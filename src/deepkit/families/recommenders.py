@@ -25,7 +25,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError, suggest
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import Family, Finish, Predictor, Saved, ServeHook
 
 if TYPE_CHECKING:
     import numpy as np
@@ -426,6 +426,24 @@ class RecommenderPredictor(Predictor):
         self.inputs = getattr(model, "inputs", "pairs")
         self.rating = task_name == "rating_prediction"
         self._matrix: torch.Tensor | None = None
+
+    def serve_hooks(self) -> dict[str, ServeHook]:
+        """``deepkit serve``: ``POST /recommend`` ``{"user": ID, "k": 10}`` -> the user's top-k items."""
+
+        def run(user: str, k: int) -> list[dict[str, Any]]:
+            return self.recommend([user], k)[0]
+
+        params = {
+            "user": {"type": "string", "maxLength": 200},
+            "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": 1000},
+        }
+        return {"recommend": ServeHook(run, params, description="a user's top-k items (rated ones left out)")}
+
+    def serve_page(self) -> dict[str, Any]:
+        users = self.catalogue.users
+        note = f"{len(users):,} users; the first {min(500, len(users))} listed, any id can be typed"
+        return {"input": "choice", "choices": users[:500], "show": "list", "hook": "recommend", "param": "user",
+                "note": note}  # fmt: skip
 
     # --- ids ---------------------------------------------------------------------------------------------------------
     def _user(self, user: Any) -> int | None:

@@ -554,8 +554,10 @@ class SegmentationPredictor(Predictor):
 
         from deepkit.errors import ExportError
         from deepkit.tasks.segmentation import SegmentationInference
+        from deepkit.viz.masks import class_palette
 
         s = self.saved
+        palette = class_palette(len(self.class_names), s.palette)
         if s.tile is not None:
             raise ExportError(
                 f"{self._where()} predicts in tiles of {s.tile} px: tiled inference is not in a graph yet"
@@ -572,6 +574,7 @@ class SegmentationPredictor(Predictor):
                                  "channels": s.channels, "height": h, "width": w, "range": [0.0, 1.0]}},
             "outputs": {"probabilities": {"shape": [len(self.class_names), h, w], "class_axis": 0,
                                           "classes": list(self.class_names)}},
+            "page": {"input": "image", "show": "mask", "palette": palette[: len(self.class_names)].tolist()},
         }  # fmt: skip
         return ExportSpec(module, sample(2, 0), ["probabilities"], sidecar, sample)
 

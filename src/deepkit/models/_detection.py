@@ -232,3 +232,83 @@ class Detector(nn.Module):
             labels = torch.tensor([1, self.cfg.num_classes - 1])
             targets.append({"boxes": boxes.to(dev), "labels": labels.to(dev)})
         return {"images": images, "targets": targets}
+
+    # --- export: the eval-mode post-processing with fixed shapes ---------------------------------------------------
+    def export_candidates(
+        self, batch: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The candidates the eval-mode post-processing hands to its final NMS, as fixed-size tensors: ``boxes``
+        ``(B, N, 4)`` in the batch's pixels, ``scores`` ``(B, N)`` (``nms_export.INVALID`` where eager PyTorch
+        would have dropped the candidate: below the score threshold, too small) and ``labels`` ``(B, N)``. Every
+        image of ``batch`` has the resized size ``size``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def export_limits(self) -> tuple[float, int]:
+        """(NMS IoU threshold, detections kept per image) of the final NMS."""
+        return self.cfg.nms_thresh, self.cfg.detections_per_img
+
+
+def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, M, C)`` gathered at ``idx`` ``(B, k)`` -> ``(B, k, C)``."""
+    return torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def level_top(scores: torch.Tensor, thresh: float, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best scores of one level above ``thresh`` (``(B, M)`` -> values and indices ``(B, min(k, M))``):
+    what ``scores[scores > thresh].topk(k)`` keeps, with the slots past the last one above the threshold marked
+    ``INVALID`` rather than cut off."""
+    from deepkit.nn.nms_export import INVALID
+
+    masked = torch.where(scores > thresh, scores, torch.full_like(scores, INVALID))
+    return masked.topk(min(k, scores.shape[1]), dim=1)
+
+
+def too_small(boxes: torch.Tensor, min_size: float) -> torch.Tensor:
+    """``remove_small_boxes``' test as a mask: True where a side is shorter than ``min_size``."""
+    return ((boxes[..., 2] - boxes[..., 0]) < min_size) | ((boxes[..., 3] - boxes[..., 1]) < min_size)
+
+
+class DetectionExport(nn.Module):
+    """A detector from raw images to fixed-size detections, for ``deepkit export`` and ``deepkit serve``.
+
+    Input ``image`` ``(B, C, H, W)`` in [0, 1], H × W fixed at export. Inside: the detector's normalization, resize
+    and padding, its heads, box decoding, the score threshold, per-class NMS (``deepkit::batched_nms_mask``: ONNX's
+    ``NonMaxSuppression`` in an ONNX export) and the cut to ``detections_per_img``. Outputs, best first: ``boxes``
+    ``(B, D, 4)`` xyxy in the input's pixels, ``scores`` ``(B, D)``, ``labels`` ``(B, D)`` class indices (0 = the
+    first object class; the background is dropped as ``predict`` drops it), ``count`` ``(B,)`` the number of
+    real detections; slots past ``count`` hold boxes and scores 0 and label -1.
+    """
+
+    def __init__(self, model: Detector, height: int, width: int):
+        super().__init__()
+        self.model, self.height, self.width = model, height, width
+        t = model.transform
+        scale = min(t.min_size / float(min(height, width)), t.max_size / float(max(height, width)))
+        self.scale = scale
+        self.resized = (int(math.floor(height * scale)), int(math.floor(width * scale)))
+        d = float(t.size_divisible)
+        self.padded = (int(math.ceil(self.resized[0] / d) * d), int(math.ceil(self.resized[1] / d) * d))
+
+    def forward(self, image: torch.Tensor):
+        from deepkit.nn.nms_export import INVALID, top_detections
+
+        t = self.model.transform
+        x = (image - t.mean) / t.std
+        x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)
+        rh, rw = self.resized
+        batch = F.pad(x, (0, self.padded[1] - rw, 0, self.padded[0] - rh))
+        boxes, scores, labels = self.model.export_candidates(batch, (rh, rw))
+        iou, max_det = self.model.export_limits()
+        keep = torch.ops.deepkit.batched_nms_mask(boxes, scores, labels, float(iou), int(self.model.cfg.num_classes))
+        top = top_detections(boxes, scores, labels, keep, max_det)
+        objects = top["valid"] & (top["labels"] >= 1)  # label 0, the background, is dropped after the cut
+        top = top_detections(
+            top["boxes"], torch.where(objects, top["scores"], INVALID), top["labels"], objects, max_det
+        )
+        ratio_h = torch.tensor(self.height, dtype=torch.float32) / torch.tensor(rh, dtype=torch.float32)
+        ratio_w = torch.tensor(self.width, dtype=torch.float32) / torch.tensor(rw, dtype=torch.float32)
+        b = top["boxes"]
+        b = torch.stack([b[..., 0] * ratio_w, b[..., 1] * ratio_h, b[..., 2] * ratio_w, b[..., 3] * ratio_h], -1)
+        valid = top["valid"]
+        labels = torch.where(valid, top["labels"] - 1, torch.full_like(top["labels"], -1))
+        return b, top["scores"], labels, valid.sum(1)

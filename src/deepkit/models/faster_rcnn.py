@@ -12,13 +12,22 @@ ResNet trained from scratch with ordinary batch norm.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepkit.models._detection import BackboneConfig, Detector, build_body, check_backbone_config, make_transform
+from deepkit.models._detection import (
+    BackboneConfig,
+    Detector,
+    build_body,
+    check_backbone_config,
+    make_transform,
+    take_rows,
+    too_small,
+)
 from deepkit.models.registry import register_model
 from deepkit.nn import boxes as box_ops
 from deepkit.nn.anchors import AnchorGenerator
@@ -306,6 +315,68 @@ class FasterRCNN(Detector):
 
     def set_postprocess_thresholds(self, score: float, nms: float) -> None:
         self.roi_heads.score_thresh, self.roi_heads.nms_thresh = score, nms
+
+    def export_limits(self) -> tuple[float, int]:
+        return self.roi_heads.nms_thresh, self.roi_heads.detections_per_img
+
+    def export_candidates(self, batch, size):
+        """Both stages' eval-mode post-processing with fixed shapes (see ``Detector.export_candidates``): the
+        RPN's per-level top-k, clipping, size and score tests and per-level NMS as masks, its best
+        ``rpn_post_nms_top_n_test`` proposals (padding marked), multi-scale RoIAlign on fixed-size proposals, then
+        every (proposal, class) box with its score (padding proposals and those below ``box_score_thresh`` or
+        smaller than 0.01 px marked)."""
+        from deepkit.errors import ExportError
+        from deepkit.nn.nms_export import INVALID, top_detections
+        from deepkit.nn.roi_align import LevelMapper, roi_align_per_image
+
+        feats = self.backbone(batch)
+        rpn, heads = self.rpn, self.roi_heads
+        maps = list(feats.values())
+        logits, deltas = rpn.head(maps)
+        anchors = rpn.anchor_generator(tuple(batch.shape[-2:]), maps)
+        n = batch.shape[0]
+        per_level = [o[0].numel() for o in logits]
+        objectness = torch.cat([flatten_level(o, 1) for o in logits], dim=1).flatten(1)  # (B, A)
+        codes = torch.cat([flatten_level(d, 4) for d in deltas], dim=1)  # (B, A, 4)
+        refs = anchors[None].expand(n, -1, -1).reshape(-1, 4)
+        proposals = rpn.box_coder.decode_single(codes.reshape(-1, 4), refs).reshape(codes.shape)
+        top, levels, offset = [], [], 0
+        for i, scores in enumerate(objectness.split(per_level, 1)):
+            k = min(rpn.pre_nms[False], scores.shape[1])
+            top.append(scores.topk(k, dim=1).indices + offset)
+            levels.append(torch.full((k,), i, dtype=torch.int64, device=batch.device))
+            offset += scores.shape[1]
+        idx = torch.cat(top, 1)
+        probs = torch.sigmoid(torch.gather(objectness, 1, idx))
+        boxes = box_ops.clip_boxes_to_image(take_rows(proposals, idx), size)
+        lvl = torch.cat(levels)[None].expand_as(idx)
+        ok = ~too_small(boxes, rpn.min_size) & (probs >= rpn.score_thresh)
+        probs = torch.where(ok, probs, torch.full_like(probs, INVALID))
+        keep = torch.ops.deepkit.batched_nms_mask(boxes, probs, lvl, float(rpn.nms_thresh), len(per_level))
+        props = top_detections(boxes, probs, lvl, keep, rpn.post_nms[False])  # (B, P): the proposals, best first
+        pool = heads.box_roi_pool
+        if pool.sampling_ratio <= 0:
+            raise ExportError("RoIAlign with an adaptive sampling ratio is not exported; expected a fixed one")
+        p = props["boxes"].shape[1]
+        flat = props["boxes"].reshape(-1, 4)
+        fmaps = [feats[k] for k in pool.featmap_names]
+        scales = [2.0 ** round(math.log2(float(f.shape[-2]) / float(size[0]))) for f in fmaps]
+        which = LevelMapper(int(-math.log2(scales[0])), int(-math.log2(scales[-1])))([flat])
+        grid = (pool.sampling_ratio, pool.sampling_ratio)
+        pooled = 0
+        for level, (f, scale) in enumerate(zip(fmaps, scales, strict=True)):  # every box from every level, kept
+            out = roi_align_per_image(f, props["boxes"], pool.output_size, scale, grid)  # from its own
+            pooled = pooled + out * (which == level).to(out.dtype)[:, None, None, None]
+        cls, reg = heads.box_predictor(heads.box_head(pooled))
+        k = cls.shape[-1]
+        boxes = heads.box_coder.decode_single(reg, flat).reshape(n, p, k, 4)
+        boxes = box_ops.clip_boxes_to_image(boxes, size)[:, :, 1:].reshape(n, -1, 4)  # no background
+        scores = torch.softmax(cls, -1).reshape(n, p, k)[:, :, 1:]
+        labels = torch.arange(1, k, device=batch.device)[None, None].expand_as(scores).reshape(n, -1)
+        ok = (scores > heads.score_thresh) & props["valid"][:, :, None]
+        scores = torch.where(ok, scores, torch.full_like(scores, INVALID)).reshape(n, -1)
+        scores = torch.where(too_small(boxes, 1e-2), torch.full_like(scores, INVALID), scores)
+        return boxes, scores, labels
 
     def detect(self, batch, sizes, targets):
         feats = self.backbone(batch)

@@ -19,7 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError
-from deepkit.models._detection import BackboneConfig, Detector, build_body, check_backbone_config, make_transform
+from deepkit.models._detection import (
+    BackboneConfig,
+    Detector,
+    build_body,
+    check_backbone_config,
+    level_top,
+    make_transform,
+    take_rows,
+    too_small,
+)
 from deepkit.models.faster_rcnn import flatten_level
 from deepkit.models.registry import register_model
 from deepkit.models.retinanet import levels_of
@@ -205,6 +214,35 @@ class FCOS(Detector):
             keep = box_ops.batched_nms(boxes, scores, labels, self.cfg.nms_thresh)[: self.cfg.detections_per_img]
             out.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
         return out
+
+    def export_candidates(self, batch, size):
+        """:meth:`postprocess` with fixed shapes: per level the ``topk_candidates`` best (position, class)
+        scores above the threshold, decoded, clipped; small boxes marked invalid (see
+        ``Detector.export_candidates``)."""
+        from deepkit.nn.nms_export import INVALID
+
+        feats = list(self.backbone(batch).values())
+        logits = self.head.classification_head(feats)
+        reg, ctr = self.head.regression_head(feats)
+        centres, strides = self.points(tuple(batch.shape[-2:]), feats)
+        per_level = [f.shape[-2] * f.shape[-1] for f in feats]
+        k = self.cfg.num_classes
+        bs, ss, ls = [], [], []
+        parts = (logits, reg, ctr, centres[None], strides[None, :, None])
+        for lgl, rgl, ctl, cl, sl in zip(*(p.split(per_level, 1) for p in parts), strict=True):
+            scores = torch.sqrt(torch.sigmoid(lgl) * torch.sigmoid(ctl)).flatten(1)
+            scores, idx = level_top(scores, self.cfg.score_thresh, self.cfg.topk_candidates)
+            pos = torch.div(idx, k, rounding_mode="floor")
+            r = take_rows(rgl, pos)
+            c = cl[0][pos]  # (B, k, 2)
+            s = sl[0, :, 0][pos]  # (B, k)
+            boxes = self.decode(r.reshape(-1, 4), c.reshape(-1, 2), s.reshape(-1)).reshape(r.shape)
+            bs.append(box_ops.clip_boxes_to_image(boxes, size))
+            ss.append(scores)
+            ls.append(idx % k)
+        boxes, scores = torch.cat(bs, 1), torch.cat(ss, 1)
+        scores = torch.where(too_small(boxes, 1e-2), torch.full_like(scores, INVALID), scores)
+        return boxes, scores, torch.cat(ls, 1)
 
     def detect(self, batch, sizes, targets):
         feats = list(self.backbone(batch).values())

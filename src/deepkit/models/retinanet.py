@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepkit.errors import ConfigError
-from deepkit.models._detection import BackboneConfig, Detector, build_body, check_backbone_config, make_transform
+from deepkit.models._detection import (
+    BackboneConfig,
+    Detector,
+    build_body,
+    check_backbone_config,
+    level_top,
+    make_transform,
+    take_rows,
+)
 from deepkit.models.faster_rcnn import flatten_level
 from deepkit.models.registry import register_model
 from deepkit.nn import boxes as box_ops
@@ -180,6 +188,26 @@ class RetinaNet(Detector):
             keep = box_ops.batched_nms(boxes, scores, labels, self.cfg.nms_thresh)[: self.cfg.detections_per_img]
             out.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
         return out
+
+    def export_candidates(self, batch, size):
+        """:meth:`postprocess` with fixed shapes: per level the ``topk_candidates`` best (anchor, class) scores
+        above the threshold, decoded and clipped (see ``Detector.export_candidates``)."""
+        feats = list(self.backbone(batch).values())
+        head = self.head(feats)
+        anchors = self.anchor_generator(tuple(batch.shape[-2:]), feats)
+        a, k = self.anchor_generator.num_anchors_per_location()[0], self.cfg.num_classes
+        per_level = [f.shape[-2] * f.shape[-1] * a for f in feats]
+        parts = (head["cls_logits"].split(per_level, 1), head["bbox_regression"].split(per_level, 1))
+        bs, ss, ls = [], [], []
+        for lg, dl, an in zip(*parts, anchors.split(per_level), strict=True):
+            scores, idx = level_top(torch.sigmoid(lg).flatten(1), self.cfg.score_thresh, self.cfg.topk_candidates)
+            anchor_idx = torch.div(idx, k, rounding_mode="floor")
+            codes = take_rows(dl, anchor_idx)
+            boxes = self.box_coder.decode_single(codes.reshape(-1, 4), an[anchor_idx].reshape(-1, 4))
+            bs.append(box_ops.clip_boxes_to_image(boxes.reshape(codes.shape), size))
+            ss.append(scores)
+            ls.append(idx % k)
+        return torch.cat(bs, 1), torch.cat(ss, 1), torch.cat(ls, 1)
 
     def detect(self, batch, sizes, targets):
         feats = list(self.backbone(batch).values())

@@ -73,6 +73,24 @@ def _roi_align_separable(
     return _in_order(pieces, order)
 
 
+def roi_align_per_image(
+    feats: torch.Tensor, boxes: torch.Tensor, out_hw: tuple[int, int], scale: float, grid: tuple[int, int]
+) -> torch.Tensor:
+    """:func:`_roi_align_separable` (not aligned) for the same number of boxes in every image, with fixed shapes
+    (an exported graph): ``feats`` (B, C, H, W), ``boxes`` (B, P, 4) xyxy -> (B * P, C, PH, PW)."""
+    n, c, h, w = feats.shape
+    p = boxes.shape[1]
+    ph, pw = out_hw
+    flat = boxes.reshape(-1, 4)
+    x1, y1 = flat[:, 0] * scale, flat[:, 1] * scale
+    rw, rh = (flat[:, 2] * scale - x1).clamp(min=1.0), (flat[:, 3] * scale - y1).clamp(min=1.0)
+    ay = _axis_weights(y1, rh / ph, ph, grid[0], h, feats.dtype, feats.device)  # (B*P, PH, H)
+    ax = _axis_weights(x1, rw / pw, pw, grid[1], w, feats.dtype, feats.device)  # (B*P, PW, W)
+    t = torch.bmm(ay.reshape(n, p * ph, h), feats.permute(0, 2, 1, 3).reshape(n, h, c * w))  # (B, P*PH, C*W)
+    t = torch.matmul(t.reshape(n * p, ph * c, w), ax.transpose(1, 2))  # (B*P, PH*C, PW)
+    return t.reshape(n * p, ph, c, pw).permute(0, 2, 1, 3)
+
+
 def _in_order(pieces: list[torch.Tensor], order: list[torch.Tensor]) -> torch.Tensor:
     """Rows computed in groups (``pieces[i]`` for rows ``order[i]``) back in row order: one cat and one gather."""
     if len(pieces) == 1:

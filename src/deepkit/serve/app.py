@@ -1,5 +1,5 @@
-"""The HTTP app: ``GET /health``, ``GET /info``, ``POST /predict`` (JSON arrays, or an image file as multipart or
-as the raw body), OpenAPI docs at ``/docs``.
+"""The HTTP app: ``GET /health``, ``GET /info``, ``POST /predict`` (JSON arrays, NumPy ``.npy``/``.npz`` bytes, or
+an image file as multipart or as the raw body), OpenAPI docs at ``/docs``.
 
 Safety: the body size is capped before it is read in full (413), every bad request is a 4xx JSON error naming
 what was received and what was expected, and no request names a file on the server (inputs come in the body).
@@ -7,6 +7,7 @@ what was received and what was expected, and no request names a file on the serv
 
 import contextlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ import numpy as np
 
 from deepkit.serve.backends import Backend
 from deepkit.serve.batching import Batcher
-from deepkit.serve.requests import RequestError, finite_or_none, from_image, from_json
+from deepkit.serve.hooks import add_hook_routes, describe_hooks
+from deepkit.serve.requests import (
+    NPY_TYPES,
+    RequestError,
+    TextEncoder,
+    finite_or_none,
+    from_image,
+    from_json,
+    from_npy,
+)
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -88,6 +98,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
     batcher = Batcher(backend, cfg.max_batch, cfg.max_wait_ms)
     side = backend.sidecar
     inputs, outputs = side["inputs"], side["outputs"]
+    text = TextEncoder.of(side, backend.files)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -107,7 +118,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        """The browser page: drop an image (image models) or type JSON inputs; top-k classes as bars."""
+        """The browser page, fitted to the model by ``/info``'s ``page`` (what to ask for, how to show it)."""
         return PAGE.read_text(encoding="utf-8")
 
     @app.get("/health")
@@ -118,6 +129,9 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
     async def info() -> dict[str, Any]:
         return {
             "task": side.get("task"),
+            "page": page_of(side, text is not None),
+            "hooks": describe_hooks(backend.hooks),
+            "predict": backend.predicts,
             "inputs": inputs,
             "outputs": outputs,
             "classes": next((o["labels"] for o in outputs.values() if o.get("labels")), None),
@@ -125,23 +139,74 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
             "batching": {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms},
             "limits": {"max_body_bytes": cfg.max_body_bytes, "max_image_pixels": cfg.max_image_pixels},
             "versions": versions(),
-            "stats": asdict(batcher.stats),
+            "stats": asdict(batcher.stats),  # this worker's
+            "worker": os.getpid(),
         }
 
-    @app.post("/predict")
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    body_doc = {
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"inputs": {}}}},
+                "application/x-npy": binary,
+                "application/x-npz": binary,
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                },
+                "image/*": binary,
+            }
+        }
+    }
+
+    @app.post("/predict", openapi_extra=body_doc)
     async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
-        """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON, or an image as multipart (field
-        ``file``) or as the raw body (``image/png``, ...)."""
-        arrays = await read_request(request, inputs, cfg)
+        """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON; NumPy's binary formats
+        (``application/x-npy``: ``numpy.save`` bytes of the one input, batch first or one sample;
+        ``application/x-npz``: ``numpy.savez`` of the inputs by name), read without pickle; or an image as
+        multipart (field ``file``) or as the raw body (``image/png``, ...)."""
+        if not backend.predicts:
+            raise RequestError(
+                404,
+                f"this run has no /predict: {backend.why_not}",
+                expected=" or ".join(f"POST {p}" for p in describe_hooks(backend.hooks).values()) or None,
+            )
+        arrays = await read_request(request, inputs, cfg, text)
         out = await batcher.submit(arrays)
         return respond(out, outputs, top_k if top_k is not None else cfg.top_k)
 
+    add_hook_routes(app, backend.hooks)
     return app
 
 
-async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dict[str, np.ndarray]:
+WORKER_ENV = "DEEPKIT_SERVE_WORKER"  # JSON: what each worker process of `deepkit serve --workers N` serves
+
+
+def worker_app():
+    """The app of one worker of ``deepkit serve --workers N`` (uvicorn's factory): each worker loads the model
+    itself, from the path, backend and limits the parent checked and wrote to ``$DEEPKIT_SERVE_WORKER``."""
+    from deepkit.serve.backends import open_backend
+
+    spec = json.loads(os.environ[WORKER_ENV])
+    backend = open_backend(spec["path"], spec["backend"], spec.get("threads"))
+    return create_app(backend, ServeConfig(**spec["config"]))
+
+
+def page_of(side: dict[str, Any], takes_text: bool) -> dict[str, Any]:
+    """The page description: the family's (sidecar ``page``), else what the inputs and outputs suggest (an image
+    input: an image upload; an output naming classes: bars; otherwise JSON in, JSON out)."""
+    page = dict(side.get("page") or {})
+    inputs, outputs = side.get("inputs") or {}, side.get("outputs") or {}
+    if "input" not in page:
+        image = len(inputs) == 1 and next(iter(inputs.values())).get("kind") == "image"
+        page["input"] = "image" if image else "text" if takes_text else "json"
+    if "show" not in page:
+        page["show"] = "bars" if any(o.get("labels") for o in outputs.values()) else "json"
+    return page
+
+
+async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig, text=None) -> dict[str, np.ndarray]:
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    accepted = "application/json, multipart/form-data (field 'file') or image/*"
+    accepted = "application/json, application/x-npy, application/x-npz, multipart/form-data (field 'file') or image/*"
     if kind == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
@@ -153,11 +218,13 @@ async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig) -> dic
     body = await request.body()
     if kind.startswith("image/"):
         return from_image(body, inputs, cfg.max_image_pixels)
+    if kind in NPY_TYPES:
+        return from_npy(body, kind, inputs)
     if kind != "application/json":
         raise RequestError(415, "unsupported content type", received=kind or "none", expected=accepted)
     if not body:
         raise RequestError(400, "the request body is empty", received="0 bytes", expected='{"inputs": ...}')
-    return from_json(body, inputs)
+    return from_json(body, inputs, text)
 
 
 def respond(out: dict[str, np.ndarray], outputs: dict[str, Any], top_k: int) -> dict[str, Any]:

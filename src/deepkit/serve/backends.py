@@ -25,6 +25,9 @@ class Backend:
     name = ""
     sidecar: dict[str, Any]
     source: str
+    files: dict[str, Path] = {}  # files beside the model (tokenizer.json), by name
+    hooks: dict[str, Any] = {}  # the predictor's ServeHooks (torch backend only)
+    predicts: bool = True  # False: the run has no graph to call (only its hooks); /predict says why
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -44,20 +47,31 @@ class TorchBackend(Backend):
     def __init__(self, predictor, source: str):
         import torch
 
-        spec = predictor.export_spec()
+        from deepkit.errors import ExportError
+
+        self.device, self.source, self._torch = predictor.device, source, torch
+        self.hooks = predictor.serve_hooks()
+        try:
+            spec = predictor.export_spec()
+        except ExportError as e:
+            if not self.hooks:
+                raise
+            self.predicts, self.why_not = False, str(e)
+            self.order, self.outputs = [], []
+            self.sidecar = {"task": predictor.task_name, "inputs": {}, "outputs": {}, "page": predictor.serve_page()}
+            return
         self.module = spec.module.to(predictor.device).eval()
-        self.device = predictor.device
         self.order, self.outputs = list(spec.inputs), list(spec.outputs)
         self.sidecar = {**spec.sidecar, "input_order": self.order, "output_order": self.outputs, "batch": "dynamic"}
-        self.source = source
-        self._torch = torch
+        self.files = {k: Path(v) for k, v in spec.files.items()}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         with torch.no_grad():
             out = self.module(*(torch.from_numpy(inputs[k]).to(self.device) for k in self.order))
         out = out if isinstance(out, tuple | list) else (out,)
-        return {k: v.detach().float().cpu().numpy() for k, v in zip(self.outputs, out, strict=True)}
+        out = [v.detach().cpu() for v in out]  # integer outputs (labels, counts) stay integers
+        return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in zip(self.outputs, out, strict=True)}
 
 
 class OnnxBackend(Backend):
@@ -69,6 +83,8 @@ class OnnxBackend(Backend):
         self.model = OnnxModel(path, threads)
         self.sidecar = self.model.sidecar
         self.source = str(path)
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        self.files = {p.name: p for p in folder.iterdir() if p.is_file() and p.suffix == ".json" and p.name != SIDECAR}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.model.run(inputs)

@@ -37,16 +37,59 @@ def describe_input(info: dict[str, Any]) -> str:
     return f"{info['dtype']} array of shape (N, {shape})" if shape else f"{info['dtype']} array of shape (N,)"
 
 
-def from_json(body: bytes, inputs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+class TextEncoder:
+    """Texts -> the token inputs of a model whose sidecar has a ``tokenizer`` entry (``file``, ``inputs``: which
+    input gets the padded ids and which the lengths, ``pad_id``, ``max_len``, ``add_special``), with the tokenizer
+    file exported beside it: ``{"text": "..."}`` or ``{"text": ["...", ...]}`` in a ``/predict`` body."""
+
+    def __init__(self, info: dict[str, Any], path):
+        from deepkit.data.tokenizers import load_tokenizer
+
+        self.tokenizer = load_tokenizer(path)
+        self.tokens, self.lengths = info["inputs"]["tokens"], info["inputs"]["lengths"]
+        self.max_len, self.pad_id, self.add_special = int(info["max_len"]), int(info["pad_id"]), info["add_special"]
+
+    @classmethod
+    def of(cls, sidecar: dict[str, Any], files: dict[str, Any]) -> TextEncoder | None:
+        info = sidecar.get("tokenizer")
+        if not info or "inputs" not in info or info.get("file") not in files:
+            return None
+        return cls(info, files[info["file"]])
+
+    def __call__(self, texts: Any) -> dict[str, np.ndarray]:
+        texts = [texts] if isinstance(texts, str) else texts
+        want = f"a text or a list of texts, each at most {self.max_len} tokens"
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            got = type(texts).__name__ if not isinstance(texts, list) else "a list of non-texts or an empty list"
+            raise RequestError(422, "'text' must hold text", received=got, expected=want)
+        ids = []
+        for i, t in enumerate(texts):
+            row = self.tokenizer.encode(t, add_special=self.add_special)
+            if len(row) > self.max_len:
+                raise RequestError(
+                    422, f"text {i} is longer than the model's context", received=f"{len(row)} tokens", expected=want
+                )
+            ids.append(row or [self.tokenizer.unk_id])
+        tokens = np.full((len(ids), max(map(len, ids))), self.pad_id, dtype=np.int64)
+        for i, row in enumerate(ids):
+            tokens[i, : len(row)] = row
+        return {self.tokens: tokens, self.lengths: np.array([len(r) for r in ids], dtype=np.int64)}
+
+
+def from_json(body: bytes, inputs: dict[str, dict[str, Any]], text: TextEncoder | None = None) -> dict[str, np.ndarray]:
     """``{"inputs": ARRAY}`` (one-input models) or ``{"inputs": {NAME: ARRAY, ...}}``; an array is one sample
-    of the input's shape or a batch of them."""
-    expected = {"inputs": {k: describe_input(v) for k, v in inputs.items()}}
+    of the input's shape or a batch of them. Models that take token ids also take ``{"text": ...}``."""
+    expected: dict[str, Any] = {"inputs": {k: describe_input(v) for k, v in inputs.items()}}
+    if text is not None:
+        expected["or"] = {"text": "a text or a list of texts"}
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise RequestError(
             400, f"the body is not valid JSON: {e}", received=_preview(body), expected=expected
         ) from None
+    if text is not None and isinstance(doc, dict) and "text" in doc and "inputs" not in doc:
+        return text(doc["text"])
     if not isinstance(doc, dict) or "inputs" not in doc:
         got = f"a JSON {type(doc).__name__}" + (f" with keys {sorted(doc)}" if isinstance(doc, dict) else "")
         raise RequestError(422, "the JSON body needs an 'inputs' member", received=got, expected=expected)
@@ -66,6 +109,53 @@ def from_json(body: bytes, inputs: dict[str, dict[str, Any]]) -> dict[str, np.nd
     arrays = {name: to_array(name, given[name], inputs[name]) for name in inputs}
     sizes = {len(a) for a in arrays.values()}
     if len(sizes) > 1:
+        raise RequestError(
+            422, "the inputs hold different numbers of samples", received={k: len(v) for k, v in arrays.items()}
+        )
+    return arrays
+
+
+NPY_TYPES = ("application/x-npy", "application/x-npz")
+
+
+def from_npy(body: bytes, kind: str, inputs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """A binary body: NumPy's ``.npy`` bytes (``application/x-npy``: the one input of a one-input model) or an
+    ``.npz`` archive of arrays by input name (``application/x-npz``). Read with ``allow_pickle=False`` (no code
+    runs, object arrays are refused), then checked as JSON arrays are (shape, dtype, NaN, range)."""
+    expected = {k: describe_input(v) for k, v in inputs.items()}
+    want = f"{kind} bytes (numpy.save / numpy.savez) holding {expected}"
+    if not body:
+        raise RequestError(400, "the request body is empty", received="0 bytes", expected=want)
+    if kind == "application/x-npy" and len(inputs) != 1:
+        raise RequestError(
+            415, "this model takes several inputs: send them as application/x-npz", received=kind, expected=want
+        )
+    try:
+        loaded = np.load(io.BytesIO(body), allow_pickle=False)
+        if kind == "application/x-npy":
+            if not isinstance(loaded, np.ndarray):
+                raise ValueError("an .npz archive, not one .npy array")
+            given = {next(iter(inputs)): loaded}
+        else:
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("one .npy array, not an .npz archive")
+            with loaded:
+                given = {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, EOFError, KeyError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RequestError(400, f"the body is not {kind} data: {why}", received=_preview(body), expected=want) from None
+    unknown, missing = sorted(set(given) - set(inputs)), sorted(set(inputs) - set(given))
+    if unknown or missing:
+        raise RequestError(
+            422, "the archive's arrays are not the model's inputs", received=sorted(given), expected=want
+        )
+    for name, arr in given.items():
+        if arr.dtype.kind not in "biuf":
+            raise RequestError(
+                422, f"input '{name}' is a {arr.dtype} array, not numbers", received=str(arr.dtype), expected=want
+            )
+    arrays = {name: to_array(name, given[name], inputs[name]) for name in inputs}
+    if len({len(a) for a in arrays.values()}) > 1:
         raise RequestError(
             422, "the inputs hold different numbers of samples", received={k: len(v) for k, v in arrays.items()}
         )
