@@ -126,7 +126,8 @@ def check_graph_is_the_training_split(rec) -> None:
 
     built = build(rec)
     model, data = built.task.model, built.data
-    edges = set(zip(model.edge_user.tolist(), model.edge_item.tolist(), strict=True))
+    edge_pairs = list(zip(model.edge_user.tolist(), model.edge_item.tolist(), strict=True))
+    edges = set(edge_pairs)
     train = data.parts["train"]
     assert edges == pairs_of(train) and len(edges) == len(train) == model.cfg.num_edges
     for split in ("val", "test"):
@@ -134,7 +135,7 @@ def check_graph_is_the_training_split(rec) -> None:
     levels = np.unique(train.rating)
     got = levels[model.edge_level.numpy()]
     order = {p: j for j, p in enumerate(zip(train.user.tolist(), train.item.tolist(), strict=True))}
-    want = np.array([train.rating[order[e]] for e in zip(model.edge_user.tolist(), model.edge_item.tolist())])
+    want = np.array([train.rating[order[e]] for e in edge_pairs])
     assert np.array_equal(got, want)  # each edge carries its own rating's level
     torch.testing.assert_close(model.level_values, torch.from_numpy(levels - data.global_mean).float())
 
@@ -231,4 +232,3 @@ def test_losses_that_do_not_fit_are_one_line_errors(tmp_path, rec_table, deepkit
                                tmp_path / "run")  # fmt: skip
     assert code == 2 and fragment in err, err
     assert not (Path(tmp_path) / "run" / "checkpoints").exists()
-

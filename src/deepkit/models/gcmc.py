@@ -94,7 +94,8 @@ class GCMC(Recommender):
             self.item_side_w = nn.Parameter(glorot_(torch.empty(cfg.dense, fh), fh, cfg.dense))
             self.register_buffer("user_x", torch.zeros(cfg.num_users, cfg.user_features))
             self.register_buffer("item_x", torch.zeros(cfg.num_items, cfg.item_features))
-        self.bases = nn.Parameter(torch.stack([nn.init.orthogonal_(torch.empty(cfg.dense, cfg.dense)) for _ in range(cfg.basis)]))
+        bases = [nn.init.orthogonal_(torch.empty(cfg.dense, cfg.dense)) for _ in range(cfg.basis)]
+        self.bases = nn.Parameter(torch.stack(bases))
         self.mix = nn.Parameter(glorot_(torch.empty(cfg.basis, levels), cfg.basis, levels))
         # the graph (training ratings) and the centred value of each level; a placeholder until set_graph
         g = example_generator(1)
@@ -147,7 +148,7 @@ class GCMC(Recommender):
     def encode(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every user's and item's vector, (num_users, dense) and (num_items, dense)."""
         cfg, w = self.cfg, self.weights()
-        nu, ni, levels = cfg.num_users, cfg.num_items, cfg.num_levels
+        nu, ni = cfg.num_users, cfg.num_items
         x = w["conv"].cumsum(0) if cfg.ordinal else w["conv"]  # (L, N, h)
         if self.training and cfg.dropout > 0:  # node dropout: a dropped node sends nothing at any level
             keep = torch.rand(x.shape[1], 1, device=x.device) >= cfg.dropout

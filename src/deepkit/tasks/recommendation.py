@@ -2,8 +2,9 @@
 
 * :class:`RatingTask`: MSE on ratings (the model predicts the offset from the training mean), or, for models that
   give a distribution over the rating levels (GC-MC), cross-entropy over the levels with the expected rating as the
-  prediction; RMSE and MAE of the predictions clipped to the rating range. I-AutoRec (item-vector models) trains on the observed entries of item
-  vectors and predicts user ``u``'s rating of item ``i`` from item ``i``'s training vector.
+  prediction; RMSE and MAE of the predictions clipped to the rating range. I-AutoRec (item-vector models) trains
+  on the observed entries of item vectors and predicts user ``u``'s rating of item ``i`` from item ``i``'s training
+  vector.
 * :class:`RankingTask`: BCE over each positive and its sampled negatives (He et al. 2017), or BPR (Rendle et al.
   2009) on (positive, negative) pairs; evaluated by full ranking (HR, NDCG, Recall, MAP at K, catalogue coverage)
   and, where the data has them, on the sampled protocol's candidates (``sampled_hr@K``, ``sampled_ndcg@K``). The
