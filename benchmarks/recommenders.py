@@ -42,6 +42,7 @@ EXPLICIT = {
     "i_autorec": ("movielens_autorec", []),
     "two_tower": ("movielens_two_tower", []),
     "gcmc": ("movielens_gcmc", []),  # Berg et al. 2017: graph auto-encoder, cross-entropy over the rating levels
+    "gcmc_features": ("movielens_gcmc", ["model.side_features=true"]),  # + age/gender/occupation, year/genres
     "gmf": ("movielens_mf", ["model.name=gmf", "model.dim=64", *NCF_RATING]),
     "ncf_mlp": ("movielens_mf", ["model.name=ncf_mlp", "model.layers=[128,64,32]", *NCF_RATING]),
     "neumf": ("movielens_mf", ["model.name=neumf", "model.dim=64", "model.layers=[128,64,32]", *NCF_RATING]),
