@@ -82,7 +82,7 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["deeplabv3_resnet50", "fcn_resnet50", "unet", "unet_encoder"], SEGMENTATION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
-    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "sasrec"], RECOMMENDERS),
+    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
 }
 
 

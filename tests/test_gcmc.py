@@ -174,6 +174,8 @@ def test_train_eval_recommend_round_trip(tmp_path, rec_table, deepkit_cli):
     m = result["metrics"]
     assert m["rmse"] < 0.7 * m["baseline_global_mean_rmse"], m
     rec = deepkit.load(out)
+    epochs = len((out / "metrics.csv").read_text().splitlines()) - 1
+    assert int(rec.model.avg_steps) >= epochs - 5  # stepped once an epoch (full batch); patience 5: best is that recent
     liked, disliked = rec.score("u3", ["i1", "i2"])  # u3 rates odd items high (see rec_table)
     assert 1.0 <= disliked < liked <= 5.0
     scores = rec.score("u0", [f"i{i}" for i in range(24)])

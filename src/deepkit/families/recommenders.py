@@ -27,7 +27,6 @@ import typer
 from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError, suggest
 from deepkit.families.base import Family, Finish, Predictor, Saved
-from deepkit.train.callbacks import Callback
 
 if TYPE_CHECKING:
     import numpy as np
@@ -344,7 +343,7 @@ class RecommenderFamily(Family):
             )
             data.notes.append(f"NeuMF initialized from {gmf} (GMF) and {mlp} (MLP), alpha={cfg.alpha}")
         if getattr(cfg, "average", 0) > 0 and hasattr(model, "update_average"):
-            return [WeightAverage()]
+            return [weight_average()]
         return []
 
     def build_task(self, rec: Recipe, model: torch.nn.Module, data: RecData) -> Task:
@@ -401,11 +400,16 @@ class RecommenderFamily(Family):
         return RecommenderPredictor(model, task, saved, run_dir)
 
 
-class WeightAverage(Callback):
-    """Steps the model's moving average of its weights (GC-MC's ``average``) after every optimizer step."""
+def weight_average() -> Any:
+    """A callback stepping the model's moving average of its weights (GC-MC's ``average``) after every optimizer
+    step (defined here so that importing the family loads no torch)."""
+    from deepkit.train.callbacks import Callback
 
-    def on_step_end(self, trainer: Any) -> None:
-        trainer.task.model.update_average()
+    class WeightAverage(Callback):
+        def on_step_end(self, trainer: Any) -> None:
+            trainer.task.model.update_average()
+
+    return WeightAverage()
 
 
 def baselines(run: Finish) -> dict[str, float]:
