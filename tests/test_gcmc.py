@@ -226,11 +226,12 @@ def test_task_predictions_are_clipped_expected_ratings(tmp_path, rec_table):
     [
         (["model.name=biased_mf", "task.loss=ce"], "task.loss=ce needs a model over the rating levels"),
         (["model.name=gcmc", "task.loss=bpr"], "rating_prediction trains with mse (or ce for gcmc)"),
+        (["model.name=gcmc", "task.name=item_ranking"], "model 'gcmc' predicts ratings over their levels; use task"),
     ],
 )
-def test_losses_that_do_not_fit_are_one_line_errors(tmp_path, rec_table, deepkit_cli, args, fragment):
+def test_losses_and_tasks_that_do_not_fit_are_one_line_errors(tmp_path, rec_table, deepkit_cli, args, fragment):
     table = rec_table(tmp_path, users=10, items=8, per_user=4)
     code, _, err = deepkit_cli("train", "interactions_mf", f"data.path={table}", *args, *QUIET, "--out",
                                tmp_path / "run")  # fmt: skip
-    assert code == 2 and fragment in err, err
-    assert not (Path(tmp_path) / "run" / "checkpoints").exists()
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (Path(tmp_path) / "run").exists()

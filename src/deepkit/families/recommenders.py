@@ -179,6 +179,8 @@ def check_fit(task: str, model: str, inputs: str, split: str) -> None:
         raise ConfigError(f"model '{model}' predicts the next item of a sequence; use task.name=next_item")
     elif inputs == "item_vectors" and task != "rating_prediction":
         raise ConfigError(f"model '{model}' reconstructs ratings; use task.name=rating_prediction")
+    elif task != "rating_prediction" and predicts_levels(model):
+        raise ConfigError(f"model '{model}' predicts ratings over their levels; use task.name=rating_prediction")
 
 
 def predicts_levels(model_name: str) -> bool:
