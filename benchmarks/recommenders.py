@@ -41,6 +41,10 @@ EXPLICIT = {
     "biased_mf": ("movielens_mf", []),
     "i_autorec": ("movielens_autorec", []),
     "two_tower": ("movielens_two_tower", []),
+    # GC-MC (Berg et al. 2017): graph auto-encoder, cross-entropy over the rating levels; the recipe's side features
+    # (age/gender/occupation, year/genres) on or off
+    "gcmc": ("movielens_gcmc", ["model.side_features=false"]),
+    "gcmc_features": ("movielens_gcmc", ["model.side_features=true"]),
     "gmf": ("movielens_mf", ["model.name=gmf", "model.dim=64", *NCF_RATING]),
     "ncf_mlp": ("movielens_mf", ["model.name=ncf_mlp", "model.layers=[128,64,32]", *NCF_RATING]),
     "neumf": ("movielens_mf", ["model.name=neumf", "model.dim=64", "model.layers=[128,64,32]", *NCF_RATING]),
@@ -182,7 +186,8 @@ def main() -> None:
     if args.what == "explicit":
         models = args.models.split(",") if args.models else list(EXPLICIT)
         found = explicit(models, args.folds.split(","))
-        summary.setdefault("explicit", {}).update(found)
+        for name, folds in found.items():  # merged fold by fold: a run of some folds keeps the others
+            summary.setdefault("explicit", {}).setdefault(name, {}).update(folds)
     elif args.what == "implicit":
         models = args.models.split(",") if args.models else ["gmf", "ncf_mlp", "neumf", "sasrec"]
         found = implicit(models, [int(s) for s in args.seeds.split(",")])

@@ -91,7 +91,7 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["fcos_resnet50_fpn", "retinanet_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
-    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "sasrec"], RECOMMENDERS),
+    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
 }
 
 

@@ -55,6 +55,7 @@ SMALL = {
     # recommenders (issue 17): a small catalogue
     **{name: {"num_users": 20, "num_items": 30} for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
     "i_autorec": {"num_users": 20, "hidden": 16},
+    "gcmc": {"num_users": 20, "num_items": 30, "num_edges": 60, "hidden": 20, "dense": 8},
     "sasrec": {"num_items": 30, "max_len": 10, "dim": 16},
     # wav2vec2 (issue 16): a two-layer conv stack; no LayerDrop and short SpecAugment spans, so that in training mode
     # every layer runs and the learned mask embedding is used (every parameter then gets a gradient)
@@ -119,7 +120,7 @@ OTHER_OUTPUTS = {
     **{name: lambda m, i: (len(i["z"]),) for name in ("dcgan", "cdcgan")},
     # recommenders: one score per (user, item) pair; I-AutoRec reconstructs item vectors; SASRec scores every item
     # after every position (B, T, I)
-    **{name: lambda m, i: i["user"].shape for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
+    **{name: lambda m, i: i["user"].shape for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "gcmc")},
     "i_autorec": lambda m, i: i["x"].shape,
     "sasrec": lambda m, i: (*i["seq"].shape, m.cfg.num_items),
     # wav2vec2: CTC logits per frame of the waveform (B, frames, V)

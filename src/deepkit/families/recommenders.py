@@ -2,7 +2,8 @@
 
 Data: ``deepkit.data.interactions`` / ``deepkit.data.recsys`` (MovieLens 100k with its canonical splits, or your own
 CSV/TSV table; random, temporal and leave-one-out splits; implicit feedback from ratings). Models: biased MF, GMF,
-NCF MLP, NeuMF, I-AutoRec, a two-tower model with side features, SASRec. Tasks: ``deepkit.tasks.recommendation``.
+NCF MLP, NeuMF, I-AutoRec, a two-tower model with side features, GC-MC (a graph auto-encoder over the training
+ratings, trained by cross-entropy over the rating levels), SASRec. Tasks: ``deepkit.tasks.recommendation``.
 
 A run keeps its catalogue (``catalogue.json``: the id maps, titles, side-feature encoders), every interaction it read
 (``interactions.safetensors``: what ``recommend`` leaves out and what I-AutoRec and SASRec read) and, for
@@ -37,13 +38,15 @@ if TYPE_CHECKING:
     from deepkit.tasks.base import Task
 
 TASKS = {
-    "rating_prediction": "explicit ratings (biased MF, NCF, I-AutoRec, two-tower): MSE; RMSE/MAE vs mean and biases",
+    "rating_prediction": "explicit ratings (biased MF, NCF, I-AutoRec, two-tower, GC-MC): MSE or cross-entropy over "
+    "the rating levels; RMSE/MAE vs mean and biases",
     "item_ranking": "implicit top-K (BCE/BPR, sampled negatives): full-ranking HR/NDCG/Recall/MAP@K, coverage, "
     "sampled protocol; vs most popular",
     "next_item": "next-item prediction from a user's sequence (SASRec): full-ranking and sampled metrics",
 }
 KIND = {"rating_prediction": "rating", "item_ranking": "ranking", "next_item": "next_item"}
 DEFAULT_LOSS = {"rating_prediction": "mse", "item_ranking": "bce", "next_item": "ce"}
+MAX_LEVELS = 20  # distinct training ratings a model over rating levels (GC-MC) accepts
 FILES = ("catalogue.json", "interactions.safetensors")
 
 
@@ -52,7 +55,8 @@ class RecTaskConfig:
     """The ``task`` section of recommender recipes."""
 
     name: str = "rating_prediction"
-    loss: str = "auto"  # rating_prediction: mse; item_ranking: bce or bpr; next_item: ce or bce (auto: the first)
+    loss: str = "auto"  # rating_prediction: mse, or ce over the rating levels (gcmc); item_ranking: bce or bpr;
+    # next_item: ce or bce (auto: the first; gcmc: ce)
     negatives: int = 4  # item_ranking: sampled negatives per training positive (drawn afresh every epoch)
     k: int = 10  # cut-off of HR/NDCG/Recall/MAP/coverage
     reg: float = 0.0  # L2 on the embedding rows a batch uses (per interaction)
@@ -175,10 +179,36 @@ def check_fit(task: str, model: str, inputs: str, split: str) -> None:
         raise ConfigError(f"model '{model}' predicts the next item of a sequence; use task.name=next_item")
     elif inputs == "item_vectors" and task != "rating_prediction":
         raise ConfigError(f"model '{model}' reconstructs ratings; use task.name=rating_prediction")
+    elif task != "rating_prediction" and predicts_levels(model):
+        raise ConfigError(f"model '{model}' predicts ratings over their levels; use task.name=rating_prediction")
+
+
+def predicts_levels(model_name: str) -> bool:
+    """The model gives a distribution over the rating levels (``level_logits``), as GC-MC does."""
+    from deepkit.models.registry import get_entry
+
+    return hasattr(get_entry(model_name).cls, "level_logits")
 
 
 def loss_of(rec: Recipe) -> str:
-    return DEFAULT_LOSS[rec.task.name] if rec.task.loss == "auto" else rec.task.loss
+    if rec.task.loss != "auto":
+        return rec.task.loss
+    if rec.task.name == "rating_prediction" and predicts_levels(rec.model["name"]):
+        return "ce"
+    return DEFAULT_LOSS[rec.task.name]
+
+
+def rating_levels(data: RecData) -> np.ndarray:
+    """The distinct training ratings, sorted: the levels of a model over rating levels (GC-MC's graph edges)."""
+    import numpy as np
+
+    levels = np.unique(data.parts["train"].rating)
+    if len(levels) > MAX_LEVELS or len(levels) < 2:
+        raise DataError(
+            f"the training ratings take {len(levels)} distinct values; a model over rating levels needs 2 to "
+            f"{MAX_LEVELS} (e.g. 1..5 stars)"
+        )
+    return levels
 
 
 def read_run_weights(path: str, expect: str, catalogue: Catalogue) -> dict[str, torch.Tensor]:
@@ -231,8 +261,12 @@ class RecommenderFamily(Family):
             negatives = rec.task.negatives
         elif rec.task.name == "next_item" and loss == "bce":
             negatives = 1
-        elif rec.task.name == "rating_prediction" and loss != "mse":
-            raise ConfigError(f"task.loss: rating_prediction trains with mse, got '{loss}'")
+        elif rec.task.name == "rating_prediction" and loss not in ("mse", "ce"):
+            raise ConfigError(f"task.loss: rating_prediction trains with mse (or ce for gcmc), got '{loss}'")
+        elif rec.task.name == "rating_prediction" and loss == "ce" and not predicts_levels(rec.model["name"]):
+            raise ConfigError(
+                f"task.loss=ce needs a model over the rating levels (gcmc); model '{rec.model['name']}' trains with mse"
+            )
         old = saved if isinstance(saved, RecSaved) else None
         return build_rec_data(
             rec.data,
@@ -254,7 +288,12 @@ class RecommenderFamily(Family):
         fields = field_types(get_entry(name).config_cls)
         sizes = {"num_users": data.num_users, "num_items": data.num_items, "max_len": data.max_len}
         cat = data.catalogue
-        if "user_features" in fields:
+        train = data.parts["train"]
+        if "num_edges" in fields:  # a graph model: the training ratings are its edges
+            sizes["num_edges"] = len(train)
+            sizes["num_levels"] = len(rating_levels(data))
+        side = overrides.get("side_features", getattr(get_entry(name).config_cls, "side_features", True))
+        if "user_features" in fields and side:
             if cat.user_features is None or cat.item_features is None:
                 raise ShapeError(
                     f"model '{name}' needs user and item side features; dataset '{rec.data.name}' has none "
@@ -274,6 +313,20 @@ class RecommenderFamily(Family):
         model = create_model(name, **overrides)
         if hasattr(model, "set_features"):
             model.set_features(torch.from_numpy(cat.user_features.matrix), torch.from_numpy(cat.item_features.matrix))
+        if getattr(model.cfg, "side_features", False):
+            model.set_side_features(
+                torch.from_numpy(cat.user_features.matrix), torch.from_numpy(cat.item_features.matrix)
+            )
+        if hasattr(model, "set_graph"):  # the training split only: no validation or test rating is an edge
+            import numpy as np
+
+            levels = rating_levels(data)
+            model.set_graph(
+                torch.from_numpy(train.user),
+                torch.from_numpy(train.item),
+                torch.from_numpy(np.searchsorted(levels, train.rating)),
+                torch.from_numpy(levels - data.global_mean).float(),
+            )
         return model
 
     def setup(self, rec: Recipe, model: torch.nn.Module, data: RecData, fresh: bool) -> list:
@@ -291,6 +344,8 @@ class RecommenderFamily(Family):
                 cfg.alpha,
             )
             data.notes.append(f"NeuMF initialized from {gmf} (GMF) and {mlp} (MLP), alpha={cfg.alpha}")
+        if getattr(cfg, "average", 0) > 0 and hasattr(model, "update_average"):
+            return [weight_average()]
         return []
 
     def build_task(self, rec: Recipe, model: torch.nn.Module, data: RecData) -> Task:
@@ -299,7 +354,12 @@ class RecommenderFamily(Family):
         t = rec.task
         if t.name == "rating_prediction":
             matrix = data.item_matrix() if data.inputs == "item_vectors" else None
-            return RatingTask(model, data.global_mean, data.rating_range, t.reg, matrix)
+            levels = None
+            if loss_of(rec) == "ce":
+                import torch
+
+                levels = torch.from_numpy(rating_levels(data)).float()
+            return RatingTask(model, data.global_mean, data.rating_range, t.reg, matrix, levels)
         cls = NextItemTask if t.name == "next_item" else RankingTask
         return cls(model, data.num_items, loss_of(rec), t.k, t.reg)
 
@@ -340,6 +400,18 @@ class RecommenderFamily(Family):
 
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         return RecommenderPredictor(model, task, saved, run_dir)
+
+
+def weight_average() -> Any:
+    """A callback stepping the model's moving average of its weights (GC-MC's ``average``) after every optimizer
+    step (defined here so that importing the family loads no torch)."""
+    from deepkit.train.callbacks import Callback
+
+    class WeightAverage(Callback):
+        def on_step_end(self, trainer: Any) -> None:
+            trainer.task.model.update_average()
+
+    return WeightAverage()
 
 
 def baselines(run: Finish) -> dict[str, float]:

@@ -12,6 +12,7 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     fcn,
     fcos,
     gan,
+    gcmc,
     gpt2,
     mf,
     mlp,

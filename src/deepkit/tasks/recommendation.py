@@ -1,8 +1,10 @@
 """Recommender tasks: rating prediction, implicit ranking with sampled negatives, next-item prediction.
 
-* :class:`RatingTask`: MSE on ratings (the model predicts the offset from the training mean); RMSE and MAE of the
-  predictions clipped to the rating range. I-AutoRec (item-vector models) trains on the observed entries of item
-  vectors and predicts user ``u``'s rating of item ``i`` from item ``i``'s training vector.
+* :class:`RatingTask`: MSE on ratings (the model predicts the offset from the training mean), or, for models that
+  give a distribution over the rating levels (GC-MC), cross-entropy over the levels with the expected rating as the
+  prediction; RMSE and MAE of the predictions clipped to the rating range. I-AutoRec (item-vector models) trains
+  on the observed entries of item vectors and predicts user ``u``'s rating of item ``i`` from item ``i``'s training
+  vector.
 * :class:`RankingTask`: BCE over each positive and its sampled negatives (He et al. 2017), or BPR (Rendle et al.
   2009) on (positive, negative) pairs; evaluated by full ranking (HR, NDCG, Recall, MAP at K, catalogue coverage)
   and, where the data has them, on the sampled protocol's candidates (``sampled_hr@K``, ``sampled_ndcg@K``). The
@@ -40,6 +42,8 @@ class RatingTask(Task):
         rating_range: (low, high), where predictions are clipped.
         reg: L2 weight on the embedding rows each batch uses (``model.penalty``), averaged over the batch.
         item_matrix: item-vector models: the training ratings as (I, U) centred vectors and their mask.
+        levels: the rating levels (sorted values) for the cross-entropy loss over levels (models with
+            ``level_logits``); None: MSE.
     """
 
     name = "rating_prediction"
@@ -53,15 +57,19 @@ class RatingTask(Task):
         rating_range: tuple[float, float],
         reg: float = 0.0,
         item_matrix: tuple[torch.Tensor, torch.Tensor] | None = None,
+        levels: torch.Tensor | None = None,
     ):
         super().__init__(model)
         self.mean, self.low, self.high, self.reg = float(mean), float(rating_range[0]), float(rating_range[1]), reg
         self.vectors = item_matrix[0] if item_matrix is not None else None
+        self.levels = levels
 
     def to(self, device: torch.device | str) -> RatingTask:
         super().to(device)
         if self.vectors is not None:
             self.vectors = self.vectors.to(device)
+        if self.levels is not None:
+            self.levels = self.levels.to(device)
         return self
 
     def make_metrics(self):
@@ -88,9 +96,16 @@ class RatingTask(Task):
             mask = batch["mask"].float()
             return {"loss": ((out - batch["vector"]).pow(2) * mask).sum() / mask.sum().clamp_min(1)}
         user, item = batch["user"], batch["item"]
-        out = self.model(user, item)
-        loss = F.mse_loss(out, batch["rating"] - self.mean)
-        logs = {"mse": loss.detach()}
+        if self.levels is not None:  # cross-entropy over the rating levels (each rating is one of them)
+            logits = self.model.level_logits(user, item)
+            target = torch.bucketize(batch["rating"], self.levels)
+            loss = F.cross_entropy(logits, target)
+            expected = logits.detach().softmax(-1) @ self.model.level_values
+            logs = {"mse": F.mse_loss(expected, batch["rating"] - self.mean)}
+        else:
+            out = self.model(user, item)
+            loss = F.mse_loss(out, batch["rating"] - self.mean)
+            logs = {"mse": loss.detach()}
         if self.reg:
             loss = loss + self.reg * self.model.penalty(user, item).mean()
         return {"loss": loss, **logs}
@@ -102,7 +117,10 @@ class RatingTask(Task):
         return {"loss": F.mse_loss(raw, batch["rating"])}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "mean": self.mean, "rating_range": [self.low, self.high]}
+        out = {"name": self.name, "mean": self.mean, "rating_range": [self.low, self.high]}
+        if self.levels is not None:
+            out["loss"], out["levels"] = "ce", self.levels.tolist()
+        return out
 
 
 class RankingTask(Task):
