@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepkit.data.module import SetsData
 from deepkit.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -261,3 +262,136 @@ def read_ljspeech(root: str | Path, normalized: bool = True) -> list[Clip]:
     if not clips:
         raise DataError(f"{meta} lists no clips")
     return clips
+
+
+# --- in-memory clips, their loader and the DataModule ----------------------------------------------------------------
+@dataclass
+class AudioSet:
+    """Clips read into memory (mono float32 at one rate) with their integer labels (None: unlabelled)."""
+
+    waves: list[Any]
+    labels: Any = None  # (N,) int64 tensor
+    clips: list[Clip] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    @property
+    def lengths(self) -> Any:
+        import torch
+
+        return torch.tensor([len(w) for w in self.waves], dtype=torch.long)
+
+
+@dataclass
+class WaveAugment:
+    """Waveform augmentation of training batches: a random gain in ``[-gain_db, gain_db]`` dB and a random delay of
+    up to ``shift_ms`` ms (zeros put in front), drawn per clip from a generator seeded by (seed, epoch, batch)."""
+
+    gain_db: float = 0.0
+    shift_ms: float = 0.0
+
+    def check(self) -> None:
+        if self.gain_db < 0 or self.shift_ms < 0:
+            raise ConfigError(f"data.augment gain_db and shift_ms must be >= 0, got {self.gain_db}, {self.shift_ms}")
+
+    @property
+    def active(self) -> bool:
+        return self.gain_db > 0 or self.shift_ms > 0
+
+
+class AudioLoader:
+    """Batches ``{"audio": (B, T), "lengths": (B,), "label": (B,)}`` of zero-padded clips. Training order buckets
+    similar lengths together (:class:`deepkit.data.loader.BucketedLoader`); evaluation keeps the set's order."""
+
+    def __init__(
+        self, data: AudioSet, batch_size: int, shuffle: bool, seed: int, sample_rate: int,
+        augment: WaveAugment | None = None,
+    ):  # fmt: skip
+        from deepkit.data.loader import BucketedLoader
+
+        self.data, self.sample_rate, self.augment = data, sample_rate, augment
+        self.order = BucketedLoader(data.lengths, batch_size, shuffle, bucket=True, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    @property
+    def num_samples(self) -> int:
+        return self.order.num_samples
+
+    @property
+    def batch_size(self) -> int:
+        return self.order.batch_size
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.order.set_epoch(epoch, start_batch)
+
+    def to(self, device: Any) -> AudioLoader:
+        self.order.to(device)
+        return self
+
+    def _augment(self, waves: list[Any], b: int) -> list[Any]:
+        import torch
+
+        a = self.augment
+        g = torch.Generator().manual_seed((self.order.seed * 1_000_003 + self.order.epoch) * 100_003 + b)
+        out = []
+        for w in waves:
+            gain = 10 ** ((torch.rand((), generator=g) * 2 - 1) * a.gain_db / 20)
+            shift = int(torch.randint(0, int(a.shift_ms * self.sample_rate / 1000) + 1, (), generator=g))
+            out.append(torch.cat([w.new_zeros(shift), w * gain]))
+        return out
+
+    def __iter__(self):
+        batches = self.order.batches()
+        device = self.order.device
+        for b in range(self.order.start_batch, len(batches)):
+            idx = batches[b].tolist()
+            waves = [self.data.waves[i] for i in idx]
+            if self.augment is not None and self.augment.active:
+                waves = self._augment(waves, b)
+            audio, lengths = pad_batch(waves)
+            batch = {"audio": audio.to(device), "lengths": lengths.to(device)}
+            if self.data.labels is not None:
+                batch["label"] = self.data.labels[idx].to(device)
+            yield batch
+        self.order.start_batch = 0
+
+
+def read_set(clips: list[Clip], reader: AudioReader, class_names: list[str] | None = None) -> AudioSet:
+    """Read ``clips`` with ``reader``; labels as indices into ``class_names`` (a label outside them is an error)."""
+    import torch
+
+    waves = [reader(c.path) for c in clips]
+    labels = None
+    if class_names is not None:
+        index = {n: i for i, n in enumerate(class_names)}
+        missing = sorted({c.label for c in clips if c.label not in index}, key=str)
+        if missing:
+            raise DataError(f"labels {missing[:5]} are not among the run's classes {class_names}")
+        labels = torch.tensor([index[c.label] for c in clips], dtype=torch.long)
+    return AudioSet(waves, labels, list(clips))
+
+
+@dataclass
+class AudioData(SetsData):
+    """Labelled audio splits (each an :class:`AudioSet` at ``sample_rate``) for classification."""
+
+    sets: dict[str, AudioSet]
+    class_names: list[str]
+    sample_rate: int
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    augment: WaveAugment | None = None
+    notes: list[str] = field(default_factory=list)
+    preprocessing: Any = None
+    split_rule: str = ""  # how the splits were made, in words
+
+    def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> AudioLoader:
+        if not self.has(name):
+            raise DataError(f"this dataset has no '{name}' split")
+        train = name == "train"
+        return AudioLoader(self.sets[name], self.batch_size if train else self.eval_batch_size,
+                           train if shuffle is None else shuffle, seed, self.sample_rate,
+                           self.augment if train else None)  # fmt: skip

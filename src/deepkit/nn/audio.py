@@ -401,3 +401,48 @@ class SpecAugment(nn.Module):
             start = (torch.rand(b, device=dev) * (valid.float() - w + 1).clamp(min=1)).floor()
             keep &= ~((tpos >= start[:, None]) & (tpos < (start + w)[:, None]))[:, None, :]
         return torch.where(keep, x, torch.full_like(x, self.value))
+
+
+# --- a whole front end ------------------------------------------------------------------------------------------------
+class AudioFrontend(nn.Module):
+    """Waveforms ``(B, T)`` + ``lengths`` -> normalized (and, in training, SpecAugment-masked) features
+    ``(B, F, frames)`` + frame lengths: log-mel (``features="logmel"``, natural log) or MFCC (``"mfcc"``), then
+    :class:`FeatureNorm`, then :class:`SpecAugment`. ``features(...)`` stops before normalization (what global
+    statistics are fitted on)."""
+
+    def __init__(
+        self, sample_rate: int = 16000, features: str = "logmel", n_fft: int = 400, hop_length: int = 160,
+        win_length: int | None = None, n_mels: int = 64, n_mfcc: int = 20, f_min: float = 0.0,
+        f_max: float | None = None, mel_scale: str = "slaney", norm: str = "global", freq_masks: int = 0,
+        freq_width: int = 0, time_masks: int = 0, time_width: int = 0, max_time_ratio: float = 0.2,
+    ):  # fmt: skip
+        super().__init__()
+        if mel_scale not in ("slaney", "htk"):
+            raise ConfigError(f"mel_scale must be 'slaney' or 'htk', got {mel_scale!r}")
+        mel = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length, n_mels=n_mels,
+                   f_min=f_min, f_max=f_max, htk=mel_scale == "htk", norm="slaney")  # fmt: skip
+        if features == "logmel":
+            self.extract: nn.Module = LogMel(scale="log", **mel)
+            self.num_features = n_mels
+        elif features == "mfcc":
+            self.extract = MFCC(n_mfcc, **mel)
+            self.num_features = n_mfcc
+        else:
+            raise ConfigError(f"features must be 'logmel' or 'mfcc', got {features!r}")
+        self.sample_rate, self.hop_length = sample_rate, hop_length
+        self.norm = FeatureNorm(self.num_features, norm)
+        self.augment = SpecAugment(freq_masks, freq_width, time_masks, time_width, max_time_ratio)
+
+    def frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.extract.frames(lengths)
+
+    def features(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw features (before normalization and masking) and their frame lengths."""
+        feats = self.extract(audio)
+        if lengths is None:
+            lengths = torch.full((audio.shape[0],), audio.shape[-1], dtype=torch.long, device=audio.device)
+        return feats, self.frames(lengths).clamp(max=feats.shape[-1])
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, frames = self.features(audio, lengths)
+        return self.augment(self.norm(feats, frames), frames), frames
