@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 import deepkit
-from conftest import datasets_root
+from conftest import _write_fsdd, datasets_root
 from deepkit.errors import DataError
 
 FAST = ["trainer.progress=none", "trainer.threads=1"]
@@ -25,22 +25,8 @@ TINY = ["model.channels=[8,16]", "model.n_mels=24", "data.batch_size=16", "train
 RATE = 8000
 
 
-def digit_wave(d: int, speaker: int, take: int, seconds: float = 0.3) -> np.ndarray:
-    """A 'spoken digit': two tones that depend on the digit (a little on the speaker), a noise floor, a fade."""
-    rng = np.random.default_rng(1000 * d + 100 * speaker + take)
-    t = np.arange(int(seconds * RATE * (1 + 0.1 * rng.random()))) / RATE
-    f1, f2 = 250 + 150 * d + 20 * speaker, 2900 - 180 * d
-    x = 0.4 * np.sin(2 * np.pi * f1 * t) + 0.2 * np.sin(2 * np.pi * f2 * t) + 0.02 * rng.standard_normal(len(t))
-    return (x * np.hanning(len(t))).astype(np.float32)
-
-
 def fake_fsdd(root: Path, speakers: tuple[str, ...] = ("ann", "bob"), takes: int = 12) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for s, name in enumerate(speakers):
-        for d in range(10):
-            for i in range(takes):
-                sf.write(str(root / f"{d}_{name}_{i}.wav"), digit_wave(d, s, i), RATE, subtype="PCM_16")
-    return root
+    return _write_fsdd(root, speakers, takes)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +113,7 @@ def test_normalization_is_fitted_on_the_training_split_only(digits_run):
 def test_spec_augment_changes_features_in_training_only(digits_run):
     run, rec = digits_run
     model = deepkit.load(run).model
-    audio = torch.from_numpy(digit_wave(3, 0, 0))[None]
+    audio = torch.from_numpy(sf.read(str(rec / "3_ann_0.wav"), dtype="float32")[0])[None]
     model.eval()
     a, b = model.frontend(audio)[0], model.frontend(audio)[0]
     assert torch.equal(a, b)
@@ -158,8 +144,8 @@ def test_bad_clips_are_one_line_errors_naming_the_file(digits_run, deepkit_cli, 
 
 
 def test_stereo_44k_input_is_converted_and_noted_once(digits_run, deepkit_cli, tmp_path):
-    run, _ = digits_run
-    mono = digit_wave(5, 0, 1)
+    run, rec = digits_run
+    mono = sf.read(str(rec / "5_ann_1.wav"), dtype="float32")[0]
     t_old = np.arange(len(mono)) / RATE
     t_new = np.arange(int(len(mono) * 44100 / RATE)) / 44100
     hi = np.interp(t_new, t_old, mono).astype(np.float32)
