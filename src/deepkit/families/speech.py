@@ -187,29 +187,22 @@ def _label_key(label: str) -> tuple[int, Any]:
 
 # --- the model ---------------------------------------------------------------------------------------------------
 def audio_model_names() -> list[str]:
-    from deepkit.models import list_models
     from deepkit.models._audio import AudioClassifier
-    from deepkit.models.registry import get_entry
+    from deepkit.models.registry import models_of
 
-    return [n for n in list_models() if issubclass(get_entry(n).cls, AudioClassifier)]
+    return models_of(AudioClassifier)
 
 
 def bind_audio_model(model_section: dict[str, Any], num_classes: int, sample_rate: int) -> torch.nn.Module:
     """The audio classifier with ``num_classes`` and ``sample_rate`` from the data (a model section that disagrees is a
     one-line error)."""
-    from deepkit.models.registry import create_model
+    from deepkit.models.registry import create_bound
 
-    name = model_section["name"]
-    if name not in audio_model_names():
-        raise ShapeError(f"model '{name}' does not take audio; task 'audio_classification' needs one of "
-                         f"{', '.join(audio_model_names())}")  # fmt: skip
-    overrides = {k: v for k, v in model_section.items() if k != "name"}
-    for key, value in (("num_classes", num_classes), ("sample_rate", sample_rate)):
-        if key in overrides and overrides[key] != value:
-            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data: expected {key}={value} "
-                             f"({num_classes} classes, clips at {sample_rate} Hz)")  # fmt: skip
-        overrides[key] = value
-    return create_model(name, **overrides)
+    if model_section["name"] not in audio_model_names():
+        raise ShapeError(f"model '{model_section['name']}' does not take audio; task 'audio_classification' needs one "
+                         f"of {', '.join(audio_model_names())}")  # fmt: skip
+    bound = {"num_classes": num_classes, "sample_rate": sample_rate}
+    return create_bound(model_section, bound, f"({num_classes} classes, clips at {sample_rate} Hz)")
 
 
 def fit_normalization(model: torch.nn.Module, data: AudioData) -> str | None:
