@@ -173,3 +173,20 @@ def test_bad_feature_settings_are_one_line_errors():
         A.MelSpectrogram(8000, n_fft=64, n_mels=128)
     with pytest.raises(ConfigError, match="n_mfcc"):
         A.MFCC(50, sample_rate=8000, n_fft=256, n_mels=40)
+
+
+def test_frontend_features_lengths_and_mfcc_variant():
+    audio = torch.from_numpy(np.stack([noise(4000, 2), noise(4000, 3)]))
+    audio[1, 2500:] = 0
+    lengths = torch.tensor([4000, 2500])
+    fe = A.AudioFrontend(8000, "logmel", n_fft=256, hop_length=80, n_mels=32, norm="utterance")
+    feats, frames = fe(audio, lengths)
+    assert feats.shape == (2, 32, 51) and frames.tolist() == [51, 32]
+    assert (feats[1, :, 32:] == 0).all()  # padded frames carry nothing after normalization
+    torch.testing.assert_close(feats[1, :, :32].mean(1), torch.zeros(32), atol=1e-4, rtol=0)
+    mf = A.AudioFrontend(8000, "mfcc", n_fft=256, hop_length=80, n_mels=32, n_mfcc=13, norm="none")
+    out, _ = mf(audio[:1])
+    ref = librosa.feature.mfcc(y=audio[0].numpy(), sr=8000, n_mfcc=13, n_fft=256, hop_length=80, n_mels=32, fmin=0.0)
+    assert out.shape == (1, 13, 51) and rel(out[0].numpy(), ref) <= 1e-4
+    with pytest.raises(ConfigError, match="features must be"):
+        A.AudioFrontend(features="spectrogram")
