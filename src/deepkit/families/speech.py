@@ -84,19 +84,17 @@ class SpeechDataConfig:
 
 @dataclass
 class SpeechSaved(Saved):
-    """What a speech classification run keeps to predict: classes, the input rate and duration limits, and the
-    normalization statistics (also in the weights, as buffers; here for people and other tools)."""
+    """What a speech classification run keeps to predict: classes, the input rate and duration limits, and how the
+    data was split (the normalization statistics are buffers in the weights; ``feature_stats.json`` shows them)."""
 
     class_names: list[str]
     sample_rate: int
     min_seconds: float = 0.1
     max_seconds: float | None = None
-    norm_mean: list[float] | None = None
-    norm_std: list[float] | None = None
     split: str = ""
 
     def meta(self) -> dict[str, Any]:
-        keys = ("class_names", "sample_rate", "min_seconds", "max_seconds", "norm_mean", "norm_std", "split")
+        keys = ("class_names", "sample_rate", "min_seconds", "max_seconds", "split")
         return {"speech": {k: getattr(self, k) for k in keys}}
 
     @classmethod
@@ -354,7 +352,7 @@ def report_speech(run: Finish, n_plots: int = 4, n_samples: int = 10) -> dict[st
             c = ds.clips[i]
             titles.append(f"{c.path.name}: true {names[int(ds.labels[i])]}, predicted {names[int(pred[i])]} "
                           f"({float(probs[i].max()):.2f})")  # fmt: skip
-    kind = "log-mel" if frontend.num_features == model.cfg.n_mels and model.cfg.features == "logmel" else "MFCC"
+    kind = "log-mel" if model.cfg.features == "logmel" else "MFCC"
     plot_spectrograms(specs, titles, run.plots / "logmel.png", frontend.hop_length / frontend.sample_rate,
                       f"{kind} features ({split}), before normalization")  # fmt: skip
     for i in pick[:n_samples]:
