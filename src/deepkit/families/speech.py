@@ -16,6 +16,7 @@ test clips in ``samples/``. Verbs: ``transcribe`` (label and probability per cli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -104,7 +105,8 @@ class SpeechSaved(Saved):
         d = meta.get("speech")
         if not d:
             raise CheckpointError("the checkpoint has no speech metadata (class names, sample rate): not from deepkit")
-        return cls(**d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})  # entries of other versions are ignored
 
 
 # --- data ------------------------------------------------------------------------------------------------------------
@@ -308,7 +310,8 @@ def recall_table(metrics: dict[str, float], names: list[str], confusion: Any = N
         lines.append(f"{n:>10}  {r:>7.4f}  {counts:>9}")
     total = f"{int(confusion.trace())}/{int(confusion.sum())}" if confusion is not None else ""
     lines.append(f"{'all':>10}  {metrics.get('accuracy', float('nan')):>7.4f}  {total:>9}")
-    return "\n".join(lines)
+    rest = "  ".join(f"{k} {metrics[k]:.4f}" for k in ("f1", "loss") if k in metrics)
+    return "\n".join(lines + ([f"(accuracy = recall over all clips; {rest})"] if rest else []))
 
 
 def predict_set(model: torch.nn.Module, data: AudioData, split: str, device: Any) -> torch.Tensor:
