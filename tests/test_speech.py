@@ -187,3 +187,20 @@ def test_real_fsdd_official_and_leave_one_speaker_out_splits():
     loso = build_speech_data(SpeechDataConfig(holdout_speaker="theo", max_clips=50))
     assert {c.speaker for c in loso.sets["test"].clips} == {"theo"}
     assert "theo" not in {c.speaker for c in loso.sets["train"].clips}
+
+
+@pytest.mark.slow
+def test_onnx_export_takes_clips_of_any_length(digits_run, tmp_path):
+    from deepkit.data.audio import pad_batch
+    from deepkit.export import OnnxModel, export
+
+    run, rec = digits_run
+    p = deepkit.load(run)
+    done = export(p, "onnx", tmp_path / "export", dynamic_batch=True)
+    assert done.max_diff is not None and done.max_diff <= 1e-4
+    side = json.loads(done.sidecar.read_text())
+    assert side["inputs"]["audio"]["sample_rate"] == RATE and side["outputs"]["probabilities"]["labels"][3] == "3"
+    files = sorted(rec.glob("*_bob_2.wav"))[:3]  # ~0.3 s each: not the 1 s of the traced example
+    audio, lengths = pad_batch([p.reader(f) for f in files])
+    out = OnnxModel(tmp_path / "export").run({"audio": audio.numpy(), "lengths": lengths.numpy()})["probabilities"]
+    np.testing.assert_allclose(out, p.probabilities(files).numpy(), atol=1e-4)

@@ -27,7 +27,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
     import torch
@@ -424,6 +424,37 @@ class SpeechPredictor(Predictor):
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
         """``predict`` on files: each record also names its ``input``."""
         return [{"input": str(p), **r} for p, r in zip(paths, self.predict(list(paths), top_k), strict=True)]
+
+    def export_spec(self) -> ExportSpec:
+        """Waveforms ``(B, samples)`` at the run's rate, zero-padded, and their ``lengths`` (B,) -> class probabilities
+        (B, K); ``predict``'s label is their argmax. The feature front end (STFT, mel, log, normalization) is in the
+        graph; the number of samples may vary. Reading files, down-mixing and resampling stay outside."""
+        import torch
+
+        from deepkit.tasks.speech import AudioInference
+
+        rate = self.saved.sample_rate
+        n = rate  # one second in the example
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
+            lengths[0] = n
+            audio = 0.1 * torch.randn(batch, n, generator=g)
+            audio = audio * (torch.arange(n)[None, :] < lengths[:, None]).float()
+            return {"audio": audio, "lengths": lengths}
+
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {"audio": {"dtype": "float32", "shape": ["samples"], "kind": "audio", "sample_rate": rate,
+                                 "range": [-1.0, 1.0], "mono": True},
+                       "lengths": {"dtype": "int64", "shape": [], "meaning": "valid samples of each row"}},
+            "outputs": {"probabilities": {"shape": [len(self.class_names)], "labels": list(self.class_names)}},
+            "outside_the_graph": f"reading the file, averaging channels to mono, resampling to {rate} Hz, "
+                                 f"zero-padding a batch; clips shorter than {self.saved.min_seconds:g} s are refused",
+        }  # fmt: skip
+        module = AudioInference(self.model).eval()
+        return ExportSpec(module, sample(2, 0), ["probabilities"], sidecar, sample, {"audio": {1: "samples"}})
 
     def transcribe(self, clips: Any) -> list[str]:
         """The label of each clip (a digit for FSDD runs)."""

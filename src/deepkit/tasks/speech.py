@@ -63,3 +63,15 @@ class AudioClassificationTask(ClassificationTask):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "classes": len(self.class_names)}
+
+
+class AudioInference(nn.Module):
+    """``(audio (B, T), lengths (B,)) -> class probabilities (B, K)``: what ``predict`` computes, as one module for
+    ``deepkit export`` (the feature front end and its normalization are inside the model)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(audio, lengths).float().softmax(-1)
