@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("deepkit.audio")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
 
 
@@ -45,7 +45,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path} is not a readable audio file (WAV, FLAC, OGG, AIFF expected): {reason}") from None
+        raise DataError(f"{path} is not a readable audio file (WAV, FLAC, OGG, MP3, AIFF expected): {reason}") from None
     return data, int(rate)
 
 

@@ -475,8 +475,8 @@ def transcribe(
     predictor: Any,
     clips: Annotated[
         list[Path],
-        typer.Argument(help="Audio files (WAV, FLAC, OGG): converted to mono at the run's sample rate (noted once)."),
-    ],  # fmt: skip
+        typer.Argument(help="Audio files (WAV, FLAC, OGG, MP3): converted to mono at the run's rate (noted once)."),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classifier runs: the best K labels per clip.")] = 1,
     as_json: Annotated[bool, flag("--json", help="Print one JSON list of records.")] = False,
 ) -> None:
