@@ -204,3 +204,27 @@ def test_onnx_export_takes_clips_of_any_length(digits_run, tmp_path):
     audio, lengths = pad_batch([p.reader(f) for f in files])
     out = OnnxModel(tmp_path / "export").run({"audio": audio.numpy(), "lengths": lengths.numpy()})["probabilities"]
     np.testing.assert_allclose(out, p.probabilities(files).numpy(), atol=1e-4)
+
+
+def test_a_folder_of_labelled_clips_with_mixed_formats(tmp_path):
+    """data.name=folder: class = sub-folder; stereo 44.1 kHz files among 16 kHz mono ones are converted, and each kind
+    of conversion is noted once in the run's log."""
+    rng = np.random.default_rng(0)
+    for c, (name, freq) in enumerate((("low", 300.0), ("mid", 900.0), ("high", 2500.0))):
+        for i in range(12):
+            rate, channels = (44100, 2) if i % 4 == 0 else (16000, 1)
+            t = np.arange(int(0.25 * rate)) / rate
+            x = (0.3 * np.sin(2 * np.pi * freq * (1 + 0.02 * rng.standard_normal()) * t)).astype(np.float32)
+            x = np.stack([x] * channels, 1) if channels == 2 else x
+            (tmp_path / "clips" / name).mkdir(parents=True, exist_ok=True)
+            sf.write(str(tmp_path / "clips" / name / f"{c}_{i}.wav"), x, rate)
+    out = tmp_path / "run"
+    deepkit.train("fsdd_digits_cnn", "data.name=folder", f"data.path={tmp_path / 'clips'}", "data.val_split=0.2",
+                  "data.test_split=0.2", "model.channels=[4,8]", "model.n_mels=16", "trainer.epochs=1", *FAST,
+                  out=out)  # fmt: skip
+    log = (out / "log.txt").read_text()
+    assert log.count("averaged to mono") == 1 and log.count("44100 Hz -> 16000 Hz") == 1, log
+    assert "folder: 0.2 validation / 0.2 test" in log
+    results = json.loads((out / "results.json").read_text())
+    assert {"recall_low", "recall_mid", "recall_high"} <= set(results["metrics"])
+    assert deepkit.load(out).class_names == ["high", "low", "mid"]
