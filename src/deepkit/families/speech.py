@@ -226,7 +226,7 @@ def fit_normalization(model: torch.nn.Module, data: AudioData) -> str | None:
 
 class SpeechFamily(Family):
     name = "speech"
-    description = "speech: spoken-digit and keyword classification on log-mel (CNN, CRNN); the audio pipeline"
+    description = "audio clips: spoken-digit and keyword classification on log-mel (CNN, CRNN); the audio pipeline"
     tasks = TASKS
 
     def task_config(self, task: str) -> type:
