@@ -171,6 +171,24 @@ def _write_mnist(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = 
     return folder
 
 
+def _write_fsdd(folder: Path, speakers: tuple[str, ...] = ("ann", "bob"), takes: int = 12, rate: int = 8000) -> Path:
+    """A synthetic Free Spoken Digit Dataset: ``{digit}_{speaker}_{take}.wav`` at 8 kHz, each 'digit' two tones that
+    depend on the digit (a little on the speaker), a noise floor and a fade; 0.30-0.33 s each."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for s, name in enumerate(speakers):
+        for d in range(10):
+            for i in range(takes):
+                rng = np.random.default_rng(1000 * d + 100 * s + i)
+                t = np.arange(int(0.3 * rate * (1 + 0.1 * rng.random()))) / rate
+                f1, f2 = 250 + 150 * d + 20 * s, 2900 - 180 * d
+                x = 0.4 * np.sin(2 * np.pi * f1 * t) + 0.2 * np.sin(2 * np.pi * f2 * t)
+                x = (x + 0.02 * rng.standard_normal(len(t))) * np.hanning(len(t))
+                sf.write(str(folder / f"{d}_{name}_{i}.wav"), x.astype(np.float32), rate, subtype="PCM_16")
+    return folder
+
+
 def _blobs(
     n_per_class: int = 40, num_classes: int = 3, features: int = 4, spread: float = 0.5, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:

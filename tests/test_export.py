@@ -74,6 +74,9 @@ SEGMENTATION_EXPORTABLE = {  # model -> the run's resize (None: the graph takes 
 GENERATIVE_EXPORTABLE = {"vae": "vae", "conv_vae": "vae", "dcgan": "gan", "cdcgan": "gan"}  # model -> task
 GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder (the encode verb) is not written yet"
 WORD2VEC = "word vectors: a lookup table, exported as the vectors file (`deepkit word-vectors`), not a graph"
+# audio classifiers exported through the speech family: waveforms + lengths in, class probabilities out
+AUDIO_EXPORTABLE = ("audio_cnn",)
+AUDIO = "audio_crnn: its GRU/LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
 RECOMMENDERS = (
     "recommenders family: its predictor has no export_spec yet (a graph of user/item ids -> scores over the catalogue, "
     "with the run's id maps and seen items in the sidecar, is the next step)"
@@ -92,12 +95,13 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
     **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
+    "audio_crnn": AUDIO,
 }
 
 
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
     exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
-    exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE)
+    exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE) | set(AUDIO_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -504,3 +508,26 @@ def test_hf_tokenizer_encodes_as_the_run_encodes(kind):
     for add in (False, True):
         hf = hf_tokenizer(tok, add)
         assert [hf.encode(t).ids for t in texts] == [tok.encode(t, add_special=add) for t in texts]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", AUDIO_EXPORTABLE)
+def test_audio_classifier_onnx_takes_any_number_of_samples(name, tmp_path):
+    """The feature front end (STFT, mel, log, normalization) is in the graph; the number of samples is a dynamic axis:
+    onnxruntime gives ``probabilities`` on clips of another length than the traced example's."""
+    from deepkit.families.speech import FAMILY as SPEECH
+    from deepkit.families.speech import SpeechSaved
+
+    torch.manual_seed(0)
+    model = create_model(name, channels=[4, 8], n_mels=16, sample_rate=8000, num_classes=3)
+    predictor = SPEECH.predictor(model, "audio_classification", SpeechSaved(["a", "b", "c"], 8000), None)
+    result = export(predictor, "onnx", tmp_path, dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    g = torch.Generator().manual_seed(5)
+    clips = [0.1 * torch.randn(n, generator=g) for n in (2500, 3100, 1700)]
+    audio = torch.zeros(3, 3100)
+    for i, c in enumerate(clips):
+        audio[i, : len(c)] = c
+    lengths = torch.tensor([len(c) for c in clips])
+    probs = OnnxModel(tmp_path).run({"audio": audio.numpy(), "lengths": lengths.numpy()})["probabilities"]
+    np.testing.assert_allclose(probs, predictor.probabilities([c.numpy() for c in clips]).numpy(), atol=1e-4)

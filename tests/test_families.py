@@ -60,6 +60,9 @@ def test_a_recipe_resolves_to_its_family_sections_only(name):
     elif rec.family.name == "segmentation":  # its own joint (image + mask) augment section
         assert not data_keys & {"text", "series", "long_range", "normalize", "channels_last", "image_size"}, data_keys
         assert set(resolved["data"]["augment"]) == {"hflip", "vflip", "rot90", "scale", "brightness", "contrast"}
+    elif rec.family.name == "speech":  # its own waveform augment section (SpecAugment is a model setting)
+        assert not data_keys & {"text", "series", "long_range", "normalize", "channels_last", "image_size"}, data_keys
+        assert set(resolved["data"]["augment"]) == {"gain_db", "shift_ms"}
     else:
         assert not data_keys & {"augment", "normalize", "channels_last", "image_size"}, data_keys
     other_options = {"gan", "vae", "autoencoder"} - {rec.task.name}

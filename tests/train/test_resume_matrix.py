@@ -15,6 +15,7 @@ detection  scenes_faster_rcnn (two-stage detector, list-of-images batches) on MN
 segment    scenes_unet (U-Net, image + mask batches, random crops and 90° turns per sample) on the same scenes
 ranking    interactions_ranking (NeuMF, BCE) on a generated ratings table: negatives drawn afresh every epoch
 nextitem   movielens_sasrec (SASRec, dropout) on the same table, leave-one-out: dropout's RNG, sequence windows
+speech     fsdd_digits_cnn (waveform CNN) on a synthetic FSDD: per-clip gains and delays, SpecAugment's masks
 =========  ==========================================================================================================
 
 Each is killed by SIGKILL (nextitem's with -m slow), and the conv net and the GAN also by SIGINT (the others'
@@ -52,7 +53,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import _rec_table, _run_main, _write_mnist, cli_env, read_loop
+from conftest import _rec_table, _run_main, _write_fsdd, _write_mnist, cli_env, read_loop
 
 # columns of metrics.csv that measure time or memory, not the computation
 TIMING = {"samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
@@ -218,6 +219,23 @@ CASES = {
         ("fused_optimizer",),
         12,
     ),  # fmt: skip
+    # the speech family: a waveform CNN on a synthetic FSDD, random gains and delays per clip from (seed, epoch,
+    # batch), SpecAugment's masks from the restored global RNG; 13 batches of 8 an epoch, a checkpoint every 2 steps
+    "speech": Case(
+        lambda a: [
+            "fsdd_digits_cnn",
+            f"data.path={a / 'fsdd'}",
+            "data.batch_size=8",
+            "data.val_per_group=1",
+            "model.channels=[4,8]",
+            "model.n_mels=16",
+            "trainer.epochs=2",
+            "trainer.checkpoint_every=2",
+            "trainer.schedule.warmup_steps=4",
+        ],
+        ("fused_optimizer",),
+        10,
+    ),  # fmt: skip
 }
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
 # SIGKILL for every configuration (SASRec's, 16 s, with -m slow: the ranking case already resumes a recommender's
@@ -243,6 +261,7 @@ def assets(tmp_path_factory) -> Path:
     (root / "corpus.txt").write_text("\n".join(lines) + "\n")
     _write_mnist(root / "mnist", n_train=400, n_test=40)
     _rec_table(root / "rec", users=60, items=30, per_user=14)
+    _write_fsdd(root / "fsdd", takes=12)
     pre = _run_main(
         "train", "mnist_cnn", f"data.path={root / 'mnist'}", "model.channels=[4,8]", "model.hidden=16",
         "data.batch_size=16", "trainer.epochs=1", *COMMON, "--out", root / "pretrained",
@@ -254,7 +273,7 @@ def assets(tmp_path_factory) -> Path:
 # what a training run imports, loaded once by the fork server whose children are the interrupted runs
 PRELOAD = ["conftest", "deepkit.cli", "deepkit.api", "deepkit.families.supervised", "deepkit.families.text",
            "deepkit.families.generative", "deepkit.families.detection", "deepkit.families.segmentation",
-           "deepkit.families.recommenders",
+           "deepkit.families.recommenders", "deepkit.families.speech",
            "deepkit.viz.plots", "kornia"]  # fmt: skip
 
 

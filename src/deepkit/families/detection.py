@@ -261,28 +261,22 @@ def build_detection_data(cfg: DetectionDataConfig, saved: DetectionSaved | None 
 
 # --- the family ------------------------------------------------------------------------------------------------------
 def detector_names() -> list[str]:
-    from deepkit.models import list_models
     from deepkit.models._detection import Detector
-    from deepkit.models.registry import get_entry
+    from deepkit.models.registry import models_of
 
-    return [n for n in list_models() if issubclass(get_entry(n).cls, Detector)]
+    return models_of(Detector)
 
 
 def bind_detector(model_section: dict[str, Any], num_classes: int, channels: int) -> torch.nn.Module:
     """The detector, ``num_classes`` (objects + background) and ``in_channels`` taken from the data and checked."""
-    from deepkit.models.registry import create_model
+    from deepkit.models.registry import create_bound
 
     name = model_section["name"]
     if name not in detector_names():
         known = ", ".join(detector_names())
         raise ShapeError(f"model '{name}' is not a detector; task 'detection' needs one of {known}")
-    overrides = {k: v for k, v in model_section.items() if k != "name"}
-    for key, value in (("num_classes", num_classes), ("in_channels", channels)):
-        if key in overrides and overrides[key] != value:
-            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data: expected {key}={value} "
-                             f"({num_classes - 1} classes + background, {channels}-channel images)")  # fmt: skip
-        overrides[key] = value
-    return create_model(name, **overrides)
+    bound = {"num_classes": num_classes, "in_channels": channels}
+    return create_bound(model_section, bound, f"({num_classes - 1} classes + background, {channels}-channel images)")
 
 
 class DetectionFamily(Family):

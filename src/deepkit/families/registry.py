@@ -24,6 +24,7 @@ BUILTIN = (
     "deepkit.families.detection",
     "deepkit.families.segmentation",
     "deepkit.families.recommenders",
+    "deepkit.families.speech",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 

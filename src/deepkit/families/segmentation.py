@@ -303,29 +303,23 @@ def _background(cfg: SegmentationDataConfig, names: list[str]) -> int | None:
 
 # --- the family ------------------------------------------------------------------------------------------------------
 def segmenter_names() -> list[str]:
-    from deepkit.models import list_models
     from deepkit.models._segmentation import Segmenter
-    from deepkit.models.registry import get_entry
+    from deepkit.models.registry import models_of
 
-    return [n for n in list_models() if issubclass(get_entry(n).cls, Segmenter)]
+    return models_of(Segmenter)
 
 
 def bind_segmenter(model_section: dict[str, Any], num_classes: int, channels: int) -> torch.nn.Module:
     """The segmenter with ``num_classes`` and ``in_channels`` from the data (a model section that disagrees is a
     one-line error)."""
-    from deepkit.models.registry import create_model
+    from deepkit.models.registry import create_bound
 
     name = model_section["name"]
     if name not in segmenter_names():
         raise ShapeError(f"model '{name}' is not a segmentation model; task 'segmentation' needs one of "
                          f"{', '.join(segmenter_names())}")  # fmt: skip
-    overrides = {k: v for k, v in model_section.items() if k != "name"}
-    for key, value in (("num_classes", num_classes), ("in_channels", channels)):
-        if key in overrides and overrides[key] != value:
-            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data: expected {key}={value} "
-                             f"({num_classes} classes, {channels}-channel images)")  # fmt: skip
-        overrides[key] = value
-    return create_model(name, **overrides)
+    bound = {"num_classes": num_classes, "in_channels": channels}
+    return create_bound(model_section, bound, f"({num_classes} classes, {channels}-channel images)")
 
 
 def load_encoder(model: torch.nn.Module, weights: str, trust_pickle: bool = False) -> str | None:

@@ -2,6 +2,8 @@
 
 from deepkit.models import (  # noqa: F401  (registers the models)
     alexnet,
+    audio_cnn,
+    audio_crnn,
     autoencoder,
     autorec,
     bert,
