@@ -104,6 +104,12 @@ OTHER_OUTPUTS = {
     **{name: lambda m, i: i["user"].shape for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
     "i_autorec": lambda m, i: i["x"].shape,
     "sasrec": lambda m, i: (*i["seq"].shape, m.cfg.num_items),
+    # text to speech (issue 16): normalized log-mel (B, T, n_mels), log word duration (B,), attention (B, T, P)
+    "duration_tts": lambda m, i: (
+        (len(i["frames"]), int(i["frames"].max()), m.cfg.n_mels),
+        (len(i["frames"]),),
+        (len(i["frames"]), int(i["frames"].max()), i["phonemes"].shape[1]),
+    ),
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
 # detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode
