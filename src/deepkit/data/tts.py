@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from deepkit.data.audio import AudioLoader
 from deepkit.data.digit_text import phoneme_ids
 from deepkit.data.module import SetsData
 from deepkit.errors import DataError
@@ -60,33 +61,15 @@ def read_words(clips: list[Any], reader: Any, mel: Any, speakers: list[str], tri
     return WordSet(phon, torch.tensor(spk, dtype=torch.long), torch.tensor(dig, dtype=torch.long), mels, list(clips))
 
 
-class WordLoader:
+class WordLoader(AudioLoader):
     """Batches ``{"phonemes": (B, P) 0-padded, "speaker": (B,), "frames": (B,), "mel": (B, T, n_mels)}``; training
-    order buckets similar lengths (:class:`deepkit.data.loader.BucketedLoader`)."""
+    order buckets similar lengths (:class:`deepkit.data.loader.BucketedLoader`), as the audio clips' loader."""
 
     def __init__(self, data: WordSet, batch_size: int, shuffle: bool, seed: int):
         from deepkit.data.loader import BucketedLoader
 
-        self.data = data
+        self.data, self.augment = data, None
         self.order = BucketedLoader(data.frames, batch_size, shuffle, bucket=True, seed=seed)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    @property
-    def num_samples(self) -> int:
-        return self.order.num_samples
-
-    @property
-    def batch_size(self) -> int:
-        return self.order.batch_size
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.order.set_epoch(epoch, start_batch)
-
-    def to(self, device: Any) -> WordLoader:
-        self.order.to(device)
-        return self
 
     def __iter__(self):
         from deepkit.data.audio import pad_batch

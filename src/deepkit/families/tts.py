@@ -350,8 +350,7 @@ def report_tts(run: Finish, text: str = "4 1 7", n_words: int = 4) -> dict[str, 
     import soundfile as sf
     import torch
 
-    from deepkit.viz.audio import plot_spectrograms
-    from deepkit.viz.tts import plot_alignments
+    from deepkit.viz.audio import plot_alignments, plot_spectrograms
 
     data, model = run.data, run.task.model
     predictor = TTSPredictor(model, run.recipe.task.name, TTSSaved(list(data.speakers), data.sample_rate,
