@@ -128,6 +128,13 @@ OTHER_OUTPUTS = {
         name: lambda m, i: (len(i["input_values"]), m.frame_lengths(i["input_values"].shape[1]), m.cfg.vocab_size)
         for name in ("wav2vec2_ctc", "wav2vec2_large_ctc")
     },
+
+    # text to speech (issue 16): normalized log-mel (B, T, n_mels), log word duration (B,), attention (B, T, P)
+    "duration_tts": lambda m, i: (
+        (len(i["frames"]), int(i["frames"].max()), m.cfg.n_mels),
+        (len(i["frames"]),),
+        (len(i["frames"]), int(i["frames"].max()), i["phonemes"].shape[1]),
+    ),
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
 # detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode

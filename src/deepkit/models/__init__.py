@@ -10,6 +10,7 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     cnn,
     deberta,
     deeplabv3,
+    duration_tts,
     faster_rcnn,
     fcn,
     fcos,

@@ -1,4 +1,5 @@
-"""Plots of audio features: a column of log-mel spectrograms (time on x, mel band on y), one per clip."""
+"""Plots of audio: a column of log-mel spectrograms (time on x, mel band on y), one per clip; a column of
+frame-to-phoneme alignments (speech synthesis)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def plot_spectrograms(
         ax.set_title(t, fontsize=8)
         ax.set_ylabel("mel band", fontsize=7)
         ax.tick_params(labelsize=7)
+    return _finish(fig, axes, path, title)
+
+
+def _finish(fig, axes, path: str | Path, title: str) -> Path:
+    """A time axis label on the last panel, the title, and the figure saved at ``path``."""
     axes[-1, 0].set_xlabel("time (s)", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -29,5 +35,22 @@ def plot_spectrograms(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plt().close(fig)
     return path
+
+
+def plot_alignments(
+    maps: list[tuple[np.ndarray, list[str]]], titles: list[str], path: str | Path, hop_seconds: float, title: str = ""
+) -> Path:
+    """Save ``(frames, phonemes)`` weight matrices (speech synthesis: attention from frames to phonemes) with their
+    phoneme names as stacked images: time on x, the phonemes (first at the bottom) on y."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(maps), 1, figsize=(7, 1.9 * len(maps) + 0.6), squeeze=False)
+    for ax, (weights, phonemes), t in zip(axes[:, 0], maps, titles, strict=True):
+        w = np.asarray(weights).T
+        ax.imshow(w, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                  extent=(0, w.shape[1] * hop_seconds, -0.5, w.shape[0] - 0.5))  # fmt: skip
+        ax.set_yticks(range(len(phonemes)), phonemes, fontsize=6)
+        ax.set_title(t, fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    return _finish(fig, axes, path, title)
