@@ -128,7 +128,6 @@ OTHER_OUTPUTS = {
         name: lambda m, i: (len(i["input_values"]), m.frame_lengths(i["input_values"].shape[1]), m.cfg.vocab_size)
         for name in ("wav2vec2_ctc", "wav2vec2_large_ctc")
     },
-
     # text to speech (issue 16): normalized log-mel (B, T, n_mels), log word duration (B,), attention (B, T, P)
     "duration_tts": lambda m, i: (
         (len(i["frames"]), int(i["frames"].max()), m.cfg.n_mels),
