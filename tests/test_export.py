@@ -76,6 +76,7 @@ GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder 
 WORD2VEC = "word vectors: a lookup table, exported as the vectors file (`deepkit word-vectors`), not a graph"
 # audio classifiers exported through the speech family: waveforms + lengths in, class probabilities out
 AUDIO_EXPORTABLE = ("audio_cnn",)
+TTS = "duration_tts: text to speech is served by `deepkit speak` (Griffin-Lim runs outside the model); no export yet"
 AUDIO = "audio_crnn: its GRU/LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
 RECOMMENDERS = (
     "recommenders family: its predictor has no export_spec yet (a graph of user/item ids -> scores over the catalogue, "
@@ -96,6 +97,7 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
     **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
     "audio_crnn": AUDIO,
+    "duration_tts": TTS,
 }
 
 
