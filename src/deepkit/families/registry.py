@@ -25,6 +25,7 @@ BUILTIN = (
     "deepkit.families.segmentation",
     "deepkit.families.recommenders",
     "deepkit.families.speech",
+    "deepkit.families.asr",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 
