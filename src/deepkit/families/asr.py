@@ -172,10 +172,10 @@ def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData
         chosen = {"train": sorted(order[n_val:]), "val": sorted(order[:n_val])}
         parts = {"train": [rest[i] for i in chosen["train"]], "val": [rest[i] for i in chosen["val"]],
                  "test": [c for c in clips if c.speaker == held]}  # fmt: skip
-        parts = {k: _spread(v, cfg.max_clips) for k, v in parts.items() if v}
-        if "train" not in parts and saved is None:
+        if not parts["train"] and saved is None:
             raise DataError(f"{root}: no training utterances besides speaker {held}")
-        vocab = saved.vocab if saved else asr.char_vocabulary([c.text or "" for c in parts.get("train", [])])
+        vocab = saved.vocab if saved else asr.char_vocabulary([c.text or "" for c in parts["train"]])
+        parts = {k: _spread(v, cfg.max_clips) for k, v in parts.items() if v}
         sets = {k: asr.Utterances([reader(c.path) for c in v], [c.text or "" for c in v], [c.id for c in v], k)
                 for k, v in parts.items()}  # fmt: skip
         how = (f"LibriSpeech: test = speaker {held}'s utterances; validation = {cfg.val_split:g} of the others "

@@ -79,6 +79,7 @@ def prefix_beam_search(
                 else:
                     ext[1] = _logadd(ext[1], total + p)
         ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)[:beam]
+        ranked = [kv for kv in ranked if _logadd(*kv[1]) > NEG_INF] or ranked[:1]  # no impossible prefixes
         beams = {p: (v[0], v[1]) for p, v in ranked}
     return [(list(p), _logadd(*v)) for p, v in sorted(beams.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)]
 
