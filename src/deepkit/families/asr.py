@@ -367,7 +367,7 @@ class ASRPredictor(Predictor):
     """
 
     kind = "speech recognition (CTC) run"
-    verbs = {"transcribe": ("transcribe", "transcribe_files", "posteriors")}
+    verbs = {"transcribe": ("transcribe", "transcribe_files", "hypotheses", "posteriors")}
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: ASRSaved, run_dir: Path | None = None):
         from deepkit.data.audio import AudioReader
@@ -398,6 +398,8 @@ class ASRPredictor(Predictor):
         return out
 
     def hypotheses(self, clips: Any, beam: int = 0, top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """Per clip, up to ``top_k`` ``(text, log probability)`` best first: the beam's texts (scored over all their
+        alignments), or greedy decoding's one text (scored by its best path)."""
         from deepkit.nn.ctc import greedy_decode, prefix_beam_search
 
         if beam < 0 or top_k < 1:
