@@ -23,7 +23,8 @@ Parts (``--only``):
 Each part is one function returning a dict, so later parts (CTC digit strings, synthesis judged by the digit
 recognizer) add a function and a key in ``PARTS``. ``--set`` passes overrides to every run, ``--loso-set`` to the
 folds only (e.g. ``trainer.epochs=10`` to make them cheaper; the table says so). ``--reuse`` takes a run directory
-that already has results.json. Writes benchmarks/out/speech.json (speech_ctc.json etc. for the other parts) and prints the Markdown rows for RESULTS.md.
+that already has results.json. Writes benchmarks/out/speech.json (speech_ctc.json, ... for the other parts)
+and prints the Markdown rows for RESULTS.md.
 """
 
 from __future__ import annotations
