@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from deepkit.data.audio import AudioLoader
 from deepkit.data.module import SetsData
 from deepkit.errors import ConfigError, DataError
 
@@ -241,38 +242,24 @@ class Utterances:
 
 
 # --- batches ---------------------------------------------------------------------------------------------------------
-class ASRLoader:
+class ASRLoader(AudioLoader):
     """Batches of zero-padded clips and their token ids: ``{"audio" (B, T), "lengths" (B,), "targets" (B, L) (0 as
     padding), "target_lengths" (B,), "index" (B,)}``. Training order buckets similar lengths
-    (:class:`deepkit.data.loader.BucketedLoader`), a pure function of (seed, epoch)."""
+    (:class:`deepkit.data.loader.BucketedLoader`), a pure function of (seed, epoch); sets that draw new strings
+    every epoch are redrawn in :meth:`set_epoch`."""
 
     def __init__(self, data: DigitStrings | Utterances, vocab: Vocabulary, batch_size: int, shuffle: bool,
                  seed: int = 0):  # fmt: skip
         from deepkit.data.loader import BucketedLoader
 
-        self.data, self.vocab = data, vocab
+        self.data, self.vocab, self.augment = data, vocab, None
         data.set_epoch(0)
         self.order = BucketedLoader(data.lengths, batch_size, shuffle, bucket=True, seed=seed)
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    @property
-    def num_samples(self) -> int:
-        return self.order.num_samples
-
-    @property
-    def batch_size(self) -> int:
-        return self.order.batch_size
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.data.set_epoch(epoch)
         self.order.lengths = self.data.lengths
         self.order.set_epoch(epoch, start_batch)
-
-    def to(self, device: Any) -> ASRLoader:
-        self.order.to(device)
-        return self
 
     def __iter__(self):
         import torch

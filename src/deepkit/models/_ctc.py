@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ConfigError
-from deepkit.models._audio import AudioFrontendConfig, make_frontend
-from deepkit.models.base import example_generator, model_device
+from deepkit.models._audio import AudioClassifier, AudioFrontendConfig, make_frontend
 from deepkit.nn.audio import length_mask
 
 
@@ -87,15 +86,7 @@ class CTCEncoder(nn.Module):
     def seconds_per_frame(self) -> float:
         return self.frontend.hop_length * self.cfg.subsample / self.cfg.sample_rate
 
-    def example_input(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
-        """``{"audio": (batch_size, 0.5 s), "lengths"}``: noise at the model's rate, the rows of decreasing length."""
-        g = example_generator()
-        n = self.cfg.sample_rate // 2
-        audio = 0.1 * torch.randn(batch_size, n, generator=g)
-        lengths = torch.tensor([max(n - i * n // (2 * batch_size), n // 4) for i in range(batch_size)])
-        audio = audio * length_mask(lengths, n).float()
-        dev = model_device(self)
-        return {"audio": audio.to(dev), "lengths": lengths.to(dev)}
+    example_input = AudioClassifier.example_input  # {"audio": (batch_size, 0.5 s of noise), "lengths"}
 
     def encode(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

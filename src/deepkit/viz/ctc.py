@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepkit.viz.plots import _plt
+from deepkit.viz.plots import _plt, save_figure
 
 
 def plot_ctc_alignments(
@@ -42,9 +42,4 @@ def plot_ctc_alignments(
         for ax in (top, bottom):
             ax.tick_params(labelsize=6)
     axes[-1, 0].set_xlabel("time (s)", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
