@@ -240,6 +240,12 @@ def test_transcribe_through_the_cli_and_python(ctc_run, deepkit_cli):
     assert p.transcribe(audio, beam=4) == [rec["text"]]
     lp = p.posteriors([clips[0]])[0]
     assert lp.shape[1] == 11 and torch.allclose(lp.exp().sum(-1), torch.ones(len(lp)), atol=1e-5)
+    text = ctc_run / "not_audio.wav"
+    text.write_text("hello")
+    code, out, err = deepkit_cli("transcribe", ctc_run, text)
+    assert code == 2 and err.strip().count("\n") == 0 and "not_audio.wav is not a readable audio file" in err, err
+    code, out, err = deepkit_cli("transcribe", ctc_run, clips[0], "--beam", "-1")
+    assert code == 2 and "--beam must be >= 0" in err, err
 
 
 @pytest.mark.slow
