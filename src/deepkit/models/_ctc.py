@@ -37,7 +37,7 @@ def stride2(lengths: torch.Tensor) -> torch.Tensor:
 
 class ConvSubsampling(nn.Module):
     """Features ``(B, F, frames)`` -> ``(B, frames / factor, out_dim)``: ``log2(factor)`` stride-2 3x3 conv layers
-    (ReLU) over (frequency, time), then a linear map of channels x bins (Conformer's front, Gulati et al. 2020)."""
+    (ReLU) over (frequency, time), then a linear map of channels x bins and a LayerNorm (Conformer's front)."""
 
     def __init__(self, n_features: int, out_dim: int, factor: int = 4, channels: int = 32):
         super().__init__()
@@ -49,6 +49,7 @@ class ConvSubsampling(nn.Module):
             self.layers.append(nn.Sequential(nn.Conv2d(c_in, channels, 3, stride=2, padding=1), nn.ReLU()))
             c_in, bins = channels, -(-bins // 2)
         self.proj = nn.Linear(c_in * bins, out_dim)
+        self.norm = nn.LayerNorm(out_dim)  # without it the projection's large constant part saturated the LSTM gates
 
     def output_lengths(self, frames: torch.Tensor) -> torch.Tensor:
         for _ in self.layers:
@@ -62,7 +63,7 @@ class ConvSubsampling(nn.Module):
             frames = stride2(frames)
             x = x * length_mask(frames, x.shape[-1])[:, None, None, :].to(x.dtype)
         b, c, f, t = x.shape
-        return self.proj(x.permute(0, 3, 1, 2).reshape(b, t, c * f)), frames
+        return self.norm(self.proj(x.permute(0, 3, 1, 2).reshape(b, t, c * f))), frames
 
 
 class CTCEncoder(nn.Module):
