@@ -134,6 +134,14 @@ OTHER_OUTPUTS = {
         (len(i["frames"]),),
         (len(i["frames"]), int(i["frames"].max()), i["phonemes"].shape[1]),
     ),
+    # CTC encoders: per-frame scores over the vocabulary + blank (B, frames, V) and the valid frames (B,)
+    **{
+        name: lambda m, i: (
+            (len(i["audio"]), int(m.output_lengths(i["lengths"]).max()), m.cfg.num_classes),
+            (len(i["audio"]),),
+        )
+        for name in ("ctc_lstm", "ctc_conformer")
+    },
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
 # detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode

@@ -26,6 +26,7 @@ BUILTIN = (
     "deepkit.families.recommenders",
     "deepkit.families.speech",
     "deepkit.families.tts",
+    "deepkit.families.asr",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 

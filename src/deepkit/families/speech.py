@@ -460,8 +460,10 @@ class SpeechPredictor(Predictor):
         """The label of each clip (a digit for FSDD runs)."""
         return [r["class"] for r in self.predict(clips)]
 
-    def transcribe_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
+    def transcribe_files(self, paths: list[str | Path], top_k: int = 1, beam: int = 0) -> list[dict[str, Any]]:
         """Per file: ``input``, ``text`` (the label), ``probability``, ``seconds`` and a one-line ``summary``."""
+        if beam:
+            raise ConfigError(f"--beam applies to CTC speech recognition runs; {self._where()} is a classifier")
         records = []
         for p, r in zip(paths, self.predict(list(paths), top_k), strict=True):
             rec = {"input": str(p), "text": r["class"], "probability": round(r["probability"], 4), **r}
@@ -476,15 +478,21 @@ def transcribe(
     clips: Annotated[
         list[Path],
         typer.Argument(help="Audio files (WAV, FLAC, OGG, MP3): converted to mono at the run's rate (noted once)."),
-    ],
-    top_k: Annotated[int, typer.Option("--top-k", help="Classifier runs: the best K labels per clip.")] = 1,
+    ],  # fmt: skip
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Classifier runs: the best K labels; CTC runs: the K best beam texts.")
+    ] = 1,
+    beam: Annotated[
+        int, typer.Option("--beam", help="CTC runs: prefix beam search of this width (0: greedy decoding).")
+    ] = 0,
     as_json: Annotated[bool, flag("--json", help="Print one JSON list of records.")] = False,
 ) -> None:
-    """Transcribe audio clips: a classifier run prints its label and probability per clip.
+    """Transcribe audio clips: a classifier run prints its label and probability per clip, a CTC recognizer its text.
 
-    Example: deepkit transcribe runs/fsdd_cnn runs/fsdd_cnn/samples/*.wav --json
+    Example: deepkit transcribe runs/fsdd_cnn runs/fsdd_cnn/samples/*.wav --json;
+    deepkit transcribe runs/fsdd_strings_ctc runs/fsdd_strings_ctc/samples/*.wav --beam 8
     """
-    records = predictor.transcribe_files(list(clips), top_k=top_k)
+    records = predictor.transcribe_files(list(clips), top_k=top_k, **({"beam": beam} if beam else {}))
     for note in getattr(getattr(predictor, "reader", None), "notes", []):
         typer.echo(f"note: {note}", err=True)
     if as_json:

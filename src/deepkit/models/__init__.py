@@ -8,6 +8,8 @@ from deepkit.models import (  # noqa: F401  (registers the models)
     autorec,
     bert,
     cnn,
+    ctc_conformer,
+    ctc_lstm,
     deberta,
     deeplabv3,
     duration_tts,
