@@ -76,6 +76,7 @@ GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder 
 WORD2VEC = "word vectors: a lookup table, exported as the vectors file (`deepkit word-vectors`), not a graph"
 # audio classifiers exported through the speech family: waveforms + lengths in, class probabilities out
 AUDIO_EXPORTABLE = ("audio_cnn",)
+CTC = "CTC recognizers: `deepkit transcribe` serves them (decoding runs outside the model); no export spec yet"
 TTS = "duration_tts: text to speech is served by `deepkit speak` (Griffin-Lim runs outside the model); no export yet"
 AUDIO = "audio_crnn: its GRU/LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
 RECOMMENDERS = (
@@ -98,6 +99,7 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
     "audio_crnn": AUDIO,
     "duration_tts": TTS,
+    **dict.fromkeys(["ctc_lstm", "ctc_conformer"], CTC),
 }
 
 
