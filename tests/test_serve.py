@@ -110,13 +110,19 @@ NPY = {"content-type": "application/x-npy"}
 
 def test_npy_body_equals_json(client, predictor):
     """A binary body (numpy.save bytes) gives what the JSON body gives: a batch, or one sample without the batch
-    axis; float64 is taken as the model's float32."""
+    axis; float64 is taken as the model's float32. The second time, a header seen before is looked up, not parsed.
+    A Fortran-ordered array reads as NumPy reads it."""
     x = raw_inputs(predictor, 3, seed=6)
     want = predictor.predict_proba(x)
-    for body, rows in ((npy(x), 3), (npy(x[0]), 1), (npy(x.astype(np.float64)), 3)):
+    for body, rows in ((npy(x), 3), (npy(x[0]), 1), (npy(x.astype(np.float64)), 3)) * 2:  # again: header known
         r = client.post("/predict", content=body, headers=NPY)
         assert r.status_code == 200, r.text
         assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - want[:rows]).max() < 1e-5
+    fortran = npy(np.asfortranarray(x))
+    assert b"'fortran_order': True" in fortran
+    for _ in range(2):
+        r = client.post("/predict", content=fortran, headers=NPY)
+        assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - want).max() < 1e-5
     assert (
         "application/x-npy" in client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
     )
@@ -148,6 +154,8 @@ BAD = [
     ("npy: NaN", {"content": npy(np.full((1, 1, 8, 8), np.nan, np.float32)), "headers": NPY}, 422, "non-finite"),
     ("npy: empty", {"content": b"", "headers": NPY}, 400, "0 bytes"),
     ("npz: wrong names", {"content": None, "headers": {"content-type": "application/x-npz"}}, 422, '["y"]'),
+    ("npy: truncated", {"content": npy(np.zeros((1, 1, 8, 8), np.float32))[:-5], "headers": NPY}, 400, "bytes st"),
+    ("top_k not a number", {"json": {"inputs": [[[0.5] * 8] * 8]}, "params": {"top_k": "x"}}, 422, '"x"'),
 ]  # fmt: skip
 
 

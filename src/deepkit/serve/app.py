@@ -90,7 +90,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)        # doctest: +SKIP
     """
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from deepkit.export import versions
 
@@ -145,6 +145,15 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
 
     binary = {"schema": {"type": "string", "format": "binary"}}
     body_doc = {
+        "parameters": [
+            {
+                "name": "top_k",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1},
+                "description": f"classes listed per sample (default {cfg.top_k})",
+            }
+        ],
         "requestBody": {
             "content": {
                 "application/json": {"schema": {"type": "object", "properties": {"inputs": {}}}},
@@ -155,11 +164,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
                 },
                 "image/*": binary,
             }
-        }
+        },
     }
 
-    @app.post("/predict", openapi_extra=body_doc)
-    async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
+    @app.post("/predict", openapi_extra=body_doc, response_class=Response)
+    async def predict(request: Request) -> Response:
         """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON; NumPy's binary formats
         (``application/x-npy``: ``numpy.save`` bytes of the one input, batch first or one sample;
         ``application/x-npz``: ``numpy.savez`` of the inputs by name), read without pickle; or an image as
@@ -170,9 +179,13 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
                 f"this run has no /predict: {backend.why_not}",
                 expected=" or ".join(f"POST {p}" for p in describe_hooks(backend.hooks).values()) or None,
             )
+        # The hot path is lean: the query and the body are read here (no per-request model of the body to
+        # validate), the answer is encoded once, straight to bytes.
+        top_k = query_top_k(request.query_params.get("top_k"), cfg.top_k)
         arrays = await read_request(request, inputs, cfg, text)
         out = await batcher.submit(arrays)
-        return respond(out, outputs, top_k if top_k is not None else cfg.top_k)
+        doc = respond(out, outputs, top_k)
+        return Response(json.dumps(doc, allow_nan=False, separators=(",", ":")), media_type="application/json")
 
     add_hook_routes(app, backend.hooks)
     return app
@@ -225,6 +238,14 @@ async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig, text=N
     if not body:
         raise RequestError(400, "the request body is empty", received="0 bytes", expected='{"inputs": ...}')
     return from_json(body, inputs, text)
+
+
+def query_top_k(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise RequestError(422, "top_k must be a whole number ≥ 1", received=value, expected="?top_k=1, 2, ...")
+    return int(value)
 
 
 def respond(out: dict[str, np.ndarray], outputs: dict[str, Any], top_k: int) -> dict[str, Any]:
