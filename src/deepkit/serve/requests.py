@@ -295,3 +295,57 @@ def finite_or_none(values: np.ndarray) -> Any:
 
         out = clean(out)
     return out
+
+
+AUDIO_FORMATS = "a WAV, FLAC, OGG or MP3 file"
+
+
+def read_audio_upload(
+    data: bytes, sample_rate: int, max_seconds: float, min_seconds: float = 0.0, part_type: str | None = None
+) -> np.ndarray:
+    """An uploaded audio file -> mono float32 samples at ``sample_rate`` Hz (channels averaged, resampled as
+    ``deepkit transcribe`` does). Refused with what was received and what was expected: a part whose content type
+    is not audio (415), an empty file (400), bytes that are not audio (422), longer than ``max_seconds`` (413,
+    judged from the header before decoding), shorter than ``min_seconds`` (422)."""
+    import soundfile as sf
+
+    from deepkit.data.audio import AudioReader
+    from deepkit.errors import DataError
+
+    want = f"{AUDIO_FORMATS} of {min_seconds:g} to {max_seconds:g} s (any rate and channels; used as mono "
+    want += f"{sample_rate} Hz)"
+    if part_type and not part_type.startswith("audio/") and part_type != "application/octet-stream":
+        raise RequestError(415, "the upload is not audio", received=f"content type {part_type}", expected=want)
+    if not data:
+        raise RequestError(400, "the uploaded file is empty", received="0 bytes", expected=want)
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise RequestError(422, "the upload is not audio", received=_preview(data), expected=want) from None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    if seconds > max_seconds:
+        raise RequestError(413, "the audio is too long", received=f"{seconds:.1f} s", expected=want)
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        wave = AudioReader(sample_rate, min_seconds).convert(samples, int(rate), "the upload")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise RequestError(422, "the audio cannot be decoded", received=_preview(data), expected=want) from None
+    except DataError as e:
+        raise RequestError(422, str(e).splitlines()[0], received=f"{seconds:.3f} s", expected=want) from None
+    return wave.numpy()
+
+
+def from_audio(
+    data: bytes, inputs: dict[str, dict[str, Any]], max_seconds: float, part_type: str | None = None
+) -> dict[str, np.ndarray]:
+    """An uploaded audio file -> the inputs of a model with one ``"kind": "audio"`` input (samples at its
+    ``sample_rate``; a batch of one) and, beside it, integer inputs of one value per sample (its length)."""
+    audio = [k for k, v in inputs.items() if v.get("kind") == "audio"]
+    rest = [k for k in inputs if k not in audio]
+    if len(audio) != 1 or any(inputs[k]["shape"] or not inputs[k]["dtype"].startswith("int") for k in rest):
+        raise RequestError(415, "this model does not take an audio upload; send JSON", expected="application/json")
+    info = inputs[audio[0]]
+    wave = read_audio_upload(data, int(info["sample_rate"]), max_seconds, part_type=part_type)
+    out = {audio[0]: wave[None].astype(np.float32)}
+    out.update({k: np.array([len(wave)], dtype=DTYPES[inputs[k]["dtype"]]) for k in rest})
+    return out
