@@ -238,7 +238,7 @@ class TTSPredictor(Predictor):
     """
 
     kind = "text-to-speech run"
-    verbs = {"speak": ("speak", "synthesize", "speak_to_file")}
+    verbs = {"speak": ("speak", "synthesize", "speak_to_file", "wav_bytes")}
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: TTSSaved, run_dir: Path | None = None):
         super().__init__(model, task_name, saved, run_dir)
