@@ -12,7 +12,7 @@ load are reported (the server's from ``/proc/PID/stat``), and per request. Bound
 ``--concurrency`` at once, each with a timeout, the whole run with a cap.
 
     python benchmarks/serve_load.py [--requests 1000] [--concurrency 64] [--backend torch|onnx] [--run RUN_DIR]
-        [--body npy|json|both] [--server-cpus 1 --client-cpus 0] [--no-malformed]
+        [--body npy|json|both] [--server-cpus 1 --client-cpus 0] [--server-threads 1] [--no-malformed]
 
 Good requests carry one 28×28 sample as ``application/x-npy`` (numpy.save bytes: what a client that cares about
 speed sends) and, with ``--body both`` (the default), the batched and unbatched runs are repeated with JSON bodies.
@@ -76,10 +76,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_server(
-    path: Path, port: int, max_batch: int, max_wait_ms: float, backend: str, pin: set[int] | None = None
-) -> subprocess.Popen:
+    path: Path, port: int, max_batch: int, max_wait_ms: float, backend: str, pin: set[int] | None = None,
+    threads: int | None = None,
+) -> subprocess.Popen:  # fmt: skip
     cmd = [sys.executable, "-m", "deepkit", "serve", str(path), "--port", str(port), "--backend", backend]
     cmd += ["--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+    if threads is not None and backend == "onnx":
+        cmd += ["--threads", str(threads)]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,
@@ -259,6 +262,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--body", choices=["npy", "json", "both"], default="both", help="good requests' body")
     ap.add_argument("--server-cpus", help="pin the server to these CPUs, e.g. 1 or 2-3 (default: not pinned)")
     ap.add_argument("--client-cpus", help="pin this client to these CPUs, e.g. 0 (default: not pinned)")
+    ap.add_argument("--server-threads", type=int, help="onnxruntime threads of the server (torch: OMP_NUM_THREADS)")
     ap.add_argument("--no-malformed", action="store_true", help="skip the run with 10%% malformed requests")
     args = ap.parse_args(argv)
     server_pin, client_pin = cpus(args.server_cpus), cpus(args.client_cpus)
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         runs.append((f"batched, {bodies[0]}, 10% malformed", args.max_batch, 0.1, bodies[0]))
     for name, max_batch, bad, body in runs:
         port = free_port()
-        server = start_server(path, port, max_batch, args.max_wait_ms, args.backend, server_pin)
+        server = start_server(path, port, max_batch, args.max_wait_ms, args.backend, server_pin, args.server_threads)
         try:
             results[name] = asyncio.run(
                 load(port, args.requests, args.concurrency, bad, seed=0, timeout=args.timeout, cap=args.cap, body=body,
