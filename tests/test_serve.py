@@ -67,7 +67,7 @@ def test_the_page_is_served_and_uses_the_endpoints(client):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     page = r.text
     assert 'fetch("info")' in page and 'send("predict"' in page and 'form.append("file", file)' in page
-    for widget in ("bars", "boxes", "mask", "list", "stream"):  # every page kind a family may ask for
+    for widget in ("bars", "boxes", "mask", "list", "stream", "text", "audio"):  # every page kind a family asks for
         assert f"function {widget}(" in page
     assert "/" not in client.get("/openapi.json").json()["paths"]  # not part of the API
     assert client.get("/info").json()["page"] == {"input": "image", "show": "bars"}  # an image classifier
@@ -110,13 +110,19 @@ NPY = {"content-type": "application/x-npy"}
 
 def test_npy_body_equals_json(client, predictor):
     """A binary body (numpy.save bytes) gives what the JSON body gives: a batch, or one sample without the batch
-    axis; float64 is taken as the model's float32."""
+    axis; float64 is taken as the model's float32. The second time, a header seen before is looked up, not parsed.
+    A Fortran-ordered array reads as NumPy reads it."""
     x = raw_inputs(predictor, 3, seed=6)
     want = predictor.predict_proba(x)
-    for body, rows in ((npy(x), 3), (npy(x[0]), 1), (npy(x.astype(np.float64)), 3)):
+    for body, rows in ((npy(x), 3), (npy(x[0]), 1), (npy(x.astype(np.float64)), 3)) * 2:  # again: header known
         r = client.post("/predict", content=body, headers=NPY)
         assert r.status_code == 200, r.text
         assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - want[:rows]).max() < 1e-5
+    fortran = npy(np.asfortranarray(x))
+    assert b"'fortran_order': True" in fortran
+    for _ in range(2):
+        r = client.post("/predict", content=fortran, headers=NPY)
+        assert np.abs(np.array(r.json()["outputs"]["probabilities"]) - want).max() < 1e-5
     assert (
         "application/x-npy" in client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
     )
@@ -148,6 +154,8 @@ BAD = [
     ("npy: NaN", {"content": npy(np.full((1, 1, 8, 8), np.nan, np.float32)), "headers": NPY}, 422, "non-finite"),
     ("npy: empty", {"content": b"", "headers": NPY}, 400, "0 bytes"),
     ("npz: wrong names", {"content": None, "headers": {"content-type": "application/x-npz"}}, 422, '["y"]'),
+    ("npy: truncated", {"content": npy(np.zeros((1, 1, 8, 8), np.float32))[:-5], "headers": NPY}, 400, "bytes st"),
+    ("top_k not a number", {"json": {"inputs": [[[0.5] * 8] * 8]}, "params": {"top_k": "x"}}, 422, '"x"'),
 ]  # fmt: skip
 
 
@@ -482,3 +490,169 @@ def test_two_workers_serve(run, predictor, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+
+
+# --- audio: a classifier's /predict, a CTC run's /transcribe, a TTS run's /speak (through the families' hooks) -------
+def untrained_predictor(recipe: str, recordings, *overrides: str):
+    """The predictor of a recipe's model before training (deterministic: the recipe's seed), on an FSDD-style folder."""
+    from deepkit.api import build, parse_overrides, resolve_recipe
+
+    fixed = [f"data.path={recordings}", "trainer.progress=none", "trainer.threads=1", "data.val_per_group=1"]
+    rec = resolve_recipe(recipe, parse_overrides([*fixed, *overrides]))
+    built = build(rec)
+    return rec.family.predictor(built.task.model, rec.task.name, rec.family.saved(rec, built.data), None)
+
+
+AUDIO_RECIPES = {
+    "speech": ("fsdd_digits_cnn", ["model.channels=[8,16]", "model.n_mels=24"]),
+    "asr": ("fsdd_strings_ctc", ["model.input_dim=32", "model.hidden_size=32", "model.num_layers=1",
+                                 "model.conv_channels=8", "model.n_mels=24", "data.train_strings=16",
+                                 "data.val_strings=4", "data.test_strings=4"]),
+    "tts": ("fsdd_tts", ["model.dim=32", "model.speaker_dim=8", "model.decoder_layers=2"]),
+}  # fmt: skip
+
+
+def audio_predictors(folder) -> dict:
+    from conftest import _write_fsdd
+
+    recordings = _write_fsdd(folder / "recordings", ("ann", "bob"), takes=6)
+    return {k: untrained_predictor(r, recordings, *ov) for k, (r, ov) in AUDIO_RECIPES.items()}
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audio")
+    return audio_predictors(folder), folder / "recordings"
+
+
+def wav(samples: np.ndarray, rate: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_an_audio_classifier_takes_an_uploaded_clip(audio):
+    """The page asks for audio and shows bars; a WAV as multipart or as the raw body gives ``predict``'s class, a
+    stereo 16 kHz file is brought to mono at the run's rate as ``deepkit transcribe`` does."""
+    import soundfile as sf
+
+    from deepkit.serve.backends import TorchBackend
+
+    predictors, recordings = audio
+    p = predictors["speech"]
+    clip = recordings / "3_ann_0.wav"
+    want = p.predict([clip], top_k=3)[0]
+    x, rate = sf.read(str(clip), dtype="float32")
+    stereo = np.stack([x, x], 1).repeat(2, 0)  # 16 kHz, two channels
+    with TestClient(create_app(TorchBackend(p, "memory"))) as c:
+        assert c.get("/info").json()["page"] == {"input": "audio", "show": "bars"}
+        for r in (
+            c.post("/predict", files={"file": ("3.wav", clip.read_bytes(), "audio/wav")}),
+            c.post("/predict", content=clip.read_bytes(), headers={"content-type": "audio/wav"}),
+        ):
+            assert r.status_code == 200, r.text
+            got = r.json()["predictions"][0]
+            assert got["class"] == want["class"] and abs(got["probability"] - want["probability"]) < 1e-5
+        r = c.post("/predict", files={"file": ("s.wav", wav(stereo, 2 * rate), "audio/x-wav")})
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"][0]["class"] == p.predict(stereo.mean(1)[::2].copy())[0]["class"]
+
+
+AUDIO_BAD = [
+    ("not audio", {"files": {"file": ("x.wav", b"RIFF but no audio at all", "audio/wav")}}, 422, "bytes starting"),
+    ("empty", {"files": {"file": ("x.wav", b"", "audio/wav")}}, 400, "0 bytes"),
+    ("too long", {"files": {"file": ("x.wav", None, "audio/wav")}}, 413, "2.0 s"),
+    ("an image part", {"files": {"file": ("x.png", b"\x89PNG....", "image/png")}}, 415, "content type image/png"),
+    ("a raw image", {"content": b"\x89PNG....", "headers": {"content-type": "image/png"}}, 415, None),
+    ("wrong content type", {"content": b"1,2", "headers": {"content-type": "text/csv"}}, 415, "text/csv"),
+    ("no file field", {"files": {"clip": ("x.wav", b"123", "audio/wav")}}, 422, '["clip"]'),
+]
+
+
+@pytest.mark.parametrize("what, request_kw, status, received", AUDIO_BAD, ids=[b[0] for b in AUDIO_BAD])
+def test_bad_audio_uploads_are_4xx_naming_received_and_expected(audio, what, request_kw, status, received):
+    from deepkit.serve.backends import TorchBackend
+
+    predictors, recordings = audio
+    clip = recordings / "3_ann_0.wav"
+    if what == "too long":
+        request_kw = {"files": {"file": ("x.wav", wav(np.zeros(16000, np.float32), 8000), "audio/wav")}}
+    with TestClient(create_app(TorchBackend(predictors["speech"], "memory"), ServeConfig(max_audio_seconds=1.5))) as c:
+        r = c.post("/predict", **request_kw)
+        assert r.status_code == status, r.text
+        body = r.json()
+        assert body["error"] and "expected" in body
+        if received is not None:
+            assert received in json.dumps(body["received"], ensure_ascii=False), body
+        ok = c.post("/predict", files={"file": ("3.wav", clip.read_bytes(), "audio/wav")})  # still serving
+        assert ok.status_code == 200
+
+
+def test_a_ctc_run_transcribes_an_uploaded_clip(audio):
+    """``POST /transcribe`` (the asr family's hook): multipart (field ``audio``, ``beam`` as a form field) or the
+    raw body (``?beam=``) -> the text ``transcribe`` gives; bad parameters and clips are 4xx naming both sides."""
+    from deepkit.serve.backends import TorchBackend
+
+    predictors, recordings = audio
+    p = predictors["asr"]
+    clip = recordings / "5_bob_1.wav"
+    greedy, beam = p.transcribe([clip])[0], p.transcribe([clip], beam=4)[0]
+    assert greedy  # a checkable transcript, not an empty one
+    with TestClient(create_app(TorchBackend(p, "memory"))) as c:
+        info = c.get("/info").json()
+        assert info["page"] == {"input": "audio", "show": "text", "hook": "transcribe", "param": "audio"}
+        assert info["hooks"] == {"transcribe": "/transcribe"}
+        upload = {"audio": ("5.wav", clip.read_bytes(), "audio/wav")}
+        r = c.post("/transcribe", files=upload)
+        assert r.status_code == 200 and r.json()["result"]["text"] == greedy, r.text
+        r = c.post("/transcribe", files=upload, data={"beam": "4"})
+        assert r.json()["result"] == {"text": beam, "log_prob": r.json()["result"]["log_prob"], "decoder": "beam 4"}
+        raw = c.post("/transcribe?beam=4", content=clip.read_bytes(), headers={"content-type": "audio/wav"})
+        assert raw.status_code == 200 and raw.json()["result"]["text"] == beam
+        short = wav(np.zeros(200, np.float32), 8000)  # 0.025 s
+        for kw, status, word in [
+            ({"files": upload, "data": {"beam": "-1"}}, 422, "out of range"),
+            ({"files": upload, "data": {"beam": "wide"}}, 422, "must be a integer"),
+            ({"files": upload, "data": {"path": "/etc/passwd"}}, 422, "unknown parameters ['path']"),
+            ({"files": {"audio": ("x.wav", b"no audio", "audio/wav")}}, 422, "not audio"),
+            ({"files": {"audio": ("x.wav", short, "audio/wav")}}, 422, "too short"),
+            ({"files": {"file": ("x.wav", clip.read_bytes(), "audio/wav")}}, 422, "no file field 'audio'"),
+            ({"json": {"audio": "/etc/passwd"}}, 415, "unsupported content type"),
+        ]:
+            r = c.post("/transcribe", **kw)
+            assert r.status_code == status and word in r.json()["error"] and "expected" in r.json(), r.text
+        assert c.post("/predict", files=upload).json()["expected"] == "POST /transcribe"
+        assert (
+            "multipart/form-data"
+            in c.get("/openapi.json").json()["paths"]["/transcribe"]["post"]["requestBody"]["content"]
+        )
+        assert c.post("/transcribe", files=upload).status_code == 200  # still serving
+
+
+def test_a_tts_run_answers_a_wav(audio):
+    """``POST /speak`` (the tts family's hook): JSON text and voice -> the WAV bytes ``wav_bytes`` writes; the page
+    asks for text with the voices as options and plays the answer."""
+    import soundfile as sf
+
+    from deepkit.serve.backends import TorchBackend
+
+    p = audio[0]["tts"]
+    with TestClient(create_app(TorchBackend(p, "memory"))) as c:
+        page = c.get("/info").json()["page"]
+        assert page["input"] == "text" and page["show"] == "audio" and page["options"] == {"speaker": ["ann", "bob"]}
+        r = c.post("/speak", json={"text": "4 1 7", "speaker": "bob"})
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        assert r.content == p.wav_bytes("4 1 7", "bob")
+        samples, rate = sf.read(io.BytesIO(r.content))
+        assert rate == p.sample_rate and len(samples) > 0.3 * rate
+        for body, word in [
+            ({"text": "hello"}, "hello"),
+            ({"text": "1", "speaker": "zed"}, "not one of the choices"),
+            ({"speaker": "ann"}, "'text' is required"),
+            ({"text": "1", "pace": 0}, "out of range"),
+        ]:
+            r = c.post("/speak", json=body)
+            assert r.status_code == 422 and word in r.json()["error"], r.text
+        assert c.post("/speak", json={"text": "one two"}).status_code == 200  # still serving

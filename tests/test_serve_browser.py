@@ -184,3 +184,79 @@ def test_the_page_fits_detection_segmentation_text_and_generation(browser, tmp_p
         assert np.isfinite(want)
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def audio_predictors(tmp_path_factory):
+    """Untrained (deterministic) speech classifier, CTC recognizer and TTS predictors (tests/test_serve.py)."""
+    from test_serve import audio_predictors
+
+    return audio_predictors(tmp_path_factory.mktemp("audio"))
+
+
+def test_type_digits_and_hear_them(browser, audio_predictors):
+    """A TTS run's page: type digits, pick a voice, get an audio player holding the WAV the run synthesizes."""
+    import hashlib
+
+    from deepkit.serve.backends import TorchBackend
+
+    p = audio_predictors["tts"]
+    page = browser.new_page()
+    try:
+        with serving(TorchBackend(p, "memory")) as url:
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='text/audio']", timeout=10_000)
+            page.fill("#text", "4 1 7")
+            page.select_option("#option-speaker", "bob")
+            page.click("#send-text")
+            page.wait_for_selector("#result[data-bytes]", timeout=30_000)
+            want = p.wav_bytes("4 1 7", "bob")
+            assert int(page.get_attribute("#result", "data-bytes")) == len(want)
+            digest = page.evaluate("""async () => {
+                const data = await (await fetch(document.getElementById('voice').src)).arrayBuffer();
+                const hash = await crypto.subtle.digest('SHA-256', data);
+                return Array.from(new Uint8Array(hash)).map((b) => b.toString(16).padStart(2, '0')).join('');
+            }""")
+            assert digest == hashlib.sha256(want).hexdigest()
+            page.wait_for_function("document.getElementById('voice').duration > 0.3", timeout=10_000)  # it decodes
+            page.fill("#text", "hello")
+            page.click("#send-text")
+            page.wait_for_function("document.getElementById('error').textContent.startsWith('422')", timeout=10_000)
+            assert "hello" in page.inner_text("#error")
+    finally:
+        page.close()
+
+
+def test_upload_a_spoken_digit_and_see_its_class_and_transcript(browser, audio_predictors):
+    """Real FSDD recordings uploaded on the page of a speech classifier (class bars) and of a CTC recognizer (the
+    transcript), as ``predict`` / ``transcribe`` give them; a file that is not audio gets the server's 422."""
+    from conftest import datasets_root
+    from deepkit.serve.backends import TorchBackend
+
+    folder = datasets_root() / "fsdd" / "recordings"
+    if not folder.is_dir():
+        pytest.skip(f"the real FSDD recordings are not here ({folder}); set DEEPKIT_DATA to the datasets folder")
+    clips = [folder / "7_jackson_0.wav", folder / "2_theo_3.wav"]
+    classifier, recognizer = audio_predictors["speech"], audio_predictors["asr"]
+    page = browser.new_page()
+
+    def upload_each(ready: str, attribute: str, want) -> None:
+        """Each clip uploaded on the page served at ``url``: ``#result``'s ``attribute`` is ``want(clip)``."""
+        page.goto(url)
+        page.wait_for_selector(f"body[data-ready='{ready}']", timeout=10_000)
+        for clip in clips:
+            page.evaluate(f"document.getElementById('result').removeAttribute('{attribute}')")
+            page.set_input_files("#audio-file", str(clip))
+            page.wait_for_selector(f"#result[{attribute}]", timeout=10_000)
+            assert want(clip) and page.get_attribute("#result", attribute) == want(clip)
+
+    try:
+        with serving(TorchBackend(classifier, "memory")) as url:
+            upload_each("audio/bars", "data-top", lambda c: classifier.predict([c])[0]["class"])
+            page.set_input_files("#audio-file", {"name": "x.wav", "mimeType": "audio/wav", "buffer": b"not audio"})
+            page.wait_for_function("document.getElementById('error').textContent.startsWith('422')", timeout=10_000)
+        with serving(TorchBackend(recognizer, "memory")) as url:
+            upload_each("audio/text", "data-text", lambda c: recognizer.transcribe([c])[0])
+            assert page.inner_text("#transcript") == recognizer.transcribe([clips[-1]])[0]
+    finally:
+        page.close()

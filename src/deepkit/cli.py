@@ -302,11 +302,13 @@ def serve(
     """Serve a trained run or an ONNX export over HTTP: GET /health, GET /info, POST /predict, docs at /docs.
 
     POST /predict takes JSON ({"inputs": [[...]]}, or {"text": "..."} for text classifiers), NumPy bytes
-    (application/x-npy, application/x-npz) or an image file (multipart field 'file', or the raw body). Runs
-    with more than a graph add their own routes: POST /generate/stream (language models: server-sent events),
-    POST /recommend (recommenders). The page at / fits the run: class bars, boxes drawn on the image (detection),
-    a mask overlay (segmentation), a streamed continuation, a user's list. Bad requests get a 4xx JSON error
-    naming what was received and what was expected.
+    (application/x-npy, application/x-npz), an image file or, for audio classifiers, an audio file (multipart
+    field 'file', or the raw image/* or audio/* body). Runs with more than a graph add their own routes: POST
+    /generate/stream (language models: server-sent events), POST /recommend (recommenders), POST /transcribe
+    (CTC recognizers: an audio file in multipart field 'audio'), POST /speak (TTS: JSON text and speaker -> a
+    WAV). The page at / fits the run: class bars, boxes drawn on the image (detection), a mask overlay
+    (segmentation), a streamed continuation, a user's list, an audio upload's class or transcript, an audio
+    player for typed digits. Bad requests get a 4xx JSON error naming what was received and what was expected.
     Example: `deepkit serve runs/demo --port 8000`, then `curl -F file=@runs/demo/samples/test_00_label_0.png
     http://127.0.0.1:8000/predict`.
     """

@@ -435,6 +435,24 @@ class ASRPredictor(Predictor):
             records.append(rec)
         return records
 
+    def serve_hooks(self) -> dict[str, Any]:
+        """``deepkit serve``: ``POST /transcribe`` takes an uploaded clip (checked and converted by the server) and
+        answers its text; the page asks for an audio file and shows the transcript."""
+        from deepkit.families.base import ServeHook
+
+        def run(audio: Any, beam: int = 0) -> dict[str, Any]:
+            text, score = self.hypotheses([audio], beam)[0][0]
+            decoder = f"beam {beam}" if beam else "greedy"
+            return {"text": text, "log_prob": round(score, 4), "decoder": decoder}
+
+        rate = self.saved.sample_rate
+        params = {"audio": {"type": "audio", "sample_rate": rate, "min_seconds": self.saved.min_seconds},
+                  "beam": {"type": "integer", "default": 0, "minimum": 0, "maximum": 64}}  # fmt: skip
+        return {"transcribe": ServeHook(run, params, description="the transcript of an audio clip")}
+
+    def serve_page(self) -> dict[str, Any]:
+        return {"input": "audio", "show": "text", "hook": "transcribe", "param": "audio"}
+
 
 ASRFamily.commands = (transcribe,)
 FAMILY = ASRFamily()

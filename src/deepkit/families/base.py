@@ -242,18 +242,23 @@ class ServeHook:
 
     Attributes:
         fn: keyword arguments (the checked JSON body) -> a JSON-safe result, or, when ``stream``, an iterator of
-            text pieces (sent as server-sent events as they come).
+            text pieces (sent as server-sent events as they come), or, with ``media_type``, the answer's bytes.
         params: name -> ``{"type": "string" | "integer" | "number", "default": ..., "minimum", "maximum",
             "maxLength", "enum"}``; a parameter without a default is required. The server checks every request
-            against it (4xx naming what was received and what was expected) before ``fn`` runs.
+            against it (4xx naming what was received and what was expected) before ``fn`` runs. A parameter
+            ``{"type": "audio", "sample_rate": HZ, "min_seconds": S}`` is an uploaded audio file (multipart field of
+            its name, the other parameters as form fields; or the raw ``audio/*`` body, the others in the query),
+            decoded, checked and handed to ``fn`` as mono float32 samples at ``sample_rate``.
         stream: ``fn`` yields text pieces.
         description: one line for ``/docs`` and the page.
+        media_type: ``fn`` returns bytes of this type (``audio/wav``), sent as they are.
     """
 
     fn: Callable[..., Any]
     params: dict[str, dict[str, Any]]
     stream: bool = False
     description: str = ""
+    media_type: str = ""
 
 
 class VerbError(ConfigError, AttributeError):

@@ -238,7 +238,7 @@ class TTSPredictor(Predictor):
     """
 
     kind = "text-to-speech run"
-    verbs = {"speak": ("speak", "synthesize", "speak_to_file")}
+    verbs = {"speak": ("speak", "synthesize", "speak_to_file", "wav_bytes")}
 
     def __init__(self, model: torch.nn.Module, task_name: str, saved: TTSSaved, run_dir: Path | None = None):
         super().__init__(model, task_name, saved, run_dir)
@@ -322,6 +322,35 @@ class TTSPredictor(Predictor):
         sf.write(str(out), r["wave"], r["sample_rate"], subtype="PCM_16")
         return {"out": str(out), "speaker": speaker, "digits": r["digits"], "seconds": round(r["seconds"], 3),
                 "sample_rate": r["sample_rate"]}  # fmt: skip
+
+    def wav_bytes(self, text: str, speaker: str, **options: Any) -> bytes:
+        """``text`` in ``speaker``'s voice as the bytes of a WAV file (16-bit PCM)."""
+        import io
+
+        import soundfile as sf
+
+        r = self.synthesize(text, speaker, **options)
+        buf = io.BytesIO()
+        sf.write(buf, r["wave"], r["sample_rate"], format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+    def serve_hooks(self) -> dict[str, Any]:
+        """``deepkit serve``: ``POST /speak`` (JSON: text, speaker, pace) answers a WAV file; the page asks for
+        digits and a voice and plays the answer."""
+        from deepkit.families.base import ServeHook
+
+        def run(text: str, speaker: str, pace: float = 1.0) -> bytes:
+            return self.wav_bytes(text, speaker, pace=pace)
+
+        params = {"text": {"type": "string", "maxLength": 100},
+                  "speaker": {"type": "string", "enum": self.speakers, "default": self.speakers[0]},
+                  "pace": {"type": "number", "default": 1.0, "minimum": 0.25, "maximum": 4.0}}  # fmt: skip
+        return {"speak": ServeHook(run, params, description="digits spoken in one of the run's voices, as a WAV file",
+                                   media_type="audio/wav")}  # fmt: skip
+
+    def serve_page(self) -> dict[str, Any]:
+        return {"input": "text", "show": "audio", "hook": "speak", "param": "text",
+                "options": {"speaker": self.speakers}, "placeholder": "digits to say, e.g. 4 1 7"}  # fmt: skip
 
 
 def speak(

@@ -22,6 +22,7 @@ from deepkit.serve.requests import (
     RequestError,
     TextEncoder,
     finite_or_none,
+    from_audio,
     from_image,
     from_json,
     from_npy,
@@ -38,6 +39,7 @@ class ServeConfig:
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
     max_body_bytes: int = 10 * 2**20  # larger bodies get 413 before they are read in full
     max_image_pixels: int = 25_000_000  # uploads larger than this (width × height) get 413, undecoded
+    max_audio_seconds: float = 60.0  # longer audio uploads get 413, judged from the file's header
     top_k: int = 5  # classes listed per sample, unless the request asks ?top_k=N
 
 
@@ -90,7 +92,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)        # doctest: +SKIP
     """
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from deepkit.export import versions
 
@@ -137,7 +139,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
             "classes": next((o["labels"] for o in outputs.values() if o.get("labels")), None),
             "backend": backend.name,
             "batching": {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms},
-            "limits": {"max_body_bytes": cfg.max_body_bytes, "max_image_pixels": cfg.max_image_pixels},
+            "limits": {
+                "max_body_bytes": cfg.max_body_bytes,
+                "max_image_pixels": cfg.max_image_pixels,
+                "max_audio_seconds": cfg.max_audio_seconds,
+            },
             "versions": versions(),
             "stats": asdict(batcher.stats),  # this worker's
             "worker": os.getpid(),
@@ -145,6 +151,15 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
 
     binary = {"schema": {"type": "string", "format": "binary"}}
     body_doc = {
+        "parameters": [
+            {
+                "name": "top_k",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1},
+                "description": f"classes listed per sample (default {cfg.top_k})",
+            }
+        ],
         "requestBody": {
             "content": {
                 "application/json": {"schema": {"type": "object", "properties": {"inputs": {}}}},
@@ -154,27 +169,32 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
                     "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
                 },
                 "image/*": binary,
+                "audio/*": binary,
             }
-        }
+        },
     }
 
-    @app.post("/predict", openapi_extra=body_doc)
-    async def predict(request: Request, top_k: int | None = None) -> dict[str, Any]:
+    @app.post("/predict", openapi_extra=body_doc, response_class=Response)
+    async def predict(request: Request) -> Response:
         """Body: ``{"inputs": ARRAY}`` / ``{"inputs": {NAME: ARRAY}}`` as JSON; NumPy's binary formats
         (``application/x-npy``: ``numpy.save`` bytes of the one input, batch first or one sample;
-        ``application/x-npz``: ``numpy.savez`` of the inputs by name), read without pickle; or an image as
-        multipart (field ``file``) or as the raw body (``image/png``, ...)."""
+        ``application/x-npz``: ``numpy.savez`` of the inputs by name), read without pickle; or an image (audio
+        models: an audio file) as multipart (field ``file``) or as the raw body (``image/png``, ``audio/wav``)."""
         if not backend.predicts:
             raise RequestError(
                 404,
                 f"this run has no /predict: {backend.why_not}",
                 expected=" or ".join(f"POST {p}" for p in describe_hooks(backend.hooks).values()) or None,
             )
+        # The hot path is lean: the query and the body are read here (no per-request model of the body to
+        # validate), the answer is encoded once, straight to bytes.
+        top_k = query_top_k(request.query_params.get("top_k"), cfg.top_k)
         arrays = await read_request(request, inputs, cfg, text)
         out = await batcher.submit(arrays)
-        return respond(out, outputs, top_k if top_k is not None else cfg.top_k)
+        doc = respond(out, outputs, top_k)
+        return Response(json.dumps(doc, allow_nan=False, separators=(",", ":")), media_type="application/json")
 
-    add_hook_routes(app, backend.hooks)
+    add_hook_routes(app, backend.hooks, cfg)
     return app
 
 
@@ -198,26 +218,43 @@ def page_of(side: dict[str, Any], takes_text: bool) -> dict[str, Any]:
     inputs, outputs = side.get("inputs") or {}, side.get("outputs") or {}
     if "input" not in page:
         image = len(inputs) == 1 and next(iter(inputs.values())).get("kind") == "image"
-        page["input"] = "image" if image else "text" if takes_text else "json"
+        page["input"] = "image" if image else "audio" if takes_audio(inputs) else "text" if takes_text else "json"
     if "show" not in page:
         page["show"] = "bars" if any(o.get("labels") for o in outputs.values()) else "json"
     return page
 
 
+def takes_audio(inputs: dict[str, Any]) -> bool:
+    return any(v.get("kind") == "audio" for v in inputs.values())
+
+
+async def read_upload(request, what: str) -> tuple[bytes, str | None]:
+    """The multipart form's file field ``file``: (bytes, the part's content type); a form without it is a 422."""
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise RequestError(
+            422, "the multipart form has no file field 'file'", received=sorted(form.keys()), expected=f"file=@{what}"
+        )
+    return await upload.read(), (upload.content_type or "").split(";")[0].strip().lower() or None
+
+
 async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig, text=None) -> dict[str, np.ndarray]:
     kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    accepted = "application/json, application/x-npy, application/x-npz, multipart/form-data (field 'file') or image/*"
+    accepted = (
+        "application/json, application/x-npy, application/x-npz, multipart/form-data (field 'file'), image/* or audio/*"
+    )
     if kind == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise RequestError(
-                422, "the multipart form has no file field 'file'", received=sorted(form.keys()), expected="file=@IMAGE"
-            )
-        return from_image(await upload.read(), inputs, cfg.max_image_pixels)
+        if takes_audio(inputs):
+            data, part_type = await read_upload(request, "AUDIO")
+            return from_audio(data, inputs, cfg.max_audio_seconds, part_type)
+        data, _ = await read_upload(request, "IMAGE")
+        return from_image(data, inputs, cfg.max_image_pixels)
     body = await request.body()
     if kind.startswith("image/"):
         return from_image(body, inputs, cfg.max_image_pixels)
+    if kind.startswith("audio/"):
+        return from_audio(body, inputs, cfg.max_audio_seconds)
     if kind in NPY_TYPES:
         return from_npy(body, kind, inputs)
     if kind != "application/json":
@@ -225,6 +262,14 @@ async def read_request(request, inputs: dict[str, Any], cfg: ServeConfig, text=N
     if not body:
         raise RequestError(400, "the request body is empty", received="0 bytes", expected='{"inputs": ...}')
     return from_json(body, inputs, text)
+
+
+def query_top_k(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise RequestError(422, "top_k must be a whole number ≥ 1", received=value, expected="?top_k=1, 2, ...")
+    return int(value)
 
 
 def respond(out: dict[str, np.ndarray], outputs: dict[str, Any], top_k: int) -> dict[str, Any]:

@@ -1,14 +1,17 @@
 """Dynamic batching: requests that arrive within ``max_wait_ms`` of each other run as one batch of up to
 ``max_batch`` samples (LitServe's and Triton's dynamic batcher; TorchServe's ``batch_size``/``max_batch_delay``).
 
-One asyncio task collects the queue; the model runs in a worker thread so the event loop keeps accepting requests
-while a batch computes. A request with more samples than ``max_batch`` runs as its own batch.
+One asyncio task collects the queue; the model runs in one inference thread of its own (the batches one after the
+other, always on the same thread: the model's thread-local state stays warm) so the event loop keeps accepting and
+decoding requests while a batch computes. A request with more samples than ``max_batch`` runs as its own batch; a
+batch of one request is passed to the model as it came (no copy), and its outputs come back as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,9 +44,11 @@ class Batcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="deepkit-inference")
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -52,6 +57,9 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._task = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool = None
 
     async def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._queue is None:
@@ -71,11 +79,16 @@ class Batcher:
             items, n = [first], first.n
             deadline = loop.time() + self.max_wait
             while n < self.max_batch:
-                left = deadline - loop.time()
-                try:
-                    item = self._queue.get_nowait() if left <= 0 else await asyncio.wait_for(self._queue.get(), left)
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                    break
+                try:  # what is already waiting first: no timer per request under load
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), left)
+                    except asyncio.TimeoutError:
+                        break
                 if n + item.n > self.max_batch:
                     pending = item  # starts the next batch
                     break
@@ -84,10 +97,13 @@ class Batcher:
             await self._run(items, n)
 
     async def _run(self, items: list[_Item], n: int) -> None:
-        names = list(items[0].inputs)
-        batch = {k: np.concatenate([it.inputs[k] for it in items]) for k in names}
+        if len(items) == 1:
+            batch = items[0].inputs
+        else:
+            batch = {k: np.concatenate([it.inputs[k] for it in items]) for k in items[0].inputs}
         try:
-            out = await asyncio.to_thread(run_in_chunks, self.backend, batch)
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self._pool, run_in_chunks, self.backend, batch)
         except Exception as e:  # noqa: BLE001 - every waiting request gets the model's failure
             for it in items:
                 if not it.future.done():
@@ -100,6 +116,10 @@ class Batcher:
             s.batches + 1,
             max(s.largest, n),
         )
+        if len(items) == 1:
+            if not items[0].future.done():
+                items[0].future.set_result(out)
+            return
         start = 0
         for it in items:
             if not it.future.done():

@@ -131,7 +131,7 @@ def from_npy(body: bytes, kind: str, inputs: dict[str, dict[str, Any]]) -> dict[
             415, "this model takes several inputs: send them as application/x-npz", received=kind, expected=want
         )
     try:
-        loaded = np.load(io.BytesIO(body), allow_pickle=False)
+        loaded = read_npy(body) if kind == "application/x-npy" else np.load(io.BytesIO(body), allow_pickle=False)
         if kind == "application/x-npy":
             if not isinstance(loaded, np.ndarray):
                 raise ValueError("an .npz archive, not one .npy array")
@@ -160,6 +160,34 @@ def from_npy(body: bytes, kind: str, inputs: dict[str, dict[str, Any]]) -> dict[
             422, "the inputs hold different numbers of samples", received={k: len(v) for k, v in arrays.items()}
         )
     return arrays
+
+
+_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], bool]] = {}  # header bytes -> dtype, shape, Fortran order
+
+
+def read_npy(body: bytes) -> Any:
+    """``numpy.save`` bytes -> the array, as ``np.load(..., allow_pickle=False)`` reads them, without parsing the
+    same header again: a client sends the same header (dtype, shape) with every request, and NumPy parses it with
+    ``ast.literal_eval`` each time. A header seen before (format 1.0 or 2.0, no object dtype, at most 64 kept) is
+    looked up and the data viewed in place; anything else (a new header, a truncated body, another format) goes to
+    ``np.load`` and its checks."""
+    head = 10 if body[6:7] == b"\x01" else 12 if body[6:7] == b"\x02" else 0
+    if head and body[:6] == b"\x93NUMPY" and len(body) >= head:
+        size = int.from_bytes(body[8:head], "little")
+        meta = _NPY_HEADERS.get(body[head : head + size])
+        if meta is not None:
+            dtype, shape, fortran = meta
+            count = math.prod(shape)
+            if len(body) - head - size == count * dtype.itemsize:
+                flat = np.frombuffer(body, dtype, count, head + size)
+                return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    loaded = np.load(io.BytesIO(body), allow_pickle=False)
+    if head and isinstance(loaded, np.ndarray) and not loaded.dtype.hasobject and len(_NPY_HEADERS) < 64:
+        fmt = np.lib.format
+        read_header = fmt.read_array_header_1_0 if head == 10 else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(io.BytesIO(body[8:]))
+        _NPY_HEADERS[body[head : head + int.from_bytes(body[8:head], "little")]] = (dtype, tuple(shape), fortran)
+    return loaded
 
 
 def to_array(name: str, value: Any, info: dict[str, Any]) -> np.ndarray:
@@ -266,4 +294,58 @@ def finite_or_none(values: np.ndarray) -> Any:
             return [clean(x) for x in v] if isinstance(v, list) else (v if math.isfinite(v) else None)
 
         out = clean(out)
+    return out
+
+
+AUDIO_FORMATS = "a WAV, FLAC, OGG or MP3 file"
+
+
+def read_audio_upload(
+    data: bytes, sample_rate: int, max_seconds: float, min_seconds: float = 0.0, part_type: str | None = None
+) -> np.ndarray:
+    """An uploaded audio file -> mono float32 samples at ``sample_rate`` Hz (channels averaged, resampled as
+    ``deepkit transcribe`` does). Refused with what was received and what was expected: a part whose content type
+    is not audio (415), an empty file (400), bytes that are not audio (422), longer than ``max_seconds`` (413,
+    judged from the header before decoding), shorter than ``min_seconds`` (422)."""
+    import soundfile as sf
+
+    from deepkit.data.audio import AudioReader
+    from deepkit.errors import DataError
+
+    want = f"{AUDIO_FORMATS} of {min_seconds:g} to {max_seconds:g} s (any rate and channels; used as mono "
+    want += f"{sample_rate} Hz)"
+    if part_type and not part_type.startswith("audio/") and part_type != "application/octet-stream":
+        raise RequestError(415, "the upload is not audio", received=f"content type {part_type}", expected=want)
+    if not data:
+        raise RequestError(400, "the uploaded file is empty", received="0 bytes", expected=want)
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise RequestError(422, "the upload is not audio", received=_preview(data), expected=want) from None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    if seconds > max_seconds:
+        raise RequestError(413, "the audio is too long", received=f"{seconds:.1f} s", expected=want)
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        wave = AudioReader(sample_rate, min_seconds).convert(samples, int(rate), "the upload")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise RequestError(422, "the audio cannot be decoded", received=_preview(data), expected=want) from None
+    except DataError as e:
+        raise RequestError(422, str(e).splitlines()[0], received=f"{seconds:.3f} s", expected=want) from None
+    return wave.numpy()
+
+
+def from_audio(
+    data: bytes, inputs: dict[str, dict[str, Any]], max_seconds: float, part_type: str | None = None
+) -> dict[str, np.ndarray]:
+    """An uploaded audio file -> the inputs of a model with one ``"kind": "audio"`` input (samples at its
+    ``sample_rate``; a batch of one) and, beside it, integer inputs of one value per sample (its length)."""
+    audio = [k for k, v in inputs.items() if v.get("kind") == "audio"]
+    rest = [k for k in inputs if k not in audio]
+    if len(audio) != 1 or any(inputs[k]["shape"] or not inputs[k]["dtype"].startswith("int") for k in rest):
+        raise RequestError(415, "this model does not take an audio upload; send JSON", expected="application/json")
+    info = inputs[audio[0]]
+    wave = read_audio_upload(data, int(info["sample_rate"]), max_seconds, part_type=part_type)
+    out = {audio[0]: wave[None].astype(np.float32)}
+    out.update({k: np.array([len(wave)], dtype=DTYPES[inputs[k]["dtype"]]) for k in rest})
     return out
