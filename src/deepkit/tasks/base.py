@@ -67,6 +67,17 @@ class Task:
     def check_training(self, step: int) -> None:
         """Manual optimization: called at every log interval and checkpoint; raise a DeepkitError to stop a run."""
 
+    def example_labels(self, batch: Any) -> torch.Tensor | None:
+        """Optional, for ``deepkit doctor``: the class label of each example of a batch ``(B,)`` (int), or None for
+        tasks without classes (the default). Counts classes (imbalance) in the data scan."""
+        return None
+
+    def example_outputs(self, batch: Any) -> dict[str, torch.Tensor] | None:
+        """Optional, for ``deepkit doctor``: per-example ``{"label": (B,), "loss": (B,), "probs": (B, K)}`` of a batch
+        in eval mode (no gradients), or None (the default). Recorded on the validation split at the end of a run:
+        out-of-sample probabilities for label-noise detection (confident learning) and per-class recall."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe task state beyond the weights (saved in resumable checkpoints), e.g. a GAN's collapse streaks."""
         return {}
