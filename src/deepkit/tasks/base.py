@@ -34,6 +34,8 @@ class Task:
     # True: training_step(batch, ctx) does its own backward/step with the optimizers named by optimizer_targets()
     # (ctx is a deepkit.train.manual.ManualStep); the Trainer only iterates, logs, checks and checkpoints.
     manual_optimization = False
+    # deepkit doctor: whether the training loss is expected to fall over a run (an adversarial loss need not)
+    loss_falls = True
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None):
         self.model = model

@@ -6,7 +6,9 @@ It writes ``RUN_DIR/record/``, a documented, non-pickle format that a resumed ru
 file                        content
 ==========================  =========================================================================================
 ``meta.json``               format version, the recording cadence ``every``, the parameters (name, shape) and the
-                            activation modules (name, type, kind) that are recorded
+                            activation modules (name, type, kind, ``block_output``: the last module of an
+                            ``nn.Sequential``, e.g. a generator's output tanh) that are recorded; whether the task's
+                            loss is expected to fall (``loss_falls``; not for adversarial tasks)
 ``steps.csv``               one row per optimizer step: ``step, epoch, loss, lr`` (loss: the step's last micro-batch)
 ``layers.csv``              per recording step and parameter: ``step, name, grad_norm, grad_zero, weight_norm,
                             update_ratio`` (L2 norms; ``grad_zero``: the fraction of exactly-zero gradient entries;
@@ -170,6 +172,7 @@ class Recorder(Callback):
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.layout_ok = not (trainer.dist and trainer.dist.strategy == "fsdp")
         self.modules = [(n, m, k) for n, m in model.named_modules() if (k := activation_kind(m))]
+        last = {id(list(m.children())[-1]) for m in model.modules() if isinstance(m, nn.Sequential) and len(m)}
         if trainer.speed is not None and trainer.speed.on("compile"):
             self.modules = []  # hooks on a compiled model would recompile it: no activation records
         self.interval_from = trainer.state.step
@@ -177,8 +180,12 @@ class Recorder(Callback):
             meta = {
                 "format": FORMAT,
                 "every": self.every,
+                "loss_falls": bool(getattr(trainer.task, "loss_falls", True)),
                 "parameters": [{"name": n, "shape": list(p.shape)} for n, p in self.params],
-                "activations": [{"name": n, "type": type(m).__name__, "kind": k} for n, m, k in self.modules],
+                "activations": [
+                    {"name": n, "type": type(m).__name__, "kind": k, "block_output": id(m) in last}
+                    for n, m, k in self.modules
+                ],
             }
             atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=1))
         if self.cfg.scan and trainer.data is not None and not (self.dir / "data.json").is_file():

@@ -1,0 +1,484 @@
+"""The training doctor on planted faults (issue 19): does ``deepkit doctor`` name the fault that was planted?
+
+    flock /tmp/deepkit-heavy.lock python benchmarks/doctor.py                 # the evaluation set (held out)
+    python benchmarks/doctor.py --set tune                                    # the tuning set the rules were tried on
+    python benchmarks/doctor.py --only digits-mlp/lr_too_high,healthy/digits_mlp --keep runs/doctor
+
+Each case is a small real-data run (scikit-learn's digits, wine, breast-cancer and diabetes tables written as CSV
+files, MNIST, SST-2, Tiny Shakespeare) with one fault planted: a learning rate far too high or too low, a deep
+sigmoid MLP, an initialization that kills the ReLUs, unnormalized features, a model far too large for its data,
+labels flipped on a fraction of examples, test rows copied into training, a 95/5 class split, a slow data loader.
+Healthy cases are short versions of bundled recipes of every family. Every run trains with the defaults of
+``trainer.record`` and is then read by :func:`deepkit.doctor.diagnose`.
+
+Scoring, fixed before the evaluation runs: a planted case is right when its top finding has at least warning
+severity and its kind is the planted fault (or, for the two faults whose mechanism is itself a named diagnosis,
+the declared alternative: a deep sigmoid MLP's vanishing gradients come from saturated sigmoids). A healthy case
+passes when it has no warning- or error-level finding. Per fault kind: precision (of the runs whose top finding is
+that kind, how many were planted with it; healthy runs count) and recall. Label noise, separately: 5% of the
+labels of MNIST's training and validation parts flipped; of the flipped validation labels, the share among the
+examples the doctor flags, and the share of the validation split flagged.
+
+The rules were developed on the ``tune`` set (digits and the wine table, seed 0); the ``eval`` set holds other data
+sets, models and seeds and was run only after the rules were fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import deepkit
+from deepkit.train import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "out"
+
+# the kinds a case counts as right, besides the planted one (declared before evaluating, see the docstring)
+ALSO_RIGHT = {"vanishing_gradients": ("saturated_activations",), "saturated_activations": ("vanishing_gradients",)}
+
+
+@dataclass
+class Case:
+    """One run: a recipe with overrides, optional planted data and callbacks, and the fault it carries."""
+
+    name: str
+    fault: str | None  # the doctor's kind that should come first; None: healthy
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+    data: Callable[[Path], Any] | None = None  # planted data (a DataModule), built in a scratch folder
+    callbacks: Callable[[], list] | None = None
+    split: str = "eval"  # tune | eval
+    noise: dict[str, Any] = field(default_factory=dict)  # label-noise cases: the flipped validation indices
+
+    @property
+    def right(self) -> tuple[str, ...]:
+        return (self.fault, *ALSO_RIGHT.get(self.fault, ())) if self.fault else ()
+
+
+# --- planting ------------------------------------------------------------------------------------------------------
+def bundle(name: str = "digits", task: str = "classification", **data: Any):
+    """A table/image DataBundle as a recipe's data section would build it."""
+    from deepkit.data.build import DataConfig
+    from deepkit.families.supervised import build_data
+
+    return build_data(DataConfig(name=name, **data), task)
+
+
+def sklearn_csv(folder: Path, which: str) -> str:
+    """One of scikit-learn's embedded tables (wine, breast_cancer, diabetes) as a CSV file (target last)."""
+    import sklearn.datasets as ds
+
+    d = {"wine": ds.load_wine, "breast_cancer": ds.load_breast_cancer}[which]() if which != "diabetes" else None
+    if which == "diabetes":
+        d = ds.load_diabetes(scaled=False)
+    path = folder / f"{which}.csv"
+    names = [str(n).replace(" ", "_") for n in d.feature_names]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*names, "target"])
+        for row, t in zip(d.data, d.target, strict=True):
+            w.writerow([*(f"{v:.6g}" for v in row), f"{t:.6g}" if which == "diabetes" else f"class_{int(t)}"])
+    return str(path)
+
+
+def flip_labels(b, frac: float, seed: int, splits: tuple[str, ...] = ("train", "val")) -> dict[str, np.ndarray]:
+    """Give ``frac`` of each split's examples a different, random class (in place); returns the flipped indices."""
+    rng = np.random.default_rng(seed)
+    k = len(b.preprocessing.class_names)
+    flipped = {}
+    for split in splits:
+        x, y = getattr(b, split)
+        n = len(y)
+        idx = np.sort(rng.choice(n, round(frac * n), replace=False))
+        shift = torch.from_numpy(rng.integers(1, k, len(idx)))
+        y[torch.from_numpy(idx)] = (y[torch.from_numpy(idx)] + shift) % k
+        flipped[split] = idx
+    return flipped
+
+
+def copy_test_into_train(b, frac: float, seed: int):
+    """Append ``frac`` of the test rows (inputs and labels) to the training split."""
+    xt, yt = b.test
+    idx = torch.from_numpy(np.random.default_rng(seed).choice(len(yt), round(frac * len(yt)), replace=False))
+    x, y = b.train
+    b.train = (torch.cat([x, xt[idx]]), torch.cat([y, yt[idx]]))
+    return b
+
+
+def imbalance(b, minority: int, share: float, seed: int):
+    """Keep all of the other classes and only enough of class ``minority`` to make it ``share`` of every split."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val", "test"):
+        part = getattr(b, split)
+        if part is None:
+            continue
+        x, y = part
+        y_np = y.numpy()
+        rest = np.flatnonzero(y_np != minority)
+        mino = np.flatnonzero(y_np == minority)
+        keep_n = max(2, round(len(rest) * share / (1 - share)))
+        keep = np.sort(np.concatenate([rest, rng.choice(mino, min(keep_n, len(mino)), replace=False)]))
+        setattr(b, split, (x[keep], y[keep]))
+    return b
+
+
+def scale_inputs(b, factor: float):
+    """Multiply every split's inputs (pixels in [0, 1] -> 0..255, as when the division is forgotten)."""
+    for split in ("train", "val", "test"):
+        part = getattr(b, split)
+        if part is not None:
+            setattr(b, split, (part[0] * factor, part[1]))
+    return b
+
+
+class SlowLoader:
+    """A training loader that takes ``delay`` seconds more for every batch (decoding files, a slow transform)."""
+
+    def __init__(self, inner: Any, delay: float):
+        self.inner, self.delay = inner, delay
+
+    def __iter__(self):
+        for batch in self.inner:
+            time.sleep(self.delay)
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def to(self, device):
+        self.inner = self.inner.to(device)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def slow_loader(b, delay: float):
+    """The bundle with a training loader that waits ``delay`` seconds per batch."""
+    from deepkit.data.build import DataBundle
+
+    @dataclasses.dataclass
+    class SlowBundle(DataBundle):
+        delay: float = 0.0
+
+        def loader(self, name, shuffle=None, seed=0, drop_last=False):
+            inner = super().loader(name, shuffle, seed, drop_last)
+            return SlowLoader(inner, self.delay) if name == "train" else inner
+
+    fields = {f.name: getattr(b, f.name) for f in dataclasses.fields(DataBundle)}
+    return SlowBundle(**fields, delay=delay)
+
+
+class KillReLUs(Callback):
+    """A bad initialization: every hidden layer's bias set to ``-bias`` before the first step (the pre-activations
+    of standardized inputs sit far below zero, so the ReLUs output 0 and pass no gradient)."""
+
+    def __init__(self, bias: float = 4.0):
+        self.bias = bias
+
+    def on_fit_start(self, trainer):
+        if trainer.state.step:
+            return
+        layers = [m for m in trainer.task.model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        with torch.no_grad():
+            for m in layers[:-1]:  # not the head
+                if m.bias is not None:
+                    m.bias.fill_(-self.bias)
+
+
+def text_folder(folder: Path, plant: Callable[..., Any], seed: int, start: int = 0) -> str:
+    """A copy of SST-2 (train.tsv, dev.tsv) with 8,000 of its training rows from ``start`` on, planted by
+    ``plant(rows, rng, dev_rows)``. The tuning set uses rows 8,000-16,000; the evaluation set rows 0-8,000."""
+    from deepkit.data.sources import data_root
+
+    src = Path(data_root()) / "sst2"
+    rows = [line.split("\t") for line in (src / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    rows = [(r[0], r[1].strip()) for r in rows if len(r) >= 2]
+    dev = [line.split("\t") for line in (src / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    rng = np.random.default_rng(seed)
+    rows = rows[start : start + 8000]  # a short run: 8,000 training sentences (the file's order is not sorted)
+    out = plant(rows, rng, dev) or rows
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "train.tsv", "w", encoding="utf-8") as f:
+        f.write("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in out))
+    (folder / "dev.tsv").write_text((src / "dev.tsv").read_text(encoding="utf-8"), encoding="utf-8")
+    return str(folder)
+
+
+def sst2_healthy(rows, rng, dev):
+    return rows
+
+
+def sst2_noise(rows, rng, dev):
+    idx = rng.choice(len(rows), round(0.2 * len(rows)), replace=False)
+    for i in idx:
+        rows[i] = (rows[i][0], "1" if rows[i][1] == "0" else "0")
+    return rows
+
+
+def sst2_leak(rows, rng, dev):
+    dev_rows = [(r[0], r[1].strip()) for r in dev if len(r) >= 2]
+    picked = rng.choice(len(dev_rows), round(0.3 * len(dev_rows)), replace=False)
+    return rows + [dev_rows[i] for i in picked]
+
+
+def sst2_imbalance(rows, rng, dev):
+    pos = [r for r in rows if r[1] == "1"]
+    neg = [r for r in rows if r[1] == "0"]
+    keep = rng.choice(len(neg), round(len(pos) * 0.05 / 0.95), replace=False)
+    return pos + [neg[i] for i in sorted(keep)]
+
+
+# --- the cases -----------------------------------------------------------------------------------------------------
+QUIET = ["trainer.progress=none"]
+DIGITS_MLP = ["trainer.epochs=15"]
+MNIST_SMALL = ["data.limit=6000"]  # 6,000 MNIST training images (short runs)
+
+
+def cases() -> list[Case]:
+    c: list[Case] = []
+    T = "tune"
+
+    # ---- tuning set: digits MLP / CNN and the wine table, seed 0 -------------------------------------------------
+    c += [
+        Case("tune/digits_mlp", None, "digits_mlp", DIGITS_MLP, split=T),
+        Case("tune/digits_cnn", None, "digits_cnn", ["trainer.epochs=8"], split=T),
+        Case(
+            "tune/digits-mlp/lr_high", "lr_too_high", "digits_mlp", [*DIGITS_MLP, "trainer.optimizer.lr=0.5"], split=T
+        ),
+        Case("tune/digits-mlp/lr_low", "lr_too_low", "digits_mlp", [*DIGITS_MLP, "trainer.optimizer.lr=1e-6"], split=T),
+        Case(
+            "tune/digits-mlp/sigmoid_deep",
+            "vanishing_gradients",
+            "digits_mlp",
+            [*DIGITS_MLP, "model.act=sigmoid", "model.depth=8", "model.width=128", "model.dropout=0"],
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/dead_relu",
+            "dead_relus",
+            "digits_mlp",
+            DIGITS_MLP,
+            callbacks=lambda: [KillReLUs()],
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/unnormalized",
+            "unnormalized_inputs",
+            "digits_mlp",
+            DIGITS_MLP,
+            data=lambda d: scale_inputs(bundle("digits", normalize="none", batch_size=32), 255.0),
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/too_large",
+            "overfitting",
+            "digits_mlp",
+            [
+                "trainer.epochs=60",
+                "model.width=1024",
+                "model.depth=3",
+                "model.dropout=0",
+                "trainer.optimizer.weight_decay=0",
+            ],
+            data=lambda d: bundle("digits", normalize="feature", batch_size=32, per_class=20, val_split=0.5),
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/label_noise",
+            "label_noise",
+            "digits_mlp",
+            DIGITS_MLP,
+            data=lambda d: _noisy(bundle("digits", normalize="feature", batch_size=32, val_split=0.25), 0.2, 0),
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/leakage",
+            "leakage",
+            "digits_mlp",
+            DIGITS_MLP,
+            data=lambda d: copy_test_into_train(bundle("digits", normalize="feature", batch_size=32), 0.3, 0),
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/imbalance",
+            "class_imbalance",
+            "digits_mlp",
+            DIGITS_MLP,
+            data=lambda d: imbalance(bundle("digits", normalize="feature", batch_size=32, classes=[3, 8]), 1, 0.05, 0),
+            split=T,
+        ),
+        Case(
+            "tune/digits-mlp/slow_loader",
+            "input_pipeline",
+            "digits_mlp",
+            ["trainer.epochs=3"],
+            data=lambda d: slow_loader(bundle("digits", normalize="feature", batch_size=32), 0.01),
+            split=T,
+        ),
+        Case("tune/wine", None, "csv_classification", [], data=None, split=T),
+        Case("tune/cgan_digits", None, "mnist_cdcgan", ["data.name=digits", "trainer.epochs=3"], split=T),
+        Case("tune/vae_digits", None, "mnist_vae", ["data.name=digits", "trainer.epochs=5"], split=T),
+        Case("tune/airline", None, "airline_lstm", ["trainer.epochs=60"], split=T),
+        Case("tune/lenet_mnist", None, "mnist_lenet5", ["data.limit=3000", "trainer.epochs=3"], split=T),
+        Case("tune/word_lm", None, "text_lm", ["data.name=multi30k", "trainer.epochs=1", "data.limit=200000"], split=T),
+        Case(
+            "tune/sst2",
+            None,
+            "sst2_bilstm",
+            ["trainer.epochs=2", "data.path={sst2}"],
+            split=T,
+            data=None,
+        ),
+        Case("tune/wine/unnormalized", "unnormalized_inputs", "csv_classification", ["data.normalize=none"], split=T),
+    ]
+    return c
+
+
+_NOISE: dict[int, dict[str, np.ndarray]] = {}
+
+
+def _noisy(b, frac: float, seed: int):
+    _NOISE[id(b)] = flip_labels(b, frac, seed)
+    b.extras["flipped"] = _NOISE[id(b)]
+    return b
+
+
+# --- running ---------------------------------------------------------------------------------------------------------
+def run_case(case: Case, root: Path) -> dict[str, Any]:
+    """Train the case's run (a diverged run is a result too), diagnose it; returns the scored outcome."""
+    from deepkit.doctor import diagnose
+    from deepkit.train import TrainingDiverged
+
+    out = root / case.name.replace("/", "__")
+    scratch = root / "scratch" / case.name.replace("/", "__")
+    scratch.mkdir(parents=True, exist_ok=True)
+    overrides = list(case.overrides)
+    if case.recipe == "csv_classification" and not any(o.startswith("data.path=") for o in overrides):
+        overrides.append(f"data.path={sklearn_csv(scratch, 'wine')}")
+    if any("{sst2}" in o for o in overrides):
+        start = case.noise.get("start", 8000 if case.split == "tune" else 0)
+        folder = text_folder(scratch / "sst2", case.noise.get("plant", sst2_healthy), 0, start)
+        overrides = [o.replace("{sst2}", folder) for o in overrides]
+    data = case.data(scratch) if case.data else None
+    t0 = time.perf_counter()
+    error = None
+    try:
+        deepkit.train(
+            case.recipe,
+            *overrides,
+            *QUIET,
+            out=out,
+            overwrite=True,
+            data=data,
+            callbacks=case.callbacks() if case.callbacks else (),
+        )
+    except TrainingDiverged as e:
+        error = str(e)
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    diagnosis = diagnose(out)
+    doctor_s = time.perf_counter() - t1
+    found = [f for f in diagnosis.findings if f.severity in ("error", "warning")]
+    top = found[0].kind if found else None
+    result = {
+        "case": case.name,
+        "split": case.split,
+        "fault": case.fault,
+        "top": top,
+        "findings": [(f.kind, f.severity) for f in diagnosis.findings],
+        "right": (top in case.right) if case.fault else (top is None),
+        "diverged": error is not None,
+        "train_s": round(train_s, 1),
+        "doctor_s": round(doctor_s, 2),
+        "run_dir": str(out),
+    }
+    flipped = getattr(data, "extras", {}).get("flipped") if data is not None else None
+    if flipped is not None:
+        result["label_noise"] = label_noise_score(diagnosis, flipped["val"], len(data.val[1]))
+    return result
+
+
+def label_noise_score(diagnosis, flipped_val: np.ndarray, n_val: int) -> dict[str, float]:
+    """Of the flipped validation labels, the share the doctor flags; and the share of the split flagged."""
+    flagged = set()
+    for f in diagnosis.findings:
+        if f.kind == "label_noise":
+            flagged = set(f.evidence.get("flagged", []))
+    hit = len(set(flipped_val.tolist()) & flagged)
+    return {
+        "flipped": len(flipped_val),
+        "flagged": len(flagged),
+        "recall": hit / max(1, len(flipped_val)),
+        "flagged_share": len(flagged) / max(1, n_val),
+    }
+
+
+def score(results: list[dict[str, Any]]) -> dict[str, Any]:
+    planted = [r for r in results if r["fault"]]
+    healthy = [r for r in results if not r["fault"]]
+    kinds = sorted({r["fault"] for r in planted})
+    per_kind = {}
+    for k in kinds:
+        tp = sum(1 for r in planted if r["fault"] == k and r["right"])
+        called = sum(1 for r in results if r["top"] == k or (r["fault"] == k and r["right"]))
+        n = sum(1 for r in planted if r["fault"] == k)
+        per_kind[k] = {"runs": n, "recall": tp / n, "precision": tp / called if called else float("nan")}
+    return {
+        "planted": len(planted),
+        "kinds": len(kinds),
+        "top_right": sum(r["right"] for r in planted) / max(1, len(planted)),
+        "healthy": len(healthy),
+        "healthy_clean": sum(r["right"] for r in healthy) / max(1, len(healthy)),
+        "per_kind": per_kind,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default="eval", choices=["tune", "eval", "all"])
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    selected = [c for c in cases() if args.set == "all" or c.split == args.set]
+    if args.only:
+        names = set(args.only.split(","))
+        selected = [c for c in cases() if c.name in names]
+    OUT.mkdir(exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp)
+        for case in selected:
+            r = run_case(case, root)
+            results.append(r)
+            mark = "ok " if r["right"] else "MISS"
+            print(f"{mark} {r['case']:<40} top={r['top']!s:<22} {r['findings']}  ({r['train_s']} s)", flush=True)
+    summary = score(results)
+    print(json.dumps(summary, indent=1))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+    (OUT / f"doctor_{args.set}.json").write_text(
+        json.dumps({"commit": commit.strip(), "machine": platform.processor(), "results": results, **summary}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
