@@ -97,6 +97,32 @@ def sklearn_csv(folder: Path, which: str) -> str:
     return str(path)
 
 
+def plant_csv(path: str, plant: str, seed: int) -> str:
+    """A planted copy of a CSV table (target last): ``dup`` appends copies of a quarter of the rows (duplicates
+    that the random split scatters over train and test), ``imbalance`` keeps the first class and 5% as many of
+    the second, ``noise`` gives a fifth of the rows another class, ``big`` multiplies the features by 1000."""
+    rng = np.random.default_rng(seed)
+    lines = Path(path).read_text().splitlines()
+    header, rows = lines[0], [line.split(",") for line in lines[1:]]
+    classes = sorted({r[-1] for r in rows})
+    if plant == "dup":
+        rows += [rows[i] for i in rng.choice(len(rows), len(rows) // 4, replace=False)]
+        rows = [rows[i] for i in rng.permutation(len(rows))]
+    elif plant == "imbalance":
+        major = [r for r in rows if r[-1] == classes[1]]
+        minor = [r for r in rows if r[-1] == classes[0]]
+        keep = rng.choice(len(minor), round(len(major) * 0.05 / 0.95), replace=False)
+        rows = [rows[i] for i in rng.permutation(len(rows)) if rows[i] in major or rows[i] in [minor[k] for k in keep]]
+    elif plant == "noise":
+        for i in rng.choice(len(rows), len(rows) // 5, replace=False):
+            rows[i] = [*rows[i][:-1], rng.choice([c for c in classes if c != rows[i][-1]])]
+    elif plant == "big":
+        rows = [[f"{float(v) * 1000:.6g}" for v in r[:-1]] + [r[-1]] for r in rows]
+    out = Path(path).with_name(f"{Path(path).stem}-{plant}.csv")
+    out.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n")
+    return str(out)
+
+
 def flip_labels(b, frac: float, seed: int, splits: tuple[str, ...] = ("train", "val")) -> dict[str, np.ndarray]:
     """Give ``frac`` of each split's examples a different, random class (in place); returns the flipped indices."""
     rng = np.random.default_rng(seed)
@@ -350,7 +376,201 @@ def cases() -> list[Case]:
         ),
         Case("tune/wine/unnormalized", "unnormalized_inputs", "csv_classification", ["data.normalize=none"], split=T),
     ]
+    c += eval_cases()
     return c
+
+
+BC = "data.path={csv:breast_cancer}"  # scikit-learn's breast-cancer table (569 rows, 30 features) as a CSV
+MNIST_MLP = ["data.name=mnist", "data.limit=10000", "data.batch_size=64", "trainer.epochs=3", "model.dropout=0.1"]
+SST2 = ["data.path={sst2}", "trainer.epochs=2"]
+CHAR = ["data.limit=300000", "trainer.epochs=1", "model.hidden_size=128"]
+
+
+def mnist(**data: Any):
+    return bundle("mnist", **{"normalize": "channel", "batch_size": 64, "limit": 10000, **data})
+
+
+def eval_cases() -> list[Case]:
+    """The held-out set: MNIST, SST-2, Tiny Shakespeare, the breast-cancer and diabetes tables, and digits at
+    other seeds and models; run only after the rules were fixed on the tuning set."""
+    sig = ["model.act=sigmoid", "model.depth=8", "model.width=128", "model.dropout=0"]
+    big = ["model.width=1024", "model.depth=3", "model.dropout=0", "trainer.optimizer.weight_decay=0"]
+    noise_plant = {"plant": sst2_noise}
+    return [
+        # learning rate too high
+        Case(
+            "mnist-cnn/lr_high",
+            "lr_too_high",
+            "mnist_cnn",
+            ["data.limit=10000", "trainer.epochs=1", "trainer.optimizer.lr=1.0"],
+        ),
+        Case("sst2-bilstm/lr_high", "lr_too_high", "sst2_bilstm", [*SST2, "trainer.optimizer.lr=0.5"]),
+        Case("shakespeare-lstm/lr_high", "lr_too_high", "char_shakespeare", [*CHAR, "trainer.optimizer.lr=0.5"]),
+        Case("breast-cancer/lr_high", "lr_too_high", "csv_classification", [BC, "trainer.optimizer.lr=3.0"]),
+        # learning rate too low
+        Case(
+            "mnist-cnn/lr_low",
+            "lr_too_low",
+            "mnist_cnn",
+            ["data.limit=10000", "trainer.epochs=1", "trainer.optimizer.lr=1e-6"],
+        ),
+        Case("sst2-bilstm/lr_low", "lr_too_low", "sst2_bilstm", [*SST2, "trainer.optimizer.lr=1e-6"]),
+        Case("shakespeare-lstm/lr_low", "lr_too_low", "char_shakespeare", [*CHAR, "trainer.optimizer.lr=1e-6"]),
+        Case("breast-cancer/lr_low", "lr_too_low", "csv_classification", [BC, "trainer.optimizer.lr=1e-6"]),
+        # a deep sigmoid MLP
+        Case("mnist-mlp/sigmoid_deep", "vanishing_gradients", "digits_mlp", [*MNIST_MLP, *sig]),
+        Case(
+            "breast-cancer/sigmoid_deep", "vanishing_gradients", "csv_classification", [BC, *sig, "trainer.epochs=30"]
+        ),
+        Case(
+            "digits-mlp-s1/sigmoid_deep",
+            "vanishing_gradients",
+            "digits_mlp",
+            [*DIGITS_MLP, "trainer.seed=1", "model.act=sigmoid", "model.depth=10", "model.width=64", "model.dropout=0"],
+        ),
+        # an initialization that kills the ReLUs
+        Case("mnist-mlp/dead_relu", "dead_relus", "digits_mlp", MNIST_MLP, callbacks=lambda: [KillReLUs(4.0)]),
+        Case("breast-cancer/dead_relu", "dead_relus", "csv_classification", [BC], callbacks=lambda: [KillReLUs(4.0)]),
+        Case(
+            "digits-mlp-s1/dead_relu",
+            "dead_relus",
+            "digits_mlp",
+            [*DIGITS_MLP, "trainer.seed=1", "model.width=128"],
+            callbacks=lambda: [KillReLUs(3.0)],
+        ),
+        # unnormalized features
+        Case(
+            "mnist-mlp/unnormalized",
+            "unnormalized_inputs",
+            "digits_mlp",
+            MNIST_MLP,
+            data=lambda d: scale_inputs(mnist(normalize="none"), 255.0),
+        ),
+        Case("breast-cancer/unnormalized", "unnormalized_inputs", "csv_classification", [BC, "data.normalize=none"]),
+        Case("diabetes/unnormalized", "unnormalized_inputs", "diabetes_regression", ["data.normalize=none"]),
+        Case(
+            "digits-cnn-s1/unnormalized",
+            "unnormalized_inputs",
+            "digits_cnn",
+            ["trainer.epochs=8", "trainer.seed=1"],
+            data=lambda d: scale_inputs(
+                bundle("digits", normalize="none", batch_size=32, val_split=0.1, test_split=0.2), 255.0
+            ),
+        ),
+        # a model far too large for its data
+        Case(
+            "mnist-mlp/too_large",
+            "overfitting",
+            "digits_mlp",
+            ["data.name=mnist", "trainer.epochs=60", *big],
+            data=lambda d: mnist(per_class=20, val_split=0.05, limit=None, batch_size=32),
+        ),
+        Case(
+            "breast-cancer/too_large",
+            "overfitting",
+            "csv_classification",
+            [BC, "data.limit=60", "data.val_split=0.3", "trainer.epochs=80", "trainer.early_stopping=null", *big],
+        ),
+        Case(
+            "digits-cnn-s1/too_large",
+            "overfitting",
+            "digits_cnn",
+            [
+                "trainer.epochs=60",
+                "trainer.seed=1",
+                "model.channels=[64,128]",
+                "model.hidden=512",
+                "model.dropout=0",
+                "task.label_smoothing=0",
+            ],
+            data=lambda d: bundle("digits", batch_size=32, per_class=15, val_split=0.5),
+        ),
+        # labels flipped on a fraction of the examples
+        Case("mnist-mlp/label_noise", "label_noise", "digits_mlp", MNIST_MLP, data=lambda d: _noisy(mnist(), 0.2, 1)),
+        Case("sst2-bilstm/label_noise", "label_noise", "sst2_bilstm", SST2, noise=noise_plant),
+        Case(
+            "breast-cancer/label_noise",
+            "label_noise",
+            "csv_classification",
+            ["data.path={csv:breast_cancer:noise}", "data.val_split=0.25"],
+        ),
+        Case(
+            "digits-cnn-s1/label_noise",
+            "label_noise",
+            "digits_cnn",
+            ["trainer.epochs=8", "trainer.seed=1"],
+            data=lambda d: _noisy(bundle("digits", batch_size=32, val_split=0.25, test_split=0.2), 0.2, 1),
+        ),
+        # test rows copied into training
+        Case(
+            "mnist-mlp/leakage",
+            "leakage",
+            "digits_mlp",
+            MNIST_MLP,
+            data=lambda d: copy_test_into_train(mnist(), 0.3, 1),
+        ),
+        Case("sst2-bilstm/leakage", "leakage", "sst2_bilstm", SST2, noise={"plant": sst2_leak}),
+        Case("breast-cancer/leakage", "leakage", "csv_classification", ["data.path={csv:breast_cancer:dup}"]),
+        # a 95/5 class split
+        Case(
+            "mnist-mlp/imbalance",
+            "class_imbalance",
+            "digits_mlp",
+            MNIST_MLP,
+            data=lambda d: imbalance(mnist(classes=[4, 9]), 1, 0.05, 1),
+        ),
+        Case("sst2-bilstm/imbalance", "class_imbalance", "sst2_bilstm", SST2, noise={"plant": sst2_imbalance}),
+        Case(
+            "breast-cancer/imbalance",
+            "class_imbalance",
+            "csv_classification",
+            ["data.path={csv:breast_cancer:imbalance}"],
+        ),
+        # a slow data loader
+        Case(
+            "mnist-mlp/slow_loader",
+            "input_pipeline",
+            "digits_mlp",
+            [*MNIST_MLP[:-2], "trainer.epochs=1"],
+            data=lambda d: slow_loader(mnist(), 0.01),
+        ),
+        Case(
+            "digits-cnn-s1/slow_loader",
+            "input_pipeline",
+            "digits_cnn",
+            ["trainer.epochs=2", "trainer.seed=1"],
+            data=lambda d: slow_loader(bundle("digits", batch_size=32, val_split=0.1, test_split=0.2), 0.03),
+        ),
+        Case(
+            "breast-cancer/slow_loader",
+            "input_pipeline",
+            "csv_classification",
+            [BC],
+            data=lambda d: slow_loader(bundle("csv", path=sklearn_csv(d, "breast_cancer"), batch_size=32), 0.01),
+        ),
+        # healthy: short versions of bundled recipes of every family
+        Case("healthy/digits_mlp-s1", None, "digits_mlp", [*DIGITS_MLP, "trainer.seed=1"]),
+        Case("healthy/digits_cnn-s1", None, "digits_cnn", ["trainer.epochs=8", "trainer.seed=1"]),
+        Case("healthy/mnist_cnn", None, "mnist_cnn", ["data.limit=10000", "trainer.epochs=2"]),
+        Case("healthy/mnist_lenet5", None, "mnist_lenet5", ["data.limit=10000", "trainer.epochs=2"]),
+        Case("healthy/breast_cancer", None, "csv_classification", [BC]),
+        Case("healthy/diabetes", None, "diabetes_regression", []),
+        Case("healthy/sst2_bilstm", None, "sst2_bilstm", SST2),
+        Case("healthy/char_shakespeare", None, "char_shakespeare", CHAR),
+        Case(
+            "healthy/shakespeare_char_gpt",
+            None,
+            "shakespeare_char_gpt",
+            ["data.limit=300000", "trainer.epochs=1", "model.n_layer=2"],
+        ),
+        Case("healthy/mnist_vae", None, "mnist_vae", ["data.limit=10000", "trainer.epochs=3"]),
+        Case("healthy/mnist_dcgan", None, "mnist_dcgan", ["data.limit=5000", "trainer.epochs=2"]),
+        Case("healthy/mnist_autoencoder", None, "mnist_autoencoder", ["data.limit=10000", "trainer.epochs=2"]),
+        Case("healthy/sunspots_gru", None, "sunspots_gru", ["trainer.epochs=10"]),
+        Case("healthy/multi30k_translation", None, "multi30k_translation", ["data.limit=8000", "trainer.epochs=1"]),
+        Case("healthy/word2vec_multi30k", None, "word2vec_multi30k", ["data.limit=8000", "trainer.epochs=1"]),
+        Case("healthy/multi30k_word_lm", None, "multi30k_word_lm", ["data.limit=8000", "trainer.epochs=1"]),
+    ]
 
 
 _NOISE: dict[int, dict[str, np.ndarray]] = {}
@@ -360,6 +580,16 @@ def _noisy(b, frac: float, seed: int):
     _NOISE[id(b)] = flip_labels(b, frac, seed)
     b.extras["flipped"] = _NOISE[id(b)]
     return b
+
+
+def resolve_csv(override: str, scratch: Path) -> str:
+    """``data.path={csv:breast_cancer}`` or ``{csv:breast_cancer:dup}``: the table written (and planted) here."""
+    if "{csv:" not in override:
+        return override
+    key, spec = override.split("=", 1)
+    which, *plant = spec.strip("{}").split(":")[1:]
+    path = sklearn_csv(scratch, which)
+    return f"{key}={plant_csv(path, plant[0], 0) if plant else path}"
 
 
 # --- running ---------------------------------------------------------------------------------------------------------
@@ -374,6 +604,7 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     overrides = list(case.overrides)
     if case.recipe == "csv_classification" and not any(o.startswith("data.path=") for o in overrides):
         overrides.append(f"data.path={sklearn_csv(scratch, 'wine')}")
+    overrides = [resolve_csv(o, scratch) for o in overrides]
     if any("{sst2}" in o for o in overrides):
         start = case.noise.get("start", 8000 if case.split == "tune" else 0)
         folder = text_folder(scratch / "sst2", case.noise.get("plant", sst2_healthy), 0, start)

@@ -17,6 +17,8 @@ COLORS = {"error": "#c0392b", "warning": "#d68910", "info": "#2874a6"}
 def write(diagnosis: Diagnosis, out: Path) -> None:
     """Plots, findings.json and report.html under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("[0-9][0-9]_*.png"):  # the plots of an earlier diagnosis of this run
+        old.unlink()
     for i, f in enumerate(diagnosis.findings, 1):
         if f.draw is not None:
             f.plot = f"{i:02d}_{f.kind}.png"

@@ -70,8 +70,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.barh(
             labels, [100 * s for s in shares], color=["tab:red" if k == "exact" else "tab:orange" for _, k, *_ in found]
         )
-        ax.set_xlabel("% of the held-out split duplicated")
-        ax.set_title("inputs found in two splits", fontsize=9)
+        ax.set_xlabel("% of the held-out split whose inputs are also in the other split")
 
     return Finding(
         RULE.kind, sev, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw

@@ -69,8 +69,7 @@ def check(rec: RunRecords) -> Finding | None:
             )
         ax.set_yscale("log")
         ax.set_xlabel("step")
-        ax.set_ylabel("gradient L2 norm per weight matrix")
-        ax.set_title("input side (dark) to output side (light)", fontsize=9)
+        ax.set_ylabel("gradient L2 norm\n(dark: input side, light: output)")
         ax.legend(fontsize=8)
 
     return Finding(
