@@ -10,7 +10,7 @@ import pytest
 
 from deepkit.doctor import interactions, rank
 from deepkit.doctor.findings import Finding
-from deepkit.doctor.lr_find import smooth_centered, valley
+from deepkit.doctor.range_test import smooth_centered, valley
 from deepkit.doctor.records import Activation, Layer, RunRecords
 from deepkit.doctor.rules import (
     RULES,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from deepkit.doctor.findings import SEVERITIES, Finding, rank
 
 if TYPE_CHECKING:
-    from deepkit.doctor.lr_find import LRFind
+    from deepkit.doctor.range_test import LRFind
 
 __all__ = ["Diagnosis", "Finding", "diagnose", "lr_find"]
 
@@ -129,7 +129,7 @@ def _state(rec: Any) -> str:
 
 
 def lr_find(recipe: str | Path | dict, *overrides: str, **options: Any) -> LRFind:
-    """The learning-rate range test of a recipe (see :func:`deepkit.doctor.lr_find.lr_find`)."""
-    from deepkit.doctor.lr_find import lr_find as run
+    """The learning-rate range test of a recipe (see :func:`deepkit.doctor.range_test.lr_find`)."""
+    from deepkit.doctor.range_test import lr_find as run
 
     return run(recipe, *overrides, **options)

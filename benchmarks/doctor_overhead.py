@@ -1,0 +1,147 @@
+"""The cost of recording (issue 19): step time with ``trainer.record`` on vs off, same process, alternating.
+
+    flock /tmp/deepkit-heavy.lock python benchmarks/doctor_overhead.py [--rounds 4] [--only digits_mlp,...]
+
+Each round trains every recipe twice in this process, once with the Recorder (its defaults: the cadence ``every``
+chosen for the run's length) and once with ``trainer.record.enabled=false``; the order alternates round by round.
+Step time: a callback stamps the clock at the end of every optimizer step; a run's step time is the median gap
+between consecutive steps of the same epoch after the first ``--warmup`` steps (so it holds data loading, forward,
+backward, the optimizer, every callback and the recording steps, and not the validation at epoch ends). The
+overhead of a recipe is the median over rounds of (on / off - 1). The one-off costs that are not step time are
+reported beside it: the data scan at the start (hashing every split, ``record/data.json``) and the whole run's wall
+time ratio (the scan, the validation predictions at the end, the records written at epoch ends). Bar: step-time
+overhead <= 3% on every recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import deepkit
+from deepkit.train import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "out"
+
+# bundled CPU recipes, shortened: an MLP, two CNNs, two LSTMs (characters, words) and a small sequence model
+RECIPES = {
+    "digits_mlp": ["trainer.epochs=4"],
+    "digits_cnn": ["trainer.epochs=2"],
+    "mnist_cnn": ["data.limit=6000", "trainer.epochs=1"],
+    "char_shakespeare": ["data.limit=150000", "trainer.epochs=1", "model.hidden_size=128"],
+    "sst2_bilstm": ["data.limit=6000", "trainer.epochs=1"],
+    "airline_lstm": ["trainer.epochs=60"],
+}
+
+
+class StepClock(Callback):
+    """Stamps the clock at the end of every optimizer step (with its epoch)."""
+
+    def __init__(self):
+        self.stamps: list[tuple[int, float]] = []
+
+    def on_step_end(self, trainer):
+        self.stamps.append((trainer.state.epoch, time.perf_counter()))
+
+    def step_time(self, warmup: int) -> float:
+        gaps = [
+            b - a
+            for i, ((ea, a), (eb, b)) in enumerate(zip(self.stamps, self.stamps[1:], strict=False))
+            if ea == eb and i >= warmup
+        ]
+        return statistics.median(gaps) if gaps else float("nan")
+
+
+def one_run(recipe: str, overrides: list[str], record: bool, root: Path, warmup: int) -> dict:
+    clock = StepClock()
+    out = root / f"{recipe}-{'on' if record else 'off'}"
+    t0 = time.perf_counter()
+    deepkit.train(
+        recipe,
+        *overrides,
+        "trainer.progress=none",
+        "trainer.threads=1",
+        f"trainer.record.enabled={str(record).lower()}",
+        out=out,
+        overwrite=True,
+        callbacks=[clock],
+    )
+    wall = time.perf_counter() - t0
+    scan_s = None
+    if record and (out / "record" / "data.json").is_file():
+        scan_s = json.loads((out / "record" / "data.json").read_text()).get("seconds")
+    every = json.loads((out / "record" / "meta.json").read_text())["every"] if record else None
+    return {
+        "step_s": clock.step_time(warmup),
+        "steps": len(clock.stamps),
+        "wall_s": wall,
+        "scan_s": scan_s,
+        "every": every,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--only", default="", help="comma-separated recipe names")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
+    rows = {n: {"on": [], "off": []} for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:  # one unmeasured run each: data caches, imports, allocator warm-up
+            one_run(name, RECIPES[name], True, Path(tmp), args.warmup)
+        for r in range(args.rounds):
+            for name in names:
+                order = (True, False) if r % 2 == 0 else (False, True)
+                for record in order:
+                    res = one_run(name, RECIPES[name], record, Path(tmp), args.warmup)
+                    rows[name]["on" if record else "off"].append(res)
+                on, off = rows[name]["on"][-1], rows[name]["off"][-1]
+                print(
+                    f"round {r} {name:<18} step on {on['step_s'] * 1e3:8.3f} ms  off {off['step_s'] * 1e3:8.3f} ms  "
+                    f"({on['step_s'] / off['step_s'] - 1:+.2%}; every {on['every']}, {on['steps']} steps)  "
+                    f"wall {on['wall_s']:.2f} / {off['wall_s']:.2f} s",
+                    flush=True,
+                )
+    summary = {}
+    for name in names:
+        on, off = rows[name]["on"], rows[name]["off"]
+        ratios = [a["step_s"] / b["step_s"] - 1 for a, b in zip(on, off, strict=True)]
+        walls = [a["wall_s"] / b["wall_s"] - 1 for a, b in zip(on, off, strict=True)]
+        summary[name] = {
+            "step_ms_on": statistics.median(a["step_s"] for a in on) * 1e3,
+            "step_ms_off": statistics.median(b["step_s"] for b in off) * 1e3,
+            "overhead": statistics.median(ratios),
+            "overhead_rounds": ratios,
+            "wall_overhead": statistics.median(walls),
+            "scan_s": statistics.median(a["scan_s"] or 0.0 for a in on),
+            "every": on[0]["every"],
+            "steps": on[0]["steps"],
+            "pass": statistics.median(ratios) <= 0.03,
+        }
+    print(f"{'recipe':<18} {'every':>5} {'steps':>5} {'step on ms':>10} {'off ms':>8} {'overhead':>9} {'wall':>7}")
+    for name, s in summary.items():
+        print(
+            f"{name:<18} {s['every']:>5} {s['steps']:>5} {s['step_ms_on']:>10.3f} {s['step_ms_off']:>8.3f} "
+            f"{s['overhead']:>+9.2%} {s['wall_overhead']:>+7.1%}  {'pass' if s['pass'] else 'FAIL'} (bar <= 3%)"
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+    OUT.mkdir(exist_ok=True)
+    (OUT / "doctor_overhead.json").write_text(
+        json.dumps({"commit": commit.strip(), "rounds": args.rounds, "recipes": summary}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
