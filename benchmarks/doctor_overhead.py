@@ -4,9 +4,10 @@
 
 Each round trains every recipe twice in this process, once with the Recorder (its defaults: the cadence ``every``
 chosen for the run's length) and once with ``trainer.record.enabled=false``; the order alternates round by round.
-Step time: a callback stamps the clock at the end of every optimizer step; a run's step time is the median gap
+Step time: a callback stamps the clock at the end of every optimizer step; a run's step time is the mean gap
 between consecutive steps of the same epoch after the first ``--warmup`` steps (so it holds data loading, forward,
-backward, the optimizer, every callback and the recording steps, and not the validation at epoch ends). The
+backward, the optimizer, every callback and the recording steps, and not the validation at epoch ends; the mean,
+not the median, which would leave out the recording steps that come only every N steps). The
 overhead of a recipe is the median over rounds of (on / off - 1). The one-off costs that are not step time are
 reported beside it: the data scan at the start (hashing every split, ``record/data.json``) and the whole run's wall
 time ratio (the scan, the validation predictions at the end, the records written at epoch ends). Bar: step-time
@@ -58,7 +59,7 @@ class StepClock(Callback):
             for i, ((ea, a), (eb, b)) in enumerate(zip(self.stamps, self.stamps[1:], strict=False))
             if ea == eb and i >= warmup
         ]
-        return statistics.median(gaps) if gaps else float("nan")
+        return statistics.fmean(gaps) if gaps else float("nan")
 
 
 def one_run(recipe: str, overrides: list[str], record: bool, root: Path, warmup: int) -> dict:
