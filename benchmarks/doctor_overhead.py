@@ -5,7 +5,8 @@
 Each round trains every recipe twice in this process, once with the Recorder (its defaults: the cadence ``every``
 chosen for the run's length) and once with ``trainer.record.enabled=false``; the order alternates round by round.
 Step time: a callback stamps the clock at the end of every optimizer step; a run's step time is the mean gap
-between consecutive steps of the same epoch after the first ``--warmup`` steps (so it holds data loading, forward,
+between consecutive steps of the same epoch after the first ``--warmup`` steps (10: past the first 8 batches, whose
+input statistics are a one-off of the run's start like the data scan) (so it holds data loading, forward,
 backward, the optimizer, every callback and the recording steps, and not the validation at epoch ends; the mean,
 not the median, which would leave out the recording steps that come only every N steps). The
 overhead of a recipe is the median over rounds of (on / off - 1). The one-off costs that are not step time are
@@ -93,7 +94,7 @@ def one_run(recipe: str, overrides: list[str], record: bool, root: Path, warmup:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--only", default="", help="comma-separated recipe names")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -35,8 +35,9 @@ file                        content
 
 Guarantees. Recording changes no training number: it draws no random numbers (the data scan runs under a forked
 RNG), reads gradients and weights without changing them or the order of the step's operations, attaches activation
-hooks only for the forward pass of a recording step, and synchronizes with the device only every ``every`` steps
-(values stay on the device until then). Files are only appended to, one whole-line write per flush; every
+hooks only for the forward pass of a recording step, and synchronizes with the device only when it writes (values
+stay on the device until then): at a recording step once ``WRITE_EVERY_S`` seconds have passed since the last
+write, at every epoch end and every checkpoint. Files are only appended to, one whole-line write per flush; every
 checkpoint flushes first and saves the files' sizes, and a resumed run cuts the files back to those sizes before
 it appends, so a run killed (SIGKILL) and resumed leaves the same records as one never interrupted, and no
 half-written line. Only the first process of a distributed run records (FSDP: no per-parameter records).
@@ -75,6 +76,7 @@ FILES = {
 # activation modules by kind: outputs <= 0 are inactive (ReLU family), or saturated (bounded)
 RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.Hardtanh)
 KINDS = {nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "sigmoid", nn.Tanh: "tanh", nn.GELU: "smooth", nn.SiLU: "smooth"}
+WRITE_EVERY_S = 5.0  # the files are appended to at most this often (and at every epoch end and checkpoint)
 NEAR_GRID = 0.25  # near duplicates: inputs equal after rounding every value to this grid
 MAX_PAIRS = 100
 
@@ -142,7 +144,7 @@ class Recorder(Callback):
         self.pending: dict[str, list] = {name: [] for name in FILES}
         self.losses: list[tuple[int, int, torch.Tensor | None, float]] = []  # (step, epoch, loss, lr) not yet written
         self.snapshot: list[torch.Tensor] | None = None  # weights before a recording step
-        self.grads: dict[str, torch.Tensor] | None = None
+        self.grads: tuple[list[int], torch.Tensor, torch.Tensor] | None = None  # (indices, norms, nonzero counts)
         self.hooks: list[Any] = []
         self.acts: list[tuple[str, str, torch.Tensor]] = []
         self.params: list[tuple[str, nn.Parameter]] = []
@@ -154,6 +156,7 @@ class Recorder(Callback):
         self.t_start = 0.0
         self.data_s = self.compute_s = 0.0
         self.interval_from = 0
+        self.written = time.perf_counter()  # when the files were last appended to
         self.layout_ok = True  # per-parameter records (not under FSDP)
 
     # --- cadence ---------------------------------------------------------------------------------------------------
@@ -220,17 +223,13 @@ class Recorder(Callback):
             return
         with torch.no_grad():
             grads = [p.grad for _, p in self.params]
-            have = [g for g in grads if g is not None]
+            have = [i for i, g in enumerate(grads) if g is not None]
             if not have:
                 return
-            norms = iter(torch._foreach_norm([g.float() if g.dtype != torch.float32 else g for g in have]))
-            zeros = iter([(g == 0).float().mean() for g in have])
-            zero = torch.zeros((), device=have[0].device)
-            nan = torch.full((), float("nan"), device=have[0].device)
-            self.grads = {
-                "norm": torch.stack([next(norms) if g is not None else nan for g in grads]),
-                "zero": torch.stack([next(zeros) if g is not None else zero for g in grads]),
-            }
+            gs = [grads[i] for i in have]
+            norms = torch._foreach_norm([g.float() if g.dtype != torch.float32 else g for g in gs])
+            nonzero = [torch.count_nonzero(g) for g in gs]  # one op per tensor: zero fraction = 1 - nonzero / numel
+            self.grads = (have, torch.stack(norms), torch.stack(nonzero))
 
     def on_step_end(self, trainer):
         s = trainer.state
@@ -242,7 +241,7 @@ class Recorder(Callback):
         if self.due(s.step):
             self._detach()
             self._layer_records(s.step)
-            self._flush(s.step)
+            self._flush(s.step, write=now - self.written >= WRITE_EVERY_S)
         self.t_mark = time.perf_counter()
 
     def on_epoch_end(self, trainer, logs):
@@ -309,8 +308,7 @@ class Recorder(Callback):
                 w_norm = torch.stack(torch._foreach_norm(before))
                 diffs = [a.float() - b for a, b in zip(now, before, strict=True)]
                 upd = torch.stack(torch._foreach_norm(diffs)) / w_norm.clamp_min(1e-30)
-            grads = self.grads or {}
-            self.pending["layers.csv"].append((step, w_norm, upd, grads.get("norm"), grads.get("zero")))
+            self.pending["layers.csv"].append((step, w_norm, upd, self.grads))
         for name, kind, stats in self.acts:
             self.pending["activations.csv"].append((step, name, kind, stats))
         self.snapshot, self.grads, self.acts = None, None, []
@@ -377,8 +375,15 @@ class Recorder(Callback):
             out.update(axis="ids", min=s["min"].tolist(), max=s["max"].tolist())
         atomic_write_text(self.dir / "inputs.json", json.dumps(out))
 
-    def _flush(self, step: int | None) -> None:
-        """Write what is pending (one synchronization with the device), one write per file."""
+    def _flush(self, step: int | None, write: bool = True) -> None:
+        """Close the timing interval at ``step``; with ``write``, write what is pending (one synchronization with
+        the device), one write per file."""
+        if step is not None and step > self.interval_from and (self.data_s or self.compute_s):
+            self.pending["timing.csv"].append([self.interval_from, step, _num(self.data_s), _num(self.compute_s)])
+            self.interval_from, self.data_s, self.compute_s = step, 0.0, 0.0
+        if not write:
+            return
+        self.written = time.perf_counter()
         rows: dict[str, list[list[Any]]] = {name: [] for name in FILES}
         if self.losses:
             losses = [v for _, _, v, _ in self.losses if v is not None]
@@ -386,10 +391,15 @@ class Recorder(Callback):
             for st, ep, v, lr in self.losses:
                 rows["steps.csv"].append([st, ep, _num(next(values)) if v is not None else "", _num(lr)])
             self.losses = []
-        for st, w_norm, upd, g_norm, g_zero in self.pending["layers.csv"]:
+        for st, w_norm, upd, grads in self.pending["layers.csv"]:
             cols = [w_norm.tolist(), upd.tolist()]
-            g = g_norm.tolist() if g_norm is not None else [None] * len(cols[0])
-            z = g_zero.tolist() if g_zero is not None else [None] * len(cols[0])
+            g: list[Any] = [None] * len(cols[0])
+            z: list[Any] = [None] * len(cols[0])
+            if grads is not None:  # parameters without a gradient at that step: nan norm, no zeros
+                have, g_norm, nonzero = grads
+                g, z = [math.nan] * len(cols[0]), [0.0] * len(cols[0])
+                for i, gn, nz in zip(have, g_norm.tolist(), nonzero.tolist(), strict=True):
+                    g[i], z[i] = gn, 1.0 - nz / max(1, self.params[i][1].numel())
             for (name, _), wn, up, gn, gz in zip(self.params, cols[0], cols[1], g, z, strict=True):
                 rows["layers.csv"].append([st, name, _num(gn), _num(gz), _num(wn), _num(up)])
         self.pending["layers.csv"] = []
@@ -397,11 +407,7 @@ class Recorder(Callback):
             inactive, dead, saturated, mean, std = stats.tolist()
             rows["activations.csv"].append([st, name, kind, *(_num(v) for v in (inactive, dead, saturated, mean, std))])
         self.pending["activations.csv"] = []
-        if step is not None and step > self.interval_from and (self.data_s or self.compute_s):
-            rows["timing.csv"].append([self.interval_from, step, _num(self.data_s), _num(self.compute_s)])
-            self.interval_from, self.data_s, self.compute_s = step, 0.0, 0.0
-        if self.input_sums is not None and not self.inputs_done:
-            pass  # fewer batches than input_batches so far: written once they are in
+        rows["timing.csv"], self.pending["timing.csv"] = self.pending["timing.csv"], []
         for name, header in FILES.items():
             if rows[name]:
                 append_rows(self.dir / name, header, rows[name])
