@@ -64,6 +64,19 @@ class Rule:
     thresholds: dict[str, Any]
     check: Callable[[RunRecords], Finding | None]
 
+    def finding(
+        self,
+        severity: str,
+        summary: str,
+        evidence: dict[str, Any],
+        change: str,
+        draw: Callable[[Axes], None] | None = None,
+    ) -> Finding:
+        """A finding of this rule: its kind, title, source and priority, with what the check found."""
+        return Finding(
+            self.kind, severity, self.title, summary, evidence, change, self.source, priority=self.priority, draw=draw
+        )
+
 
 def rank(findings: list[Finding]) -> list[Finding]:
     """Errors first, then warnings, then info; at equal severity, root causes (data, architecture) before the

@@ -68,17 +68,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.set_xlabel("class")
         ax.legend(fontsize=8)
 
-    return Finding(
-        RULE.kind,
-        "warning",
-        RULE.title,
-        summary + ".",
-        evidence,
-        change,
-        RULE.source,
-        priority=RULE.priority,
-        draw=draw,
-    )
+    return RULE.finding("warning", summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

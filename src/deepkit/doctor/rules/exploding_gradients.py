@@ -84,9 +84,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.set_ylabel("gradient L2 norm")
         ax.legend(fontsize=8)
 
-    return Finding(
-        RULE.kind, severity, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(severity, summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

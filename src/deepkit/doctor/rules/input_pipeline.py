@@ -56,9 +56,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.legend(fontsize=8)
 
     severity = "error" if share >= SEVERE else "warning"
-    return Finding(
-        RULE.kind, severity, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(severity, summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

@@ -103,9 +103,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.set_ylabel("validation examples")
         ax.legend(fontsize=8)
 
-    return Finding(
-        RULE.kind, severity, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(severity, summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

@@ -72,9 +72,7 @@ def check(rec: RunRecords) -> Finding | None:
         )
         ax.set_xlabel("% of the held-out split whose inputs are also in the other split")
 
-    return Finding(
-        RULE.kind, sev, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(sev, summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

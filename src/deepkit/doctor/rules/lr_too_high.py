@@ -88,9 +88,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax2.set_ylabel("learning rate", color="tab:green")
         ax.legend(loc="best", fontsize=8)
 
-    return Finding(
-        RULE.kind, severity, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(severity, summary + ".", evidence, change, draw)
 
 
 def _r(v: float) -> float | None:

@@ -66,9 +66,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax2.set_ylabel("update / weight (dotted; 1e-3 dashed)")
         ax.legend(loc="best", fontsize=8)
 
-    return Finding(
-        RULE.kind, severity, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(severity, summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

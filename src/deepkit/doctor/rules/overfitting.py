@@ -88,17 +88,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
 
-    return Finding(
-        RULE.kind,
-        "info" if stopped_early else "warning",
-        RULE.title,
-        summary + ".",
-        evidence,
-        change,
-        RULE.source,
-        priority=RULE.priority,
-        draw=draw,
-    )
+    return RULE.finding("info" if stopped_early else "warning", summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

@@ -49,17 +49,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.set_ylabel("fraction of outputs saturated")
         ax.legend(fontsize=8)
 
-    return Finding(
-        RULE.kind,
-        "warning",
-        RULE.title,
-        summary + ".",
-        evidence,
-        change,
-        RULE.source,
-        priority=RULE.priority,
-        draw=draw,
-    )
+    return RULE.finding("warning", summary + ".", evidence, change, draw)
 
 
 RULE = Rule(

@@ -65,9 +65,7 @@ def check(rec: RunRecords) -> Finding | None:
         ax.set_ylabel("input statistics (first batches)")
         ax.legend(fontsize=8)
 
-    return Finding(
-        RULE.kind, severity, RULE.title, summary + ".", evidence, change, RULE.source, priority=RULE.priority, draw=draw
-    )
+    return RULE.finding(severity, summary + ".", evidence, change, draw)
 
 
 RULE = Rule(
