@@ -1,9 +1,11 @@
 """The cost of recording (issue 19): step time with ``trainer.record`` on vs off, same process, alternating.
 
-    flock /tmp/deepkit-heavy.lock python benchmarks/doctor_overhead.py [--rounds 4] [--only digits_mlp,...]
+    flock /tmp/deepkit-heavy.lock python benchmarks/doctor_overhead.py [--rounds 3] [--only digits_mlp,...]
+        [--every auto,50]
 
 Each round trains every recipe twice in this process, once with the Recorder (its defaults: the cadence ``every``
-chosen for the run's length) and once with ``trainer.record.enabled=false``; the order alternates round by round.
+chosen for the run's length; ``--every`` adds other cadences, ``trainer.record.every=N``) and once with
+``trainer.record.enabled=false``; the order alternates round by round.
 Step time: a callback stamps the clock at the end of every optimizer step; a run's step time is the mean gap
 between consecutive steps of the same epoch after the first ``--warmup`` steps (10: past the first 8 batches, whose
 input statistics are a one-off of the run's start like the data scan) (so it holds data loading, forward,
@@ -38,10 +40,10 @@ OUT = Path(__file__).parent / "out"
 RECIPES = {
     "digits_mlp": ["trainer.epochs=4"],
     "digits_cnn": ["trainer.epochs=2"],
-    "mnist_cnn": ["data.limit=6000", "trainer.epochs=1"],
-    "char_shakespeare": ["data.limit=150000", "trainer.epochs=1", "model.hidden_size=128"],
-    "sst2_bilstm": ["data.limit=6000", "trainer.epochs=1"],
-    "airline_lstm": ["trainer.epochs=60"],
+    "mnist_cnn": ["data.limit=3000", "trainer.epochs=1"],
+    "char_shakespeare": ["data.limit=100000", "trainer.epochs=1", "model.hidden_size=128"],
+    "sst2_bilstm": ["data.limit=4000", "trainer.epochs=1"],
+    "airline_lstm": ["trainer.epochs=40"],
 }
 
 
@@ -63,16 +65,19 @@ class StepClock(Callback):
         return statistics.fmean(gaps) if gaps else float("nan")
 
 
-def one_run(recipe: str, overrides: list[str], record: bool, root: Path, warmup: int) -> dict:
+def one_run(recipe: str, overrides: list[str], record: str | None, root: Path, warmup: int) -> dict:
+    """``record``: None (off), ``auto`` (the default cadence) or a cadence N."""
     clock = StepClock()
-    out = root / f"{recipe}-{'on' if record else 'off'}"
+    out = root / f"{recipe}-{record or 'off'}"
     t0 = time.perf_counter()
+    every = [] if record in (None, "auto") else [f"trainer.record.every={record}"]
     deepkit.train(
         recipe,
         *overrides,
+        *every,
         "trainer.progress=none",
         "trainer.threads=1",
-        f"trainer.record.enabled={str(record).lower()}",
+        f"trainer.record.enabled={str(record is not None).lower()}",
         out=out,
         overwrite=True,
         callbacks=[clock],
@@ -96,47 +101,54 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--only", default="", help="comma-separated recipe names")
+    parser.add_argument("--every", default="auto", help="cadences to measure: auto (the default) and/or numbers")
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
-    rows = {n: {"on": [], "off": []} for n in names}
+    modes = args.every.split(",")
+    rows = {n: {m: [] for m in [*modes, "off"]} for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:  # one unmeasured run each: data caches, imports, allocator warm-up
-            one_run(name, RECIPES[name], True, Path(tmp), args.warmup)
+            one_run(name, RECIPES[name], "auto", Path(tmp), args.warmup)
         for r in range(args.rounds):
             for name in names:
-                order = (True, False) if r % 2 == 0 else (False, True)
-                for record in order:
-                    res = one_run(name, RECIPES[name], record, Path(tmp), args.warmup)
-                    rows[name]["on" if record else "off"].append(res)
-                on, off = rows[name]["on"][-1], rows[name]["off"][-1]
-                print(
-                    f"round {r} {name:<18} step on {on['step_s'] * 1e3:8.3f} ms  off {off['step_s'] * 1e3:8.3f} ms  "
-                    f"({on['step_s'] / off['step_s'] - 1:+.2%}; every {on['every']}, {on['steps']} steps)  "
-                    f"wall {on['wall_s']:.2f} / {off['wall_s']:.2f} s",
-                    flush=True,
-                )
-    summary = {}
+                order = [*modes, "off"] if r % 2 == 0 else ["off", *modes[::-1]]
+                for mode in order:
+                    res = one_run(name, RECIPES[name], None if mode == "off" else mode, Path(tmp), args.warmup)
+                    rows[name][mode].append(res)
+                off = rows[name]["off"][-1]
+                for mode in modes:
+                    on = rows[name][mode][-1]
+                    print(
+                        f"round {r} {name:<18} {mode:>4}: step on {on['step_s'] * 1e3:8.3f} ms  off "
+                        f"{off['step_s'] * 1e3:8.3f} ms  ({on['step_s'] / off['step_s'] - 1:+.2%}; every "
+                        f"{on['every']}, {on['steps']} steps)  wall {on['wall_s']:.2f} / {off['wall_s']:.2f} s",
+                        flush=True,
+                    )
+    summary: dict[str, dict] = {}
     for name in names:
-        on, off = rows[name]["on"], rows[name]["off"]
-        ratios = [a["step_s"] / b["step_s"] - 1 for a, b in zip(on, off, strict=True)]
-        walls = [a["wall_s"] / b["wall_s"] - 1 for a, b in zip(on, off, strict=True)]
-        summary[name] = {
-            "step_ms_on": statistics.median(a["step_s"] for a in on) * 1e3,
-            "step_ms_off": statistics.median(b["step_s"] for b in off) * 1e3,
-            "overhead": statistics.median(ratios),
-            "overhead_rounds": ratios,
-            "wall_overhead": statistics.median(walls),
-            "scan_s": statistics.median(a["scan_s"] or 0.0 for a in on),
-            "every": on[0]["every"],
-            "steps": on[0]["steps"],
-            "pass": statistics.median(ratios) <= 0.03,
-        }
-    print(f"{'recipe':<18} {'every':>5} {'steps':>5} {'step on ms':>10} {'off ms':>8} {'overhead':>9} {'wall':>7}")
+        off = rows[name]["off"]
+        for mode in modes:
+            on = rows[name][mode]
+            ratios = [a["step_s"] / b["step_s"] - 1 for a, b in zip(on, off, strict=True)]
+            walls = [a["wall_s"] / b["wall_s"] - 1 for a, b in zip(on, off, strict=True)]
+            summary[f"{name} every={mode}"] = {
+                "step_ms_on": statistics.median(a["step_s"] for a in on) * 1e3,
+                "step_ms_off": statistics.median(b["step_s"] for b in off) * 1e3,
+                "overhead": statistics.median(ratios),
+                "overhead_rounds": ratios,
+                "wall_overhead": statistics.median(walls),
+                "scan_s": statistics.median(a["scan_s"] or 0.0 for a in on),
+                "every": on[0]["every"],
+                "steps": on[0]["steps"],
+                "pass": statistics.median(ratios) <= 0.03,
+            }
+    print(f"{'recipe':<28} {'every':>5} {'steps':>5} {'step on ms':>10} {'off ms':>8} {'overhead':>9} {'wall':>7}")
     for name, s in summary.items():
         print(
-            f"{name:<18} {s['every']:>5} {s['steps']:>5} {s['step_ms_on']:>10.3f} {s['step_ms_off']:>8.3f} "
-            f"{s['overhead']:>+9.2%} {s['wall_overhead']:>+7.1%}  {'pass' if s['pass'] else 'FAIL'} (bar <= 3%)"
+            f"{name:<28} {s['every']:>5} {s['steps']:>5} {s['step_ms_on']:>10.3f} {s['step_ms_off']:>8.3f} "
+            f"{s['overhead']:>+9.2%} {s['wall_overhead']:>+7.1%}  {'pass' if s['pass'] else 'FAIL'} (bar <= 3%)  "
+            f"rounds {' '.join(f'{x:+.1%}' for x in s['overhead_rounds'])}"
         )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     OUT.mkdir(exist_ok=True)
