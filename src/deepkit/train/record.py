@@ -86,7 +86,7 @@ class RecordConfig:
     """``trainer.record``: what the run records for ``deepkit doctor`` (see :mod:`deepkit.train.record`)."""
 
     enabled: bool = True
-    every: int = 0  # optimizer steps between gradient/weight/activation records; 0: auto (10-50, ~50 per run)
+    every: int = 0  # optimizer steps between gradient/weight/activation records; 0: auto (50-100, see auto_every)
     input_batches: int = 8  # training batches whose input statistics are recorded
     scan: bool = True  # hash every split's inputs at the start (duplicates across splits, class counts)
     predictions: bool = True  # per-example validation loss and probabilities at the end (classifiers)
@@ -94,8 +94,10 @@ class RecordConfig:
 
 
 def auto_every(total_steps: int) -> int:
-    """About 50 records per run, at least every 50 and at most every 10 steps."""
-    return int(min(50, max(10, total_steps // 50)))
+    """Every 50 optimizer steps; runs over 2,500 steps: every 1/50 of the run, at most every 100 steps. A recording
+    step costs about as much as a training step of a small CPU model (clones, norms, activation statistics); the
+    cost against step time is measured by ``benchmarks/doctor_overhead.py``."""
+    return int(min(100, max(50, total_steps // 50)))
 
 
 def activation_kind(module: nn.Module) -> str | None:
