@@ -40,7 +40,8 @@ stay on the device until then): at a recording step once ``WRITE_EVERY_S`` secon
 write, at every epoch end and every checkpoint. Files are only appended to, one whole-line write per flush; every
 checkpoint flushes first and saves the files' sizes, and a resumed run cuts the files back to those sizes before
 it appends, so a run killed (SIGKILL) and resumed leaves the same records as one never interrupted, and no
-half-written line. Only the first process of a distributed run records (FSDP: no per-parameter records).
+half-written line. Only the first process of a distributed run records (FSDP: no per-parameter records; no
+validation predictions in a distributed run).
 """
 
 from __future__ import annotations
@@ -251,7 +252,9 @@ class Recorder(Callback):
 
     def on_fit_end(self, trainer):
         self._flush(trainer.state.step)
-        if self.cfg.predictions and trainer.data is not None and trainer.has_val:
+        # not in a distributed run: only this process records, and a forward pass of a wrapped model (FSDP's
+        # all-gathers, DDP's buffer broadcasts) on one process alone would wait forever for the others
+        if self.cfg.predictions and trainer.data is not None and trainer.has_val and trainer.dist is None:
             write_predictions(self.dir / "val_predictions.npz", trainer, self.cfg.max_examples)
 
     def on_exception(self, trainer, error):
