@@ -171,6 +171,24 @@ def _write_mnist(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = 
     return folder
 
 
+def _write_fsdd(folder: Path, speakers: tuple[str, ...] = ("ann", "bob"), takes: int = 12, rate: int = 8000) -> Path:
+    """A synthetic Free Spoken Digit Dataset: ``{digit}_{speaker}_{take}.wav`` at 8 kHz, each 'digit' two tones that
+    depend on the digit (a little on the speaker), a noise floor and a fade; 0.30-0.33 s each."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for s, name in enumerate(speakers):
+        for d in range(10):
+            for i in range(takes):
+                rng = np.random.default_rng(1000 * d + 100 * s + i)
+                t = np.arange(int(0.3 * rate * (1 + 0.1 * rng.random()))) / rate
+                f1, f2 = 250 + 150 * d + 20 * s, 2900 - 180 * d
+                x = 0.4 * np.sin(2 * np.pi * f1 * t) + 0.2 * np.sin(2 * np.pi * f2 * t)
+                x = (x + 0.02 * rng.standard_normal(len(t))) * np.hanning(len(t))
+                sf.write(str(folder / f"{d}_{name}_{i}.wav"), x.astype(np.float32), rate, subtype="PCM_16")
+    return folder
+
+
 def _blobs(
     n_per_class: int = 40, num_classes: int = 3, features: int = 4, spread: float = 0.5, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -284,3 +302,41 @@ def _kill_mid_epoch(
 def kill_mid_epoch() -> Callable[..., tuple[dict | None, int]]:
     """``kill_mid_epoch(args, out, log, max_batch)`` -> (loop seen, returncode): a real SIGKILL mid-epoch."""
     return _kill_mid_epoch
+
+
+def _rec_table(
+    folder: Path, users: int = 40, items: int = 30, per_user: int = 12, seed: int = 0, features: bool = False
+) -> Path:
+    """A tiny interactions table ``ratings.csv`` (user,item,rating,timestamp) in ``folder``, generated here (no real
+    data): users u0.. and items i0.. fall in two groups; a user rates items of their own group 5 (or 4) and the others
+    1 (or 2), and consumes items in a run (item j, then j + 1, ...) from a random start, one per time step, so both
+    the ratings and the next item are learnable. ``features``: also ``users.csv`` (group as a category "a"/"b", an
+    age) and ``items.csv`` (kind "a"/"b", a year) whose group columns explain the ratings."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    t = 1_000_000
+    for u in range(users):
+        start = int(rng.integers(items))
+        for j in range(per_user):
+            i = (start + j) % items
+            same = u % 2 == i % 2
+            r = (5 if rng.random() < 0.8 else 4) if same else (1 if rng.random() < 0.8 else 2)
+            t += int(rng.integers(1, 5))
+            rows.append(f"u{u},i{i},{r},{t}")
+    path = folder / "ratings.csv"
+    path.write_text("user,item,rating,timestamp\n" + "\n".join(rows) + "\n")
+    if features:
+        (folder / "users.csv").write_text(
+            "id,group,age\n" + "".join(f"u{u},{'ab'[u % 2]},{20 + u % 30}\n" for u in range(users))
+        )
+        (folder / "items.csv").write_text(
+            "id,kind,year\n" + "".join(f"i{i},{'ab'[i % 2]},{1990 + i % 20}\n" for i in range(items))
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def rec_table() -> Callable[..., Path]:
+    """``rec_table(folder, users=40, items=30, per_user=12, seed=0, features=False)`` -> a generated ratings.csv."""
+    return _rec_table

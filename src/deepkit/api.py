@@ -380,7 +380,20 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of a run's checkpoint on a split of its data (or other data given by ``data_overrides``); a run
     without a test split reports its validation split."""
+    return _evaluate(open_run(run_dir, data_overrides, checkpoint), split)
+
+
+def evaluation_report(
+    run_dir: str | Path, data_overrides: dict[str, Any] | list[str] = (), split: str = "test", checkpoint: str = "best"
+) -> tuple[dict[str, float], str | None]:
+    """:func:`evaluate`'s metrics and the family's text of them for people (the COCO table, per-class IoU with the
+    rule of the means), or None where one line per metric says it all (``deepkit eval``)."""
     run = open_run(run_dir, data_overrides, checkpoint)
+    metrics = _evaluate(run, split)
+    return metrics, run.recipe.family.metrics_text(metrics, run)
+
+
+def _evaluate(run: OpenRun, split: str) -> dict[str, float]:
     if split == "test" and not run.data.has("test") and run.data.has("val"):
         split = "val"  # corpora without a test part (Tiny Shakespeare, word2vec): the held-out validation
     if not run.data.has(split):

@@ -192,9 +192,11 @@ def evaluate(
     """Metrics of the best checkpoint on the test split (or another split/data)."""
     from deepkit import api
 
-    metrics = api.evaluate(run_dir, list(data or []), split=split)
+    metrics, text = api.evaluation_report(run_dir, list(data or []), split=split)
     if as_json:
         typer.echo(json.dumps(metrics))
+    elif text:  # the family's own table (COCO's twelve lines, per-class IoU)
+        typer.echo(text)
     else:
         for k, v in metrics.items():
             typer.echo(f"{k:>10}  {v:.4f}")
@@ -208,24 +210,163 @@ def predict(
         typer.Argument(help="Image files, .npy arrays or CSV files (one row per input); text files (one per line)."),
     ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per input.")] = 1,
-    as_json: Annotated[bool, flag("--json", help="One JSON list of records.")] = False,
+    as_json: Annotated[
+        bool, flag("--json", help="One JSON list of records (runs that return per-input results: those, flat).")
+    ] = False,
+    conf: Annotated[
+        float | None, typer.Option("--conf", help="Lowest score a prediction needs to be shown (detectors).")
+    ] = None,
+    iou: Annotated[
+        float | None, typer.Option("--iou", help="IoU threshold of non-maximum suppression (detectors).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for images the predictor draws (default RUN_DIR/predictions).")
+    ] = None,
 ) -> None:
-    """Predict with a trained run: one line per input (class and probability, or value)."""
+    """Predict with a trained run: one line per input (class and probability, value, or what was found).
+
+    Options beyond --top-k go to the predictor only when given; a run whose predictor does not take one says so.
+    """
     from deepkit import api
 
     predictor = api.load(run_dir)
     predictor.require("predict")
-    records = predictor.predict_files(inputs, top_k=top_k)
+    options = {k: v for k, v in (("conf", conf), ("iou", iou), ("out", out)) if v is not None}
+    accepted = inspect.signature(predictor.predict_files).parameters
+    for key in options:
+        if key not in accepted:
+            raise _usage(f"--{key} does not apply to {run_dir} (a '{predictor.task_name}' run)")
+    records = predictor.predict_files(inputs, top_k=top_k, **options)
     if as_json:
-        typer.echo(json.dumps(records))
+        flat = bool(records) and all(isinstance(r.get("results"), list) for r in records)
+        typer.echo(json.dumps([x for r in records for x in r["results"]] if flat else records))
         return
     for r in records:
-        if "value" in r:
+        if "summary" in r:
+            typer.echo(f"{r['input']}: {r['summary']}")
+        elif "value" in r:
             typer.echo(f"{r['input']}: {r['value']}")
         elif "top_k" in r:
             typer.echo(f"{r['input']}: " + ", ".join(f"{t['class']} ({t['probability']:.3f})" for t in r["top_k"]))
         else:
             typer.echo(f"{r['input']}: {r['class']} (p={r['probability']:.3f})")
+
+
+@app.command("export", epilog=DEBUG_EPILOG, cls=_Command)
+def export_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or checkpoint) written by deepkit.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx, pt2 (torch.export), safetensors or hf (transformers folder).")
+    ] = "onnx",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/export).")] = None,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
+    dynamic_batch: Annotated[bool, flag("--dynamic-batch", help="Let the batch size vary (onnx, pt2).")] = False,
+) -> None:
+    """Export a trained run with its preprocessing: the model file and deepkit.json (inputs, outputs, classes).
+
+    The normalization a run learned and the post-processing (softmax, target units) are inside the graph; an ONNX
+    export is checked against eager PyTorch on fresh inputs before it is kept.
+    Example: `deepkit export runs/demo --format onnx --dynamic-batch`.
+    """
+    from deepkit import api
+    from deepkit.export import export
+
+    result = export(api.load(run_dir), fmt, out, opset, dynamic_batch)
+    check = (
+        f" (onnxruntime vs eager: max |diff| {result.max_diff:.2g} on fresh inputs)"
+        if result.max_diff is not None
+        else ""
+    )
+    typer.echo(f"{result.path}{check}")
+    typer.echo(f"{result.sidecar}")
+
+
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
+def serve(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a folder / model.onnx written by deepkit export.")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback only unless told otherwise).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="torch or onnx (default: torch for a run, onnx for an export).")
+    ] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Samples per model call (1: no batching).")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="How long a request waits for others to batch with.")
+    ] = 5.0,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest request body (413 above).")] = 10.0,
+    threads: Annotated[int | None, typer.Option("--threads", help="onnxruntime threads (default: its own).")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Server processes, each with its own copy of the model (and batcher).")
+    ] = 1,
+) -> None:
+    """Serve a trained run or an ONNX export over HTTP: GET /health, GET /info, POST /predict, docs at /docs.
+
+    POST /predict takes JSON ({"inputs": [[...]]}, or {"text": "..."} for text classifiers), NumPy bytes
+    (application/x-npy, application/x-npz) or an image file (multipart field 'file', or the raw body). Runs
+    with more than a graph add their own routes: POST /generate/stream (language models: server-sent events),
+    POST /recommend (recommenders). The page at / fits the run: class bars, boxes drawn on the image (detection),
+    a mask overlay (segmentation), a streamed continuation, a user's list. Bad requests get a 4xx JSON error
+    naming what was received and what was expected.
+    Example: `deepkit serve runs/demo --port 8000`, then `curl -F file=@runs/demo/samples/test_00_label_0.png
+    http://127.0.0.1:8000/predict`.
+    """
+    import uvicorn
+
+    from deepkit.errors import ConfigError
+    from deepkit.serve import ServeConfig, create_app, open_backend
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    served = open_backend(path, backend, threads)  # checked here, so a bad path is one line before any worker starts
+    cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=int(max_body_mb * 2**20))
+    where = f"http://{host}:{port}  (docs: /docs)"
+    if workers == 1:
+        typer.echo(f"serving {served.source} ({served.name}) on {where}", err=True)
+        uvicorn.run(create_app(served, cfg), host=host, port=port, log_level="warning")
+        return
+    import dataclasses
+    import json
+    import os
+
+    from deepkit.serve.app import WORKER_ENV
+
+    # an ONNX backend made from a run was exported once, here: the workers load that export
+    name = served.name
+    source = served.source if name == "onnx" else str(path)
+    os.environ[WORKER_ENV] = json.dumps(
+        {"path": source, "backend": name, "threads": threads, "config": dataclasses.asdict(cfg)}
+    )
+    del served
+    typer.echo(f"serving {source} ({name}) with {workers} workers on {where}", err=True)
+    uvicorn.run("deepkit.serve.app:worker_app", factory=True, workers=workers, host=host, port=port,
+                log_level="warning")  # fmt: skip
+
+
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
+def convert(
+    source: Annotated[Path, typer.Argument(help="COCO instances .json, YOLO data.yaml, or a Pascal VOC folder.")],
+    dest: Annotated[Path, typer.Argument(help="Output folder.")],
+    to: Annotated[str, typer.Option("--to", help="Output format: coco, voc or yolo.")],
+    source_format: Annotated[str, typer.Option("--from", help="Input format (auto: from the path).")] = "auto",
+    split: Annotated[str, typer.Option("--split", help="Split name (YOLO: which split of data.yaml).")] = "train",
+    images: Annotated[
+        Path | None, typer.Option("--images", help="COCO input: the image folder (default beside the JSON).")
+    ] = None,
+    copy: Annotated[bool, flag("--copy", help="Copy the images (default: symbolic links).")] = False,
+) -> None:
+    """Convert object-detection annotations between COCO JSON, Pascal VOC XML and YOLO txt (+ data.yaml).
+
+    Example: `deepkit convert coco128/annotations/instances_train2017.json out/coco128_yolo --to yolo`.
+    Boxes outside their image are clipped and boxes without area dropped (counted on stderr).
+    """
+    from deepkit.data.detection import convert as convert_data
+
+    target, ds = convert_data(source, dest, to, source_format, split, images, copy)
+    for note in ds.notes:
+        typer.echo(f"warning: {note}", err=True)
+    typer.echo(f"{len(ds)} images, {ds.num_objects} boxes, {len(ds.class_names)} classes -> {target}")
 
 
 @app.command(epilog=DEBUG_EPILOG, cls=_Command)

@@ -33,6 +33,11 @@ class CheckpointError(DeepkitError):
     """A checkpoint or weights file is missing, unsafe to load, or does not fit the model."""
 
 
+class ExportError(DeepkitError):
+    """A run cannot be exported in the format asked for (its family does not support it yet, or the exporter
+    failed), or an exported model disagrees with the eager one."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or a list of valid choices."""
     choices = sorted(set(choices))

@@ -123,3 +123,56 @@ def test_activation_statistics():
     t = torch.tensor([-0.999, 0.2, 0.995, 0.0])
     assert activation_stats(t, "tanh")[2].item() == pytest.approx(0.5)
     assert mean == pytest.approx(1.0) and std == pytest.approx(y.std().item())
+
+
+def test_input_statistics_of_padded_waveforms_of_varying_length(tmp_path):
+    """Audio batches ``{"audio": (B, T), "lengths"}`` change T from batch to batch: one pooled feature, no crash."""
+    rec = Recorder(tmp_path, RecordConfig(input_batches=3))
+    rec.dir.mkdir(parents=True)
+    for t, value in ((3537, 1.0), (4096, 3.0), (100, 3.0)):
+        rec._input_stats({"audio": torch.full((2, t), value), "lengths": torch.tensor([t, t]), "label": torch.zeros(2)})
+    inputs = json.loads((rec.dir / "inputs.json").read_text())
+    n = 2 * (3537 + 4096 + 100)
+    mean = (2 * 3537 * 1.0 + 2 * (4096 + 100) * 3.0) / n
+    assert inputs["mean"] == [pytest.approx(mean)] and inputs["min"] == [1.0] and inputs["max"] == [3.0]
+    # table rows whose width changes (not a padded signal): the features are pooled the same way
+    rec = Recorder(tmp_path / "b", RecordConfig(input_batches=2))
+    rec.dir.mkdir(parents=True)
+    rec._input_stats((torch.zeros(4, 3), torch.zeros(4)))
+    rec._input_stats((torch.ones(4, 5), torch.zeros(4)))
+    assert json.loads((rec.dir / "inputs.json").read_text())["mean"] == [pytest.approx(20 / 32)]
+
+
+def test_a_run_shorter_than_the_input_batches_still_writes_its_input_statistics(tmp_path):
+    run_dir = deepkit.train(*SMALL, "trainer.max_steps=3", out=tmp_path / "short").run_dir
+    assert json.loads((run_dir / "record" / "inputs.json").read_text())["batches"] == 3
+
+
+def test_the_data_scan_compares_no_inputs_where_they_recur_by_nature():
+    from deepkit.train.record import scan_data
+
+    class Pairs:  # a task whose inputs do not identify examples (word2vec's pairs, TTS words, recommender ids)
+        inputs_identify_examples = False
+
+        def example_labels(self, batch):
+            return None
+
+    data = build_data(DataConfig(name="digits", normalize="feature", batch_size=32), "classification")
+    data.val = (data.train[0][:50].clone(), data.train[1][:50].clone())  # 50 training inputs copied into validation
+    assert scan_data(data, object(), 10_000)["exact"]["train-val"]["count"] == 50
+    scan = scan_data(data, Pairs(), 10_000)
+    assert scan["compared"] is False and scan["exact"] == {} and scan["splits"]["val"]["examples"] == 50
+
+
+def test_near_duplicates_leave_out_inputs_that_are_one_value_on_the_grid():
+    """Quiet waveforms (|x| < 0.125) all round to zeros: not near duplicates of each other; inputs equal up to
+    tiny noise are."""
+    from deepkit.train.record import scan_data
+
+    data = build_data(DataConfig(name="digits", normalize="feature", batch_size=32), "classification")
+    g = torch.Generator().manual_seed(0)
+    quiet = 0.1 * torch.rand(40, 1, 8, 8, generator=g)
+    data.train = (torch.cat([quiet[:20], data.train[0][20:]]), data.train[1])
+    data.val = (torch.cat([quiet[20:], data.train[0][20:30] + 1e-5]), data.val[1][:30])
+    scan = scan_data(data, object(), 10_000)
+    assert scan["exact"]["train-val"]["count"] == 0 and scan["near"]["train-val"]["count"] == 10

@@ -12,6 +12,8 @@ from torch import nn
 from deepkit import create_model, list_models, register_model
 from deepkit.errors import ConfigError, ShapeError
 from deepkit.models import Classifier, registry
+from deepkit.models._detection import Detector
+from deepkit.models._segmentation import Segmenter
 from deepkit.models.mlp import MLP, MLPConfig
 from deepkit.models.token_model import TokenModel
 from deepkit.nn import get_act, get_norm
@@ -34,11 +36,45 @@ SMALL = {
         for name in ("lstm_lm", "gru_lm", "rnn_lm", "char_lstm_lm")
     },
     "bilstm_tagger": {"vocab_size": 30, "hidden_size": 16},
+    # detectors: the ResNet-50-FPN references at small input sizes (their 800 px default costs seconds a call)
+    **{
+        name: {"min_size": 64, "max_size": 96, "num_classes": 5}
+        for name in (
+            "fasterrcnn_resnet50_fpn",
+            "retinanet_resnet50_fpn",
+            "fcos_resnet50_fpn",
+            "fasterrcnn_resnet18_fpn",
+        )
+    },
     **{
         name: {"src_vocab_size": 30, "tgt_vocab_size": 20, "hidden_size": 16, "embed_dim": 8}
         for name in ("seq2seq_bahdanau", "seq2seq_luong")
     },
     **{name: {"vocab_size": 30, "embed_dim": 8} for name in ("word2vec_skipgram", "word2vec_cbow")},
+    "unet": {"width": 8},  # the paper's 64-1024 channels cost seconds a call
+    # recommenders (issue 17): a small catalogue
+    **{name: {"num_users": 20, "num_items": 30} for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower")},
+    "i_autorec": {"num_users": 20, "hidden": 16},
+    "gcmc": {"num_users": 20, "num_items": 30, "num_edges": 60, "hidden": 20, "dense": 8},
+    "sasrec": {"num_items": 30, "max_len": 10, "dim": 16},
+    # wav2vec2 (issue 16): a two-layer conv stack; no LayerDrop and short SpecAugment spans, so that in training mode
+    # every layer runs and the learned mask embedding is used (every parameter then gets a gradient)
+    **{
+        name: {
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 24,
+            "conv_dim": [8, 8],
+            "conv_kernel": [10, 3],
+            "conv_stride": [5, 2],
+            "num_conv_pos_embeddings": 4,
+            "num_conv_pos_embedding_groups": 2,
+            "layerdrop": 0.0,
+            "mask_time_length": 2,
+        }
+        for name in ("wav2vec2_ctc", "wav2vec2_large_ctc")
+    },
 }
 
 # Transformers (token-id inputs) are built at their reference size by default; the smoke test shrinks every variant
@@ -82,9 +118,39 @@ OTHER_OUTPUTS = {
         for name in ("vae", "conv_vae")
     },
     **{name: lambda m, i: (len(i["z"]),) for name in ("dcgan", "cdcgan")},
+    # recommenders: one score per (user, item) pair; I-AutoRec reconstructs item vectors; SASRec scores every item
+    # after every position (B, T, I)
+    **{name: lambda m, i: i["user"].shape for name in ("biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "gcmc")},
+    "i_autorec": lambda m, i: i["x"].shape,
+    "sasrec": lambda m, i: (*i["seq"].shape, m.cfg.num_items),
+    # wav2vec2: CTC logits per frame of the waveform (B, frames, V)
+    **{
+        name: lambda m, i: (len(i["input_values"]), m.frame_lengths(i["input_values"].shape[1]), m.cfg.vocab_size)
+        for name in ("wav2vec2_ctc", "wav2vec2_large_ctc")
+    },
+    # text to speech (issue 16): normalized log-mel (B, T, n_mels), log word duration (B,), attention (B, T, P)
+    "duration_tts": lambda m, i: (
+        (len(i["frames"]), int(i["frames"].max()), m.cfg.n_mels),
+        (len(i["frames"]),),
+        (len(i["frames"]), int(i["frames"].max()), i["phonemes"].shape[1]),
+    ),
+    # CTC encoders: per-frame scores over the vocabulary + blank (B, frames, V) and the valid frames (B,)
+    **{
+        name: lambda m, i: (
+            (len(i["audio"]), int(m.output_lengths(i["lengths"]).max()), m.cfg.num_classes),
+            (len(i["audio"]),),
+        )
+        for name in ("ctc_lstm", "ctc_conformer")
+    },
 }
 CLASSIFIERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Classifier)]
-OTHERS = [n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS]
+# detectors (torchvision's API): lists of images and of target dicts in, a loss dict out in train mode
+DETECTORS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Detector)]
+# segmenters (torchvision's segmentation API): images in, {"out": (B, K, H, W)[, "aux": ...]} at the input size out
+SEGMENTERS = [n for n in list_models() if issubclass(registry.get_entry(n).cls, Segmenter)]
+OTHERS = [
+    n for n in list_models() if n not in CLASSIFIERS and n not in TOKEN_MODELS and n not in DETECTORS + SEGMENTERS
+]
 BATCH = 3  # not example_input's default, so the tests see that batch_size is honoured
 
 
@@ -133,6 +199,39 @@ def test_non_classifier_forward_backward(name):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads), "every parameter should receive a gradient"
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_forward_backward(name):
+    """Train mode: a dict of finite scalar losses whose sum reaches every trainable parameter; eval mode: one dict of
+    boxes, labels and scores per image."""
+    model, inputs = build(name)
+    assert model.model_name == name and len(inputs["images"]) == BATCH == len(inputs["targets"])
+    model.train()
+    losses = model(**inputs)
+    assert losses and all(v.ndim == 0 and torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+    model.eval()
+    with torch.no_grad():
+        out = model(inputs["images"])
+    assert len(out) == BATCH and all(o["boxes"].shape[1:] == (4,) and len(o["scores"]) == len(o["labels"]) for o in out)
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_segmenter_forward_backward(name):
+    """Per-pixel logits at the input size (also for sides that are not multiples of the stride), finite; their loss
+    reaches every parameter; ``aux`` exactly for the models that have an auxiliary head."""
+    model, inputs = build(name, num_classes=5)
+    x = inputs["x"][..., :57, :50]  # odd sizes
+    out = model(x)
+    assert set(out) == ({"out", "aux"} if getattr(model.cfg, "aux", False) else {"out"})
+    assert all(tuple(v.shape) == (BATCH, 5, 57, 50) and torch.isfinite(v).all() for v in out.values())
+    target = torch.arange(BATCH * 57 * 50).reshape(BATCH, 57, 50) % 5
+    sum(F.cross_entropy(v, target) for v in out.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -202,17 +301,27 @@ def test_token_model_forward_backward(name):
 @pytest.mark.parametrize("name", list_models())
 def test_example_input_is_valid_deterministic_and_leaves_the_global_rng(name):
     model, inputs = build(name)
-    for key, value in inputs.items():
-        assert isinstance(value, torch.Tensor) and value.shape[0] == BATCH, f"{name}: {key} is not a (B, ...) tensor"
+    for key, value in inputs.items():  # a (B, ...) tensor, or a list of B items (detectors: images, targets)
+        n = value.shape[0] if isinstance(value, torch.Tensor) else len(value) if isinstance(value, list) else None
+        assert n == BATCH, f"{name}: {key} is neither a (B, ...) tensor nor a list of B items"
     params = inspect.signature(model.forward).parameters
     assert set(inputs) <= set(params), f"{name}: keys {sorted(set(inputs) - set(params))} are not forward arguments"
     state = torch.random.get_rng_state()
     again = model.example_input(batch_size=BATCH)
     assert torch.equal(torch.random.get_rng_state(), state), "example_input must not consume the global RNG"
-    assert again.keys() == inputs.keys() and all(torch.equal(again[k], inputs[k]) for k in inputs)
-    assert model.example_input()[next(iter(inputs))].shape[0] == 2  # the default batch size
+    assert again.keys() == inputs.keys() and all(same(again[k], inputs[k]) for k in inputs)
+    assert len(model.example_input()[next(iter(inputs))]) == 2  # the default batch size
     if "x" in inputs and inputs["x"].dtype.is_floating_point and hasattr(model, "check_input"):
         model.check_input(tuple(inputs["x"].shape[1:]))  # the model's own input check accepts it
+
+
+def same(a, b) -> bool:
+    """Equal tensors, or equal lists/dicts of them."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_model_without_example_input_fails_the_registry_test(monkeypatch):

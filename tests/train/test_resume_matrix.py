@@ -11,9 +11,15 @@ gan        mnist_cdcgan on the embedded digits: two optimizers stepped by the ta
 finetune   mnist_cnn fine-tuned from a tiny pretrained run: backbone frozen in epoch 1, killed after unfreezing
 accum      digits_cnn with trainer.accumulate=3: 41 batches an epoch, 13 groups of 3 and a last one of 2
 bf16       digits_cnn with trainer.precision=bf16 (CPU autocast)
+detection  scenes_faster_rcnn (two-stage detector, list-of-images batches) on MNIST scenes of the synthetic MNIST
+segment    scenes_unet (U-Net, image + mask batches, random crops and 90° turns per sample) on the same scenes
+ranking    interactions_ranking (NeuMF, BCE) on a generated ratings table: negatives drawn afresh every epoch
+nextitem   movielens_sasrec (SASRec, dropout) on the same table, leave-one-out: dropout's RNG, sequence windows
+speech     fsdd_digits_cnn (waveform CNN) on a synthetic FSDD: per-clip gains and delays, SpecAugment's masks
 =========  ==========================================================================================================
 
-Each is killed by SIGKILL, and the conv net and the GAN also by SIGINT (the others' SIGINT variants: -m slow).
+Each is killed by SIGKILL (nextitem's with -m slow), and the conv net and the GAN also by SIGINT (the others'
+SIGINT variants: -m slow).
 After SIGINT the run must exit 130 with checkpoints/last written at the step where it stopped and one line saying
 so; the resume must say where it continues. Compared bit for bit with the uninterrupted run: the final weights
 (checkpoints/last), the optimizer state and metrics.csv (but its timing columns).
@@ -47,7 +53,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import _run_main, _write_mnist, cli_env, read_loop
+from conftest import _rec_table, _run_main, _write_fsdd, _write_mnist, cli_env, read_loop
 
 # columns of metrics.csv that measure time or memory, not the computation
 TIMING = {"samples_per_s", "time", "peak_rss_mb", "peak_gpu_mb"}
@@ -137,15 +143,108 @@ CASES = {
         ("channels_last", "fused_optimizer"),
         30,
     ),
+    # the detection family: Faster R-CNN (its sampler draws from the global RNG) on MNIST scenes made from the
+    # synthetic MNIST; 12 batches of 4 list-of-images batches an epoch, a checkpoint every 2 steps
+    "detection": Case(
+        lambda a: [
+            "scenes_faster_rcnn",
+            f"data.path={a / 'mnist'}",
+            "data.scenes.train=48",
+            "data.scenes.val=8",
+            "data.scenes.test=8",
+            "data.batch_size=4",
+            "trainer.epochs=2",
+            "trainer.checkpoint_every=2",
+            "trainer.schedule.warmup_steps=4",
+        ],
+        ("fused_optimizer",),
+        10,
+    ),  # fmt: skip
+    # the segmentation family: U-Net on MNIST scenes' masks with random crops and 90° turns drawn per sample;
+    # 12 batches of 4 an epoch, a checkpoint every 2 steps
+    "segment": Case(
+        lambda a: [
+            "scenes_unet",
+            f"data.path={a / 'mnist'}",
+            "data.scenes.train=48",
+            "data.scenes.val=8",
+            "data.scenes.test=8",
+            "data.batch_size=4",
+            "data.crop=48",
+            "data.augment.rot90=true",
+            "model.width=4",
+            "trainer.epochs=2",
+            "trainer.checkpoint_every=2",
+            "trainer.schedule.warmup_steps=4",
+        ],
+        ("channels_last", "fused_optimizer"),
+        10,
+    ),  # fmt: skip
     "bf16": Case(
         lambda a: [*DIGITS_CNN, "trainer.precision=bf16", "trainer.checkpoint_every=4"],
         ("channels_last", "fused_optimizer", "bf16_autocast"),
         32,
     ),
+    # 60 users x 14 interactions, leave-one-out: 720 training positives, 45 batches of 16 an epoch, each with 4
+    # negatives per positive drawn from (seed, epoch): a resumed run must draw the same ones mid-epoch
+    "ranking": Case(
+        lambda a: [
+            "interactions_ranking",
+            f"data.path={a / 'rec' / 'ratings.csv'}",
+            "data.eval_negatives=10",
+            "data.batch_size=16",
+            "model.dim=8",
+            "model.layers=[16,8]",
+            "trainer.epochs=2",
+            "trainer.early_stopping=null",
+            "trainer.checkpoint_every=4",
+        ],
+        ("fused_optimizer",),
+        36,
+    ),  # fmt: skip
+    # 60 windows of up to 9 items, 15 batches of 4 an epoch: dropout draws from the restored RNG
+    "nextitem": Case(
+        lambda a: [
+            "movielens_sasrec",
+            "data.name=interactions",
+            f"data.path={a / 'rec' / 'ratings.csv'}",
+            "data.max_len=8",
+            "data.eval_negatives=10",
+            "data.batch_size=4",
+            "model.dim=16",
+            "trainer.epochs=2",
+            "trainer.early_stopping=null",
+            "trainer.checkpoint_every=2",
+        ],
+        ("fused_optimizer",),
+        12,
+    ),  # fmt: skip
+    # the speech family: a waveform CNN on a synthetic FSDD, random gains and delays per clip from (seed, epoch,
+    # batch), SpecAugment's masks from the restored global RNG; 13 batches of 8 an epoch, a checkpoint every 2 steps
+    "speech": Case(
+        lambda a: [
+            "fsdd_digits_cnn",
+            f"data.path={a / 'fsdd'}",
+            "data.batch_size=8",
+            "data.val_per_group=1",
+            "model.channels=[4,8]",
+            "model.n_mels=16",
+            "trainer.epochs=2",
+            "trainer.checkpoint_every=2",
+            "trainer.schedule.warmup_steps=4",
+        ],
+        ("fused_optimizer",),
+        10,
+    ),  # fmt: skip
 }
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
-# SIGKILL for every configuration; SIGINT (Ctrl-C) for the conv net and the GAN by default, the rest with -m slow
-MATRIX = [pytest.param(name, "SIGKILL", id=f"{name}-SIGKILL") for name in CASES] + [
+# SIGKILL for every configuration (SASRec's, 16 s, with -m slow: the ranking case already resumes a recommender's
+# per-epoch draws mid-epoch by default); SIGINT (Ctrl-C) for the conv net and the GAN by default, the rest with -m slow
+SLOW_SIGKILL = ("nextitem",)
+MATRIX = [
+    pytest.param(name, "SIGKILL", id=f"{name}-SIGKILL", marks=pytest.mark.slow if name in SLOW_SIGKILL else ())
+    for name in CASES
+] + [
     pytest.param(name, "SIGINT", id=f"{name}-SIGINT", marks=() if name in ("conv", "gan") else pytest.mark.slow)
     for name in CASES
 ]
@@ -161,6 +260,8 @@ def assets(tmp_path_factory) -> Path:
     lines = [" ".join(rng.choice(words, rng.integers(3, 9))).capitalize() + "." for _ in range(700)]
     (root / "corpus.txt").write_text("\n".join(lines) + "\n")
     _write_mnist(root / "mnist", n_train=400, n_test=40)
+    _rec_table(root / "rec", users=60, items=30, per_user=14)
+    _write_fsdd(root / "fsdd", takes=12)
     pre = _run_main(
         "train", "mnist_cnn", f"data.path={root / 'mnist'}", "model.channels=[4,8]", "model.hidden=16",
         "data.batch_size=16", "trainer.epochs=1", *COMMON, "--out", root / "pretrained",
@@ -171,7 +272,9 @@ def assets(tmp_path_factory) -> Path:
 
 # what a training run imports, loaded once by the fork server whose children are the interrupted runs
 PRELOAD = ["conftest", "deepkit.cli", "deepkit.api", "deepkit.families.supervised", "deepkit.families.text",
-           "deepkit.families.generative", "deepkit.viz.plots", "kornia"]  # fmt: skip
+           "deepkit.families.generative", "deepkit.families.detection", "deepkit.families.segmentation",
+           "deepkit.families.recommenders", "deepkit.families.speech",
+           "deepkit.viz.plots", "kornia"]  # fmt: skip
 
 
 def train_in_child(args: list[str], stdout: str, stderr: str, env: dict[str, str]) -> None:

@@ -70,6 +70,66 @@ class DataModule:
         return None
 
 
+class SetsData(DataModule):
+    """A DataModule whose splits are sized collections in ``self.sets`` (split name -> a set of samples), each
+    served by ``loader`` (detection, segmentation). Subclasses are dataclasses with a ``sets`` field."""
+
+    train = property(lambda self: True if self.sets.get("train") else None)
+    val = property(lambda self: True if self.sets.get("val") else None)
+    test = property(lambda self: True if self.sets.get("test") else None)
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.sets.items() if len(v)}
+
+    def without(self, name: str) -> SetsData:
+        """A copy without split ``name`` (a benchmark does not validate)."""
+        import dataclasses
+
+        return dataclasses.replace(self, sets={k: v for k, v in self.sets.items() if k != name})
+
+
+class IndexedLoader:
+    """Base of loaders over samples ``0 .. num_samples - 1``: batches per epoch, the position to resume from, the
+    device, and an order that is a pure function of (seed, epoch). Subclasses call :meth:`start` in ``__init__``,
+    define ``num_samples`` and iterate ``order()[start_batch * batch_size:]`` in ``__iter__``."""
+
+    batch_size: int
+    shuffle: bool
+    seed: int
+
+    def start(self, batch_size: int, shuffle: bool, seed: int) -> None:
+        import torch
+
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = self.start_batch = 0
+        self.device = torch.device("cpu")
+
+    @property
+    def num_samples(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def to(self, device: Any) -> IndexedLoader:
+        import torch
+
+        self.device = torch.device(device)
+        return self
+
+    def order(self) -> list[int]:
+        import torch
+
+        n = self.num_samples
+        if not self.shuffle:
+            return list(range(n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(n, generator=g).tolist()
+
+
 @dataclass
 class LoaderData(DataModule):
     """Splits as loader factories: ``make_loader(split, shuffle, seed)`` builds the loader of one split."""

@@ -86,6 +86,13 @@ class Preprocessing:
         mean, std = self._stats(x)
         return (x - mean) / std
 
+    def as_module(self) -> torch.nn.Module:
+        """:meth:`transform` as a module with the statistics in buffers, for an exported graph (``deepkit export``)."""
+        if self.normalize == "none" or self.mean is None:
+            return Standardize(None, None)
+        mean, std = self._stats(torch.zeros(1, *self.input_shape))
+        return Standardize(mean, std)
+
     def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
         """Normalized inputs back to raw values (images in [0, 1])."""
         if self.normalize == "none" or self.mean is None:
@@ -106,6 +113,19 @@ class Preprocessing:
         m = torch.tensor(self.target_mean, dtype=y.dtype, device=y.device)
         s = torch.tensor(self.target_std, dtype=y.dtype, device=y.device)
         return y * s + m
+
+
+class Standardize(torch.nn.Module):
+    """``(x - mean) / std`` with broadcastable statistics (1, ...) held in buffers; identity without them."""
+
+    def __init__(self, mean: torch.Tensor | None, std: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return x if self.mean is None else (x - self.mean) / self.std
 
 
 def _shape_hint(kind: str, shape: list[int]) -> str:

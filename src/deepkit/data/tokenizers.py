@@ -346,6 +346,42 @@ def tokenizer_from_dict(d: dict[str, Any], source: str = "tokenizer") -> Tokeniz
     raise CheckpointError(f"{source}: unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def hf_tokenizer(tok: Tokenizer, add_special: bool = False):
+    """The same tokenizer as a Hugging Face ``tokenizers.Tokenizer`` (for ``tokenizer.json`` in a
+    ``save_pretrained``-style folder): subword tokenizers are one already; character and word tokenizers become a
+    ``WordLevel`` vocabulary behind pre-tokenizers that split as they split. ``add_special``: wrap in BOS ... EOS
+    as the run encoded its texts."""
+    from tokenizers import Regex, normalizers, pre_tokenizers, processors
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers.models import WordLevel
+
+    if isinstance(tok, SubwordTokenizer):
+        hf = HFTokenizer.from_str(tok.hf.to_str())
+    elif isinstance(tok, _VocabTokenizer):
+        hf = HFTokenizer(WordLevel({t: i for i, t in enumerate(tok.vocab)}, unk_token=tok.vocab[tok.unk_id]))
+        if isinstance(tok, CharTokenizer):
+            hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        else:
+            if getattr(tok, "lowercase", False):
+                hf.normalizer = normalizers.Lowercase()
+            hf.pre_tokenizer = pre_tokenizers.Sequence(
+                [
+                    pre_tokenizers.Split(Regex(r"\s+"), behavior="removed"),
+                    pre_tokenizers.Split(Regex(_WORD_RE.pattern), behavior="isolated"),
+                ]
+            )
+    else:
+        raise ConfigError(f"a {tok.kind} tokenizer has no Hugging Face equivalent")
+    if add_special:
+        bos, eos = tok.id_to_token(tok.bos_id), tok.id_to_token(tok.eos_id)
+        hf.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A {eos}", special_tokens=[(bos, tok.bos_id), (eos, tok.eos_id)]
+        )
+    else:
+        hf.post_processor = None
+    return hf
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
     """Read a tokenizer written by :meth:`Tokenizer.save` (e.g. ``RUN_DIR/tokenizer.json``)."""
     path = Path(path)

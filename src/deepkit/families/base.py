@@ -190,6 +190,11 @@ class Family:
         returns extra entries for ``results.json`` (e.g. forecasts, generated text)."""
         return {}
 
+    def metrics_text(self, metrics: dict[str, float], run: Any) -> str | None:
+        """How ``deepkit eval`` shows this family's metrics to a person (e.g. the COCO table), given the opened run
+        (:class:`deepkit.api.OpenRun`: recipe, saved, task, data); None: one line per metric."""
+        return None
+
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         """The trained model, ready for the family's verbs."""
         raise NotImplementedError  # pragma: no cover - abstract
@@ -197,6 +202,58 @@ class Family:
     def open_file(self, path: Path) -> Predictor | None:
         """A file this family can use directly that is not a deepkit checkpoint (e.g. word vectors), else None."""
         return None
+
+
+@dataclass
+class ExportSpec:
+    """What a predictor hands to ``deepkit export`` and ``deepkit serve``: one module from raw inputs to outputs.
+
+    The module holds the preprocessing a run learned (normalization) and the post-processing (softmax, the
+    target's units), so an exported graph takes what a user has (pixels in [0, 1], table rows) and gives what
+    ``predict`` gives. What cannot live in a graph (a tokenizer, class names) goes in ``sidecar`` (JSON) and
+    ``files`` (copied next to the export).
+
+    Attributes:
+        module: raw inputs -> outputs, in eval mode (positional arguments in the order of ``inputs``).
+        inputs: name -> one example input, batch first (what the exporter traces with).
+        outputs: the names of the module's outputs, in order.
+        sidecar: JSON-safe description: ``task``, ``inputs`` (name -> ``{"dtype", "shape"}`` per sample, plus
+            ``"kind": "image"`` with its ``channels``/``height``/``width`` for inputs an image file can give,
+            ``"range"`` where values are bounded), ``outputs`` (name -> ``{"labels": [...]}`` where an axis names
+            classes), and whatever preprocessing stays outside the graph.
+        sample: ``(batch, seed) -> inputs`` drawn afresh (not the export example): the parity check's inputs.
+        dynamic: name -> {axis: axis name} that may vary besides the batch (sequence length).
+        files: file name -> path, copied next to the exported model (``tokenizer.json``).
+    """
+
+    module: torch.nn.Module
+    inputs: dict[str, torch.Tensor]
+    outputs: list[str]
+    sidecar: dict[str, Any]
+    sample: Callable[[int, int], dict[str, torch.Tensor]]
+    dynamic: dict[str, dict[int, str]] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class ServeHook:
+    """An operation ``deepkit serve`` offers besides ``POST /predict``, for runs whose use is not one graph call
+    (text generation, recommendations): ``POST /NAME`` (``POST /NAME/stream`` when ``stream``), listed in ``/docs``.
+
+    Attributes:
+        fn: keyword arguments (the checked JSON body) -> a JSON-safe result, or, when ``stream``, an iterator of
+            text pieces (sent as server-sent events as they come).
+        params: name -> ``{"type": "string" | "integer" | "number", "default": ..., "minimum", "maximum",
+            "maxLength", "enum"}``; a parameter without a default is required. The server checks every request
+            against it (4xx naming what was received and what was expected) before ``fn`` runs.
+        stream: ``fn`` yields text pieces.
+        description: one line for ``/docs`` and the page.
+    """
+
+    fn: Callable[..., Any]
+    params: dict[str, dict[str, Any]]
+    stream: bool = False
+    description: str = ""
 
 
 class VerbError(ConfigError, AttributeError):
@@ -231,6 +288,35 @@ class Predictor:
         self.model, self.task_name, self.saved, self.run_dir = model, task_name, saved, run_dir
         self.device = resolve_device("auto")
         self.model.to(self.device).eval()
+
+    def export_spec(self) -> ExportSpec:
+        """The run as one module from raw inputs to outputs, for ``deepkit export`` and ``deepkit serve`` (see
+        :class:`ExportSpec`). A predictor whose family cannot be exported yet keeps this default, which says so."""
+        from deepkit.errors import ExportError
+
+        what = self.kind or type(self).__name__
+        raise ExportError(f"{self._where()} is a '{self.task_name}' run ({what}): its family cannot be exported yet")
+
+    def export_hf(self, folder: Path) -> None:
+        """Write the run as a Hugging Face ``save_pretrained``-style folder (``config.json``, ``model.safetensors``,
+        tokenizer files) for ``deepkit export --format hf``; runs whose model has no ``transformers`` counterpart
+        keep this default, which says so."""
+        from deepkit.errors import ExportError
+
+        raise ExportError(
+            f"{self._where()} is a '{self.task_name}' run of a {type(self.model).__name__}: --format hf needs a "
+            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run"
+        )
+
+    def serve_hooks(self) -> dict[str, ServeHook]:
+        """Operations ``deepkit serve`` offers besides ``/predict`` (see :class:`ServeHook`); default none."""
+        return {}
+
+    def serve_page(self) -> dict[str, Any]:
+        """How the browser page of ``deepkit serve`` presents this run when it has no export sidecar (whose
+        ``page`` entry says it otherwise): ``{"input": "text" | "image" | "choice" | "json", "show": "bars" |
+        "boxes" | "mask" | "stream" | "list" | "json", "hook": NAME, ...}``; default: from the inputs."""
+        return {}
 
     def _where(self) -> str:
         return str(self.run_dir) if self.run_dir is not None else "this model"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from deepkit.errors import ConfigError, DataError, ShapeError
-from deepkit.families.base import Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Finish, Predictor, Saved
 from deepkit.families.supervised import Preprocessed, TensorFamily, attach_augment
 
 if TYPE_CHECKING:
@@ -271,6 +271,49 @@ class GenerativePredictor(Predictor):
 
             save_grid(images, Path(out), nrow)
         return images
+
+    def export_spec(self) -> ExportSpec:
+        """GAN, VAE: noise z (B, latent_dim) [and class labels (B,) for a conditional GAN] -> images in [0, 1], what
+        :meth:`sample` computes after its draw of z (the GAN's EMA generator, the VAE's decoder). A plain
+        autoencoder has no prior to sample from; exporting encoders is not written yet."""
+        import torch
+
+        from deepkit.errors import ExportError
+
+        if self.task_name == "autoencoder":
+            raise ExportError(f"{self._where()} holds a plain autoencoder: no prior to sample from (encoders: not yet)")
+        model = self.model.cpu().eval()
+        latent, k = model.cfg.latent_dim, getattr(model.cfg, "num_classes", 0) or 0
+        if self.task_name == "vae":
+            from deepkit.tasks.vae import DecoderInference
+
+            module: torch.nn.Module = DecoderInference(model)
+        else:
+            from deepkit.tasks.gan import GeneratorInference
+
+            model.refresh_ema_stats()  # as sample() does before drawing
+            module = GeneratorInference(model.generator_ema, bool(k))
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            out = {"z": torch.randn(batch, latent, generator=g)}
+            if k:
+                out["labels"] = torch.randint(0, k, (batch,), generator=g)
+            return out
+
+        example = sample(2, 0)
+        with torch.no_grad():
+            shape = list(module.eval()(*example.values()).shape[1:])
+        inputs: dict[str, Any] = {"z": {"dtype": "float32", "shape": [latent], "kind": "latent"}}
+        if k:
+            inputs["labels"] = {"dtype": "int64", "shape": [], "range": [0, k - 1]}
+        sidecar = {
+            "task": self.task_name,
+            "inputs": inputs,
+            "outputs": {"images": {"shape": shape, "range": [0.0, 1.0]}},
+            "classes": self.preprocessing.class_names if k else None,
+        }
+        return ExportSpec(module, example, ["images"], sidecar, sample)
 
     def _encoder(self) -> None:
         if self.task_name == "gan":

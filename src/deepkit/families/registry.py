@@ -21,6 +21,12 @@ BUILTIN = (
     "deepkit.families.seq2seq",
     "deepkit.families.series",
     "deepkit.families.word2vec",
+    "deepkit.families.detection",
+    "deepkit.families.segmentation",
+    "deepkit.families.recommenders",
+    "deepkit.families.speech",
+    "deepkit.families.tts",
+    "deepkit.families.asr",
 )
 DEFAULT_TASK = "classification"  # a recipe without task.name
 

@@ -18,7 +18,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import ConfigError, DataError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
     import numpy as np
@@ -296,6 +296,35 @@ class ForecastPredictor(SeriesPredictor):
             out += pred
             z += pred
         return tf.invert(np.asarray(out[:steps]), v[-1])
+
+    def export_spec(self) -> ExportSpec:
+        """A raw history (B, window [+1 with differencing]) -> the next ``horizon`` values in the series' units:
+        what :meth:`forecast` gives for ``steps=horizon``, the fitted transform inside the graph."""
+        import torch
+
+        from deepkit.tasks.sequence import ForecastInference
+
+        cfg = self.saved.series
+        module = ForecastInference(self.model, cfg["log"], cfg["difference"], cfg["mean"], cfg["std"]).eval()
+        need = cfg["window"] + (1 if cfg["difference"] else 0)
+        spread = abs(cfg["std"]) * (1 if cfg["difference"] else 3) or 1.0
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            if cfg["difference"]:  # a random walk whose steps look like the training changes
+                steps = torch.randn(batch, need, generator=g, dtype=torch.float64) * spread + cfg["mean"]
+                z = torch.cumsum(steps, dim=1)
+            else:
+                z = torch.randn(batch, need, generator=g, dtype=torch.float64) * spread / 3 + cfg["mean"]
+            return {"history": (torch.exp(z) if cfg["log"] else z).float()}
+
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {"history": {"dtype": "float32", "shape": [need], "kind": "series"}},
+            "outputs": {"forecast": {"shape": [cfg["horizon"]]}},
+            "series": {k: cfg.get(k) for k in ("window", "horizon", "log", "difference", "column")},
+        }
+        return ExportSpec(module, sample(2, 0), ["forecast"], sidecar, sample)
 
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
         """CSV series: the next values of each (``top_k`` of them, at least the trained horizon)."""

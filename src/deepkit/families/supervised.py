@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from deepkit.errors import ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
     import numpy as np
@@ -437,6 +437,40 @@ class TensorPredictor(Predictor):
         else:
             return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
         return np.array([self.class_names[i] for i in idx]) if names else idx
+
+    def export_spec(self) -> ExportSpec:
+        """Raw inputs (images in [0, 1], table rows as numbers) -> what :meth:`predict_proba` gives (probabilities;
+        regression: values in the target's units): the fitted normalization and the post-processing in the graph.
+        Table rows with category words are encoded outside the graph (the encoding is in the sidecar)."""
+        import torch
+
+        prep = self.preprocessing
+        shape = [int(n) for n in prep.input_shape]
+        module = self.task.inference_module(prep.as_module()).eval()
+        info: dict[str, Any] = {"dtype": "float32", "shape": shape, "kind": prep.kind}
+        if prep.kind == "image":
+            info.update(channels=shape[0], height=shape[1], width=shape[2], range=[0.0, 1.0])
+        elif prep.feature_names:
+            info["names"] = list(prep.feature_names)
+        names = list(self.class_names or [])
+        outputs = {
+            "classification": {"probabilities": {"shape": [len(names)], "labels": names}},
+            "binary": {"probability": {"shape": [], "positive": names[1] if len(names) == 2 else 1}},
+        }.get(self.task_name) or {"value": {"shape": [len(prep.target_mean or [0])], "name": prep.target_name}}
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            if prep.kind == "image":
+                return {"x": torch.rand(batch, *shape, generator=g)}
+            x = torch.randn(batch, *shape, generator=g)
+            if prep.mean is not None and prep.normalize == "feature":  # rows in the data's own units
+                x = x * torch.tensor(prep.std).view(1, *shape) + torch.tensor(prep.mean).view(1, *shape)
+            return {"x": x}
+
+        sidecar = {"task": self.task_name, "inputs": {"x": info}, "outputs": outputs}
+        if prep.tabular is not None:
+            sidecar["table_encoding"] = prep.to_dict()["tabular"]
+        return ExportSpec(module, sample(2, 0), list(outputs), sidecar, sample)
 
     def predict_files(self, paths: list[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
         """Predictions for image / .npy / CSV files, one record per input."""

@@ -22,7 +22,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved, ServeHook
 
 if TYPE_CHECKING:
     import numpy as np
@@ -451,6 +451,34 @@ class TokenPredictor(Predictor):
     def class_names(self) -> list[str] | None:
         return self.saved.class_names
 
+    def export_hf(self, folder: Path) -> None:
+        """``config.json`` + ``model.safetensors`` (``interop.export_hf``: ``transformers`` loads them with the
+        class in ``architectures``), the class names as ``id2label``, and the run's tokenizer as a Hugging Face
+        ``tokenizer.json`` (+ ``tokenizer_config.json``, special tokens) that encodes as the run encoded."""
+        import json
+
+        from deepkit.data.tokenizers import hf_tokenizer
+        from deepkit.models.token_model import TokenModel
+
+        if not isinstance(self.model, TokenModel) or not getattr(type(self.model), "hf_model_type", None):
+            super().export_hf(folder)
+        from deepkit.interop.hf import export_hf
+
+        folder.mkdir(parents=True, exist_ok=True)
+        export_hf(self.model, folder)
+        config = json.loads((folder / "config.json").read_text())
+        if self.class_names and "num_labels" in config:
+            config["id2label"] = {str(i): n for i, n in enumerate(self.class_names)}
+            config["label2id"] = {n: i for i, n in enumerate(self.class_names)}
+        tok = self.tokenizer
+        specials = {"pad_token": tok.pad_id, "unk_token": tok.unk_id, "bos_token": tok.bos_id, "eos_token": tok.eos_id}
+        config.update({k.replace("token", "token_id"): v for k, v in specials.items()})
+        (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        hf_tokenizer(tok, self.saved.add_special).save(str(folder / "tokenizer.json"))
+        tok_config = {k: tok.id_to_token(v) for k, v in specials.items()}
+        tok_config.update(tokenizer_class="PreTrainedTokenizerFast", model_max_length=self.saved.max_len)
+        (folder / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
+
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         from deepkit.data.text import pad_batch, truncate
 
@@ -498,6 +526,64 @@ class TextClassifierPredictor(TokenPredictor):
             else:
                 logits = self.model(tokens, lengths)
             return logits.float().softmax(-1).cpu().numpy()
+
+    def export_spec(self) -> ExportSpec:
+        """Token ids and lengths -> class probabilities (the tokenizer stays outside the graph: ``tokenizer.json``
+        and how texts are encoded go in the sidecar)."""
+        import tempfile
+
+        import torch
+
+        from deepkit.models.token_model import TokenModel
+        from deepkit.tasks.token_tasks import TextClassifierInference
+
+        tok, saved = self.tokenizer, self.saved
+        module = TextClassifierInference(self.model, isinstance(self.model, TokenModel)).eval()
+        longest = max(2, min(saved.max_len, 64))
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            t = int(torch.randint(2, longest + 1, (), generator=g))
+            lengths = torch.randint(1, t + 1, (batch,), generator=g)
+            lengths[0] = t  # the longest fills the padded width, as pad_batch makes it
+            tokens = torch.randint(0, tok.vocab_size, (batch, t), generator=g)
+            tokens[torch.arange(t)[None] >= lengths[:, None]] = tok.pad_id
+            return {"tokens": tokens, "lengths": lengths}
+
+        names = list(self.class_names or [])
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {
+                "tokens": {
+                    "dtype": "int64",
+                    "shape": ["sequence"],
+                    "kind": "token_ids",
+                    "range": [0, tok.vocab_size - 1],
+                },
+                "lengths": {"dtype": "int64", "shape": [], "range": [1, saved.max_len]},
+            },
+            "outputs": {"probabilities": {"shape": [len(names)], "labels": names}},
+            "page": {"input": "text", "show": "bars"},
+            "tokenizer": {
+                "inputs": {"tokens": "tokens", "lengths": "lengths"},  # which inputs the encoded text fills
+                "file": "tokenizer.json",
+                "add_special": saved.add_special,
+                "max_len": saved.max_len,
+                "pad_id": tok.pad_id,
+                "truncation": saved.truncation,
+            },
+        }
+        folder = Path(tempfile.mkdtemp(prefix="deepkit-tokenizer-"))
+        tok.save(folder / "tokenizer.json")
+        return ExportSpec(
+            module,
+            sample(2, 0),
+            ["probabilities"],
+            sidecar,
+            sample,
+            dynamic={"tokens": {1: "sequence"}},
+            files={"tokenizer.json": folder / "tokenizer.json"},
+        )
 
     def predict(self, texts: list[str], names: bool = False) -> np.ndarray:
         """Class indices (N,) for a list of texts; their class names with ``names=True`` (what the CLI prints)."""
@@ -617,6 +703,25 @@ class LanguageModelPredictor(TokenPredictor):
             generator=g,
             **options,
         )
+
+    def serve_hooks(self) -> dict[str, ServeHook]:
+        """``deepkit serve``: ``POST /generate/stream``, the continuation of a prompt as server-sent events. A
+        prompt longer than the model's context is refused (not cut)."""
+
+        def run(prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, seed: int | None):
+            return self.stream(prompt, max_new_tokens, temperature, top_k, seed, on_long_prompt="error")
+
+        params = {
+            "prompt": {"type": "string", "maxLength": 20_000},
+            "max_new_tokens": {"type": "integer", "default": 100, "minimum": 1, "maximum": 2000},
+            "temperature": {"type": "number", "default": 1.0, "minimum": 0.0, "maximum": 10.0},
+            "top_k": {"type": "integer", "default": None, "minimum": 1},
+            "seed": {"type": "integer", "default": None, "minimum": 0},
+        }
+        return {"generate": ServeHook(run, params, stream=True, description="the continuation of a prompt")}
+
+    def serve_page(self) -> dict[str, Any]:
+        return {"input": "text", "show": "stream", "hook": "generate", "param": "prompt"}
 
     def chat(self, seed: int | None = None, **options: Any) -> ChatSession:
         """A :class:`ChatSession`; ``options`` are ``stream``'s (max_new_tokens, temperature, top_k, top_p,

@@ -63,6 +63,10 @@ IGNORED_SUFFIXES = (
     "embeddings.token_type_ids",
     "EncDecAttention.relative_attention_bias.weight",
 )
+# families that are not TokenModels read/write their directories themselves (keyed by the class's hf_model_type):
+# deepkit.interop.wav2vec2 registers "wav2vec2"
+HF_LOADERS: dict[str, Any] = {}  # hf_model_type -> build(name, path, trust_pickle=..., **overrides)
+HF_EXPORTERS: dict[str, Any] = {}  # hf_model_type -> export(model, path)
 
 
 def is_hf_checkpoint(path: str | Path) -> bool:
@@ -209,6 +213,8 @@ def load_hf(name: str, path: str | Path, trust_pickle: bool = False, **overrides
     """
     entry = get_entry(name)
     cls = entry.cls
+    if getattr(cls, "hf_model_type", "") in HF_LOADERS:
+        return HF_LOADERS[cls.hf_model_type](name, path, trust_pickle=trust_pickle, **overrides)
     if not (isinstance(cls, type) and issubclass(cls, TokenModel)):
         raise ConfigError(f"model '{name}' has no Hugging Face layout (Transformer families only)")
     hf = read_hf_config(path)
@@ -249,13 +255,25 @@ def export_hf(model: nn.Module, path: str | Path) -> Path:
 
     ``transformers``' ``from_pretrained(path)`` loads the result with the class named in ``architectures``.
     """
+    if getattr(type(model), "hf_model_type", "") in HF_EXPORTERS:
+        return HF_EXPORTERS[type(model).hf_model_type](model, path)
     if not isinstance(model, TokenModel):
         raise ConfigError(f"export_hf needs a deepkit Transformer, got {type(model).__name__}")
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = model.state_dict()
     if model.cfg.head == "none" and model.base_prefix:  # bare backbones are saved without the prefix
         state = {k.removeprefix(model.base_prefix + "."): v for k, v in state.items()}
+    write_hf_dir(state, config_to_hf(model), out)
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None:
+        tok.save(str(out / "tokenizer.json"))
+    return out
+
+
+def write_hf_dir(state: dict[str, torch.Tensor], config: dict[str, Any], out: Path) -> None:
+    """``model.safetensors`` (written atomically) and ``config.json`` in ``out`` (created)."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".safetensors")
     os.close(fd)
     try:
@@ -264,11 +282,7 @@ def export_hf(model: nn.Module, path: str | Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    atomic_write_text(out / "config.json", json.dumps(config_to_hf(model), indent=2, sort_keys=True) + "\n")
-    tok = getattr(model, "tokenizer", None)
-    if tok is not None:
-        tok.save(str(out / "tokenizer.json"))
-    return out
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 register_weight_reader(is_hf_checkpoint, load_hf)  # create_model(name, weights=HF_DIR)

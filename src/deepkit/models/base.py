@@ -50,6 +50,14 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def id_embeddings(num_users: int, num_items: int, dim: int, std: float) -> tuple[nn.Embedding, nn.Embedding]:
+    """A user table and an item table of ``dim`` factors, both drawn ``N(0, std)`` (as MF and NCF start)."""
+    user, item = nn.Embedding(num_users, dim), nn.Embedding(num_items, dim)
+    nn.init.normal_(user.weight, std=std)
+    nn.init.normal_(item.weight, std=std)
+    return user, item
+
+
 def random_ids(g: torch.Generator, vocab_size: int, shape: tuple[int, ...], low: int = 0) -> torch.Tensor:
     """Token ids in ``[low, vocab_size)`` (``low`` is lowered when the vocabulary is smaller), int64."""
     return torch.randint(min(low, vocab_size - 1), vocab_size, shape, generator=g, device="cpu")
@@ -95,3 +103,61 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class Recommender(nn.Module):
+    """Base class of recommenders (``biased_mf``, ``gmf``, ``ncf_mlp``, ``neumf``, ``i_autorec``, ``two_tower``,
+    ``sasrec``). Users and items are dense ids ``0..num_users-1`` / ``0..num_items-1`` (the run's id maps).
+
+    ``inputs`` says what the model reads, and so what the data gives it:
+
+    * ``"pairs"``: ``forward(user (B,), item (B,)) -> scores (B,)``; ``score_all(user) -> (B, num_items)``;
+    * ``"item_vectors"``: ``forward(x (B, num_users)) -> (B, num_users)``, an item's ratings by every user (AutoRec);
+    * ``"sequence"``: ``forward(seq (B, T)) -> (B, T, num_items)`` next-item scores at every position;
+      ``score_all(seq) -> (B, num_items)`` after the last position (SASRec).
+
+    Scores are raw: a rating task adds the training mean; a ranking task reads them as logits. ``item_vectors()``
+    gives one vector per item for nearest-item queries, and ``penalty(user, item)`` the squared norms of the rows a
+    batch looked up (L2 regularization of the embeddings a batch uses, as in SGD matrix factorization).
+    """
+
+    inputs: str = "pairs"
+
+    def user_tables(self) -> list[nn.Embedding]:
+        """Embedding tables indexed by user id (for :meth:`penalty`)."""
+        return []
+
+    def item_tables(self) -> list[nn.Embedding]:
+        """Embedding tables indexed by item id (for :meth:`penalty`)."""
+        return []
+
+    def penalty(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` sum of squares of every embedding row the pair ``(user, item)`` uses."""
+        total = torch.zeros(len(user), device=user.device)
+        for tables, ids in ((self.user_tables(), user), (self.item_tables(), item)):
+            for table in tables:
+                total = total + table(ids).pow(2).sum(-1)
+        return total
+
+    def score_all(self, user: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+        """Scores of every item for each user ``(B, num_items)``: ``forward`` on every pair, ``chunk`` users at a
+        time (models with a cheaper form override it)."""
+        items = torch.arange(self.cfg.num_items, device=user.device)
+        rows = []
+        for part in user.split(chunk):
+            u = part.repeat_interleave(len(items))
+            rows.append(self(u, items.repeat(len(part))).view(len(part), -1))
+        return torch.cat(rows) if rows else torch.empty(0, len(items), device=user.device)
+
+    def item_vectors(self) -> torch.Tensor:
+        """One vector per item ``(num_items, D)``, compared by cosine similarity for similar items."""
+        raise NotImplementedError  # pragma: no cover - each model says which of its representations it is
+
+    def pair_example(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """``{"user": (B,), "item": (B,)}`` ids from a private generator (see :func:`example_generator`)."""
+        g = example_generator()
+        dev = model_device(self)
+        return {
+            "user": random_ids(g, self.cfg.num_users, (batch_size,)).to(dev),
+            "item": random_ids(g, self.cfg.num_items, (batch_size,)).to(dev),
+        }

@@ -68,6 +68,25 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def models_of(base: type) -> list[str]:
+    """Names of the registered models whose class derives from ``base`` (a family's kind of model), sorted."""
+    return [n for n in list_models() if issubclass(_REGISTRY[n].cls, base)]
+
+
+def create_bound(model_section: dict[str, Any], bound: dict[str, Any], fits: str) -> nn.Module:
+    """The recipe's model (``name`` + config fields) with the sizes ``bound`` from the data (``num_classes``,
+    ``in_channels``, ``sample_rate``); a section value that disagrees is a one-line :class:`ShapeError` ending in
+    ``fits`` (what the data is, e.g. "(10 classes, 3-channel images)")."""
+    from deepkit.errors import ShapeError
+
+    overrides = {k: v for k, v in model_section.items() if k != "name"}
+    for key, value in bound.items():
+        if key in overrides and overrides[key] != value:
+            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data: expected {key}={value} {fits}")
+        overrides[key] = value
+    return create_model(model_section["name"], **overrides)
+
+
 def model_config(name: str, **overrides: Any) -> Any:
     """The config dataclass instance ``create_model(name, **overrides)`` would use."""
     entry = get_entry(name)

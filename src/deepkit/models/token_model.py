@@ -47,7 +47,13 @@ class TokenModel(nn.Module):
                 f"input_ids must be a (batch, length) integer tensor, got {input_ids.dtype} of shape "
                 f"{tuple(input_ids.shape)}"
             )
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.cfg.vocab_size):
+        # not while torch.export traces (a value check is no graph op; `deepkit serve` checks ids against the sidecar)
+        exporting = torch.compiler.is_exporting()
+        if (
+            not exporting
+            and input_ids.numel()
+            and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.cfg.vocab_size)
+        ):
             raise ShapeError(
                 f"token ids must lie in [0, {self.cfg.vocab_size}) (the model's vocab_size), got values in "
                 f"[{int(input_ids.min())}, {int(input_ids.max())}]"

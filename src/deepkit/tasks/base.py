@@ -25,6 +25,18 @@ def check_label_smoothing(value: float) -> float:
     return value
 
 
+class InferenceModule(nn.Module):
+    """``task.postprocess(task.model(pre(x)))``: the path of ``predict`` as one module, for ``deepkit export``."""
+
+    def __init__(self, pre: nn.Module, task: Task):
+        super().__init__()
+        self.pre, self.model = pre, task.model
+        self.postprocess = task.postprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.postprocess(self.model(self.pre(x)).float())
+
+
 class Task:
     """Base class. Subclasses set ``name`` and implement ``loss``, ``make_metrics`` and ``postprocess``."""
 
@@ -36,6 +48,10 @@ class Task:
     manual_optimization = False
     # deepkit doctor: whether the training loss is expected to fall over a run (an adversarial loss need not)
     loss_falls = True
+    # deepkit doctor: whether a batch's model input identifies its example, so that the same input in two splits is
+    # the same example (leakage). False where inputs repeat by nature: word2vec's (centre, context) pairs, the same
+    # words said by many speakers (TTS), a recommender's user and item ids
+    inputs_identify_examples = True
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None):
         self.model = model
@@ -50,6 +66,10 @@ class Task:
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def inference_module(self, pre: nn.Module) -> nn.Module:
+        """Raw inputs -> post-processed outputs (``pre``: the input preprocessing as a module), for export."""
+        return InferenceModule(pre, self)
 
     def postprocess(self, outputs: torch.Tensor) -> torch.Tensor:
         """Raw model outputs -> what a user wants (probabilities, values in original units)."""

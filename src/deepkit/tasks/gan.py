@@ -225,3 +225,15 @@ class GANTask(Task):
         if not self.warned:
             print(f"warning: {message}", file=sys.stderr, flush=True)
             self.warned = True
+
+
+class GeneratorInference(nn.Module):
+    """Noise z (B, latent_dim) [and class labels (B,)] -> images (B, C, s, s) in [0, 1]: what ``DCGAN.sample``
+    computes with its EMA generator, as one module for ``deepkit export`` (call ``refresh_ema_stats`` first)."""
+
+    def __init__(self, generator: nn.Module, conditional: bool):
+        super().__init__()
+        self.generator, self.conditional = generator, conditional
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.generator(z, labels if self.conditional else None) + 1) / 2

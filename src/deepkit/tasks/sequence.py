@@ -124,3 +124,23 @@ class Seq2SeqTask(LanguageModelTask):
 
     def _forward(self, batch):
         return self.model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+
+
+class ForecastInference(nn.Module):
+    """Raw history (B, W) -> the next ``horizon`` values (B, H) in the series' units: the fitted transform (log,
+    difference, standardize), one model call and its inverse in one graph, for ``deepkit export``. ``W`` is the
+    model's window, plus one with differencing (the change into the first step needs the value before it)."""
+
+    def __init__(self, model: nn.Module, log: bool, difference: bool, mean: float, std: float):
+        super().__init__()
+        self.model, self.log, self.difference, self.mean, self.std = model, log, difference, mean, std
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        v = history.double()
+        v = torch.log(v) if self.log else v
+        z = torch.diff(v, dim=1) if self.difference else v
+        z = ((z - self.mean) / self.std).float()
+        pred = self.model(z.unsqueeze(-1)).double() * self.std + self.mean  # (B, H) in transformed units
+        base = v[:, -1:]
+        out = base + torch.cumsum(pred, dim=1) if self.difference else pred
+        return (torch.exp(out) if self.log else out).float()

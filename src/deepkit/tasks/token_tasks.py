@@ -34,6 +34,23 @@ def encoder_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+class TextClassifierInference(nn.Module):
+    """(token ids (B, T) int64, lengths (B,) int64) -> class probabilities (B, K): what a text classifier's
+    ``predict_proba`` computes after tokenizing, as one module for ``deepkit export``. ``token_model``: an
+    encoder Transformer (takes ``input_ids``/``attention_mask``), else a recurrent classifier (tokens, lengths)."""
+
+    def __init__(self, model: nn.Module, token_model: bool):
+        super().__init__()
+        self.model, self.token_model = model, token_model
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.token_model:
+            logits = self.model(**encoder_inputs({"tokens": tokens, "lengths": lengths}))
+        else:
+            logits = self.model(tokens, lengths)
+        return logits.float().softmax(-1)
+
+
 class SequenceClassificationTask(TextClassificationTask):
     """Text classification with an encoder Transformer (``head="classification"``): logits ``(B, K)``."""
 

@@ -168,3 +168,15 @@ class VAETask(Task):
 
     def describe(self):
         return {"name": self.name}
+
+
+class DecoderInference(nn.Module):
+    """Latent codes z (B, latent_dim) -> images (B, C, H, W) in [0, 1]: ``VAE.sample`` after its draw of z, as one
+    module for ``deepkit export``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z).sigmoid()

@@ -249,6 +249,8 @@ def format_logs(logs: dict[str, float], short: bool = False) -> str:
     for k, v in logs.items():
         if short and k in ("epoch", "step", "time"):
             continue
+        if "loss" not in k and isinstance(v, float) and math.isnan(v):  # undefined here (COCO: no large objects)
+            continue
         if k in ("epoch", "step"):
             parts.append(f"{k} {int(v)}")
         elif k == "samples_per_s":

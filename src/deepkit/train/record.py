@@ -5,7 +5,8 @@ It writes ``RUN_DIR/record/``, a documented, non-pickle format that a resumed ru
 ==========================  =========================================================================================
 file                        content
 ==========================  =========================================================================================
-``meta.json``               format version, the recording cadence ``every``, the parameters (name, shape) and the
+``meta.json``               format version, the recording cadence ``every``, the parameters (name, shape, the type
+                            of the module that holds it, e.g. ``Embedding``) and the
                             activation modules (name, type, kind, ``block_output``: the last module of an
                             ``nn.Sequential``, e.g. a generator's output tanh) that are recorded; whether the task's
                             loss is expected to fall (``loss_falls``; not for adversarial tasks)
@@ -25,8 +26,10 @@ file                        content
                             channel (images, (N, C, ...)) or per last-axis feature (sequences, (N, T, F)): mean, std,
                             min, max; integer inputs (token ids): their range only
 ``data.json``               per split: examples and class counts (tasks that have classes); inputs that occur in two
-                            splits: ``exact`` (same bytes) and ``near`` (same after rounding every value to 0.25 in
-                            normalized units; exact ones included; float inputs only), with counts (distinct
+                            splits (only where the task's ``inputs_identify_examples``; ``compared``
+                            says whether they were compared): ``exact`` (same bytes) and ``near`` (same after rounding every value to 0.25 in
+                            normalized units; exact ones included; float inputs only; rows that round to one value, e.g. quiet
+                            waveforms, are left out), with counts (distinct
                             inputs) and up to 100 example pairs (indices in loader order)
 ``val_predictions.npz``     at the end of a run, on the validation split with the last weights: ``index``, ``label``,
                             ``loss``, ``probs`` (N, K) (tasks with a :meth:`~deepkit.tasks.Task.example_outputs`
@@ -183,11 +186,18 @@ class Recorder(Callback):
             self.modules = []  # hooks on a compiled model would recompile it: no activation records
         self.interval_from = trainer.state.step
         if not (self.dir / "meta.json").is_file():
+            owners = {  # the type of the module that holds each parameter (an Embedding's gradient is sparse)
+                f"{m_name}.{p_name}" if m_name else p_name: type(m).__name__
+                for m_name, m in model.named_modules()
+                for p_name, _ in m.named_parameters(recurse=False)
+            }
             meta = {
                 "format": FORMAT,
                 "every": self.every,
                 "loss_falls": bool(getattr(trainer.task, "loss_falls", True)),
-                "parameters": [{"name": n, "shape": list(p.shape)} for n, p in self.params],
+                "parameters": [
+                    {"name": n, "shape": list(p.shape), "module": owners.get(n, "")} for n, p in self.params
+                ],
                 "activations": [
                     {"name": n, "type": type(m).__name__, "kind": k, "block_output": id(m) in last}
                     for n, m, k in self.modules
@@ -251,6 +261,8 @@ class Recorder(Callback):
         self._flush(trainer.state.step)
 
     def on_fit_end(self, trainer):
+        if not self.inputs_done:  # a run shorter than ``input_batches`` batches
+            self._write_inputs()
         self._flush(trainer.state.step)
         # not in a distributed run: only this process records, and a forward pass of a wrapped model (FSDP's
         # all-gathers, DDP's buffer broadcasts) on one process alone would wait forever for the others
@@ -327,15 +339,17 @@ class Recorder(Callback):
             if self.input_sums is None:
                 self.input_shape, self.input_dtype = list(x.shape), str(x.dtype).replace("torch.", "")
             if x.is_floating_point():
-                axes = feature_axes(x)
+                # a padded 1-D signal (waveforms: (B, T) with ``lengths``): its time steps are one quantity
+                one = isinstance(batch, dict) and "lengths" in batch and x.ndim == 2
+                axes = tuple(range(x.ndim)) if one else feature_axes(x)
                 xf = x.float()
                 if xf.ndim >= 2 and xf.shape[1 if xf.ndim != 3 else 2] > 4096:  # very wide: the first 4096
                     xf = xf[:, :4096] if xf.ndim != 3 else xf[..., :4096]
                 stats = {
-                    "sum": xf.sum(axes),
-                    "sumsq": (xf * xf).sum(axes),
-                    "min": xf.amin(axes),
-                    "max": xf.amax(axes),
+                    "sum": xf.sum(axes).reshape(-1),
+                    "sumsq": (xf * xf).sum(axes).reshape(-1),
+                    "min": xf.amin(axes).reshape(-1),
+                    "max": xf.amax(axes).reshape(-1),
                     "n": torch.tensor(xf.numel() / max(1, xf.sum(axes).numel()), dtype=torch.float64),
                 }
             else:
@@ -344,6 +358,14 @@ class Recorder(Callback):
                 self.input_sums = stats
             else:
                 s = self.input_sums
+                if "sum" in s and s["sum"].shape != stats["sum"].shape:  # the features vary in number: pool them
+                    width = s["sum"].numel()
+                    s.update(sum=s["sum"].sum().reshape(1), sumsq=s["sumsq"].sum().reshape(1), n=s["n"] * width)
+                    s.update(min=s["min"].min().reshape(1), max=s["max"].max().reshape(1))
+                    width = stats["sum"].numel()
+                    stats = {"sum": stats["sum"].sum().reshape(1), "sumsq": stats["sumsq"].sum().reshape(1),
+                             "n": stats["n"] * width, "min": stats["min"].min().reshape(1),
+                             "max": stats["max"].max().reshape(1)}  # fmt: skip
                 for k in ("sum", "sumsq", "n"):
                     if k in s:
                         s[k] = s[k] + stats[k]
@@ -491,6 +513,7 @@ def scan_data(data: Any, task: Any, max_examples: int) -> dict[str, Any]:
     exact: dict[str, dict[bytes, int]] = {}
     near: dict[str, dict[bytes, int]] = {}
     t0 = time.perf_counter()
+    compare = bool(getattr(task, "inputs_identify_examples", True))  # else: class counts only, no hashing
     for split in ("train", "val", "test"):
         if not data.has(split):
             continue
@@ -507,21 +530,24 @@ def scan_data(data: Any, task: Any, max_examples: int) -> dict[str, Any]:
             if labels is not None:
                 for value, n in zip(*np.unique(labels.detach().cpu().numpy(), return_counts=True), strict=True):
                     counts[int(value)] = counts.get(int(value), 0) + int(n)
-            if x is None:
+            if x is None or not compare:
                 i += batch_len_of(batch)
                 continue
             for row in example_rows(x, batch):
                 exact[split].setdefault(_digest(row), i)
                 if row.dtype.kind == "f":
-                    near[split].setdefault(_digest(np.round(row / NEAR_GRID).astype(np.int32)), i)
+                    grid = np.round(row / NEAR_GRID).astype(np.int32)
+                    if len(grid) and (grid != grid[0]).any():  # a row that is one value on the grid says nothing
+                        near[split].setdefault(_digest(grid), i)
                 i += 1
             if i >= max_examples:
                 break
         splits[split] = {"examples": i}
         if counts:
             splits[split]["labels"] = {str(k): v for k, v in sorted(counts.items())}
-    out: dict[str, Any] = {"splits": splits, "exact": {}, "near": {}, "near_grid": NEAR_GRID}
-    names = list(exact)
+    compared = bool(getattr(task, "inputs_identify_examples", True))
+    out: dict[str, Any] = {"splits": splits, "exact": {}, "near": {}, "near_grid": NEAR_GRID, "compared": compared}
+    names = list(exact) if compared else []
     for kind, table in (("exact", exact), ("near", near)):  # near: exact ones included (floats only)
         for a_i, a in enumerate(names):
             for b in names[a_i + 1 :]:

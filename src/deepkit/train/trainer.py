@@ -436,15 +436,18 @@ class Trainer:
     def _run_eval(self, task: Task, loader: TensorLoader) -> dict[str, float]:
         task.model.eval()
         task.reset_metrics()
-        total, n = torch.zeros((), device=self.device), 0
+        total, n, has_loss = torch.zeros((), device=self.device), 0, False
         with self._autocast(), torch.no_grad():
             for batch in loader:
                 out = task.validation_step(batch)
-                total += out["loss"].detach().float() * batch_len(batch)
+                if "loss" in out:  # a detector in eval mode computes none (torchvision's API): no val_loss then
+                    total += out["loss"].detach().float() * batch_len(batch)
+                    has_loss = True
                 n += batch_len(batch)
         if isinstance(loader, distributed.ShardedLoader):  # this rank's part of the split; torchmetrics syncs itself
             total, n = self.dist.all_sum(float(total), n)
-        return {"loss": float(total) / max(1, n), **task.compute_metrics()}
+        metrics = task.compute_metrics()
+        return {"loss": float(total) / max(1, n), **metrics} if has_loss else metrics
 
     # --- helpers -------------------------------------------------------------------------------------------------
     def _default_callbacks(self) -> list[Callback]:

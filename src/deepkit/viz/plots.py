@@ -22,6 +22,16 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it to ``path`` (its folder made), close it; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+    return path
+
+
 def curve_figures(history: list[dict[str, float]]) -> dict[str, object]:
     """One figure per logged quantity (loss, accuracy, perplexity, ...): its training and validation values per
     epoch, whichever exist. Epoch ticks are whole numbers."""

@@ -4,7 +4,9 @@ Thresholds, on the hashes of every split's inputs taken at the start of the run 
 duplicates between training and a held-out split of at least ``SHARE_ERROR`` of that split (an error), or at least
 ``MIN_COUNT`` examples and ``SHARE_WARN`` of it (a warning); near duplicates (equal after rounding to 0.25 in
 normalized units) at ``NEAR_SHARE`` or more (a warning). Validation and test sharing inputs: the same thresholds.
-Sources: UMLAUT (Schoop et al., CHI 2021) "possible leakage"; duplicate test images in CIFAR (Barz & Denzler 2020).
+Tasks whose inputs recur across splits by nature (word2vec's (centre, context) pairs, TTS words, recommender ids:
+``Task.inputs_identify_examples = False``) are not compared. Sources: UMLAUT (Schoop et al., CHI 2021) "possible
+leakage"; duplicate test images in CIFAR (Barz & Denzler 2020).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ NEAR_SHARE = 0.05
 
 def check(rec: RunRecords) -> Finding | None:
     data = rec.data
-    if not data.get("splits"):
+    if not data.get("splits") or not data.get("compared", True):  # inputs that recur by nature: not compared
         return None
     sizes = {k: v["examples"] for k, v in data["splits"].items()}
     found = []

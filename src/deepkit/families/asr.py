@@ -1,0 +1,440 @@
+"""Speech recognition with CTC: waveforms to text by an encoder (BiLSTM or Conformer on log-mel features computed
+in the model) trained with the CTC loss over a vocabulary whose index 0 is the blank; greedy and prefix beam-search
+decoding.
+
+Data (``data.name``): ``fsdd_strings`` (spoken digit strings assembled from the Free Spoken Digit Dataset in
+DATA_ROOT/fsdd/recordings, 8 kHz: ``data.min_digits``-``data.max_digits`` digits of one speaker, random silences
+(``data.gap_seconds``, ``data.edge_seconds``) and gains (``data.gain_db``), optional white noise
+(``data.snr_db``); train strings only from training recordings (takes 5-49), test strings only from test
+recordings (takes 0-4), validation strings from ``data.val_per_group`` training takes per (speaker, digit) held
+out; ``data.holdout_speaker=NAME``: every recording of that speaker only in test strings. Strings are drawn from
+``data.seed`` and assembled in memory; training strings are new every epoch unless ``data.fresh_train=false``.
+Vocabulary: the ten digits, text ``"4 1 7"``), ``librispeech`` (LibriSpeech's layout under
+DATA_ROOT/librispeech_mini/LibriSpeech or ``data.path``, 16 kHz; test = one speaker's utterances
+(``data.holdout_speaker``, default the last), validation ``data.val_split`` of the others; vocabulary: the
+characters of the training transcripts). Models: ``ctc_lstm``, ``ctc_conformer``. Before training, a clip too short
+for its transcript (fewer output frames than labels + adjacent repeats) is a one-line error naming it, and a
+transcript with characters outside the vocabulary names them and the utterance. Metrics: ``wer``, ``cer`` and, for
+digit strings, ``der`` (digit error rate), greedy; the final evaluation and ``deepkit eval`` add ``*_beam`` (prefix
+beam search of width ``task.beam``). Report: ``plots/ctc_alignment.png`` (log-mel of test clips with the frame-wise
+posteriors), the test strings with their greedy and beam transcripts in ``results.json``, a few test clips in
+``samples/``. Verb: ``transcribe`` (``--beam N``, ``--top-k K`` beam hypotheses, ``--json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deepkit.errors import ConfigError, DataError, ShapeError
+from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.speech import fit_normalization, transcribe
+
+if TYPE_CHECKING:
+    import torch
+
+    from deepkit.data.asr import ASRData, Vocabulary
+    from deepkit.recipe import Recipe
+    from deepkit.tasks.base import Task
+
+TASKS = {
+    "speech_recognition": "speech to text with CTC (BiLSTM or Conformer on log-mel; greedy and prefix beam search): "
+    "spoken digit strings, LibriSpeech; WER, CER, digit error rate"
+}
+DATASETS = {
+    "fsdd_strings": "spoken digit strings (3-7 digits) assembled in memory from FSDD recordings "
+    "(DATA_ROOT/fsdd/recordings); official split of the recordings",
+    "librispeech": "LibriSpeech layout (DATA_ROOT/librispeech_mini/LibriSpeech): SPK/CHAP/*.flac + SPK-CHAP.trans.txt",
+}
+DEFAULT_RATE = {"fsdd_strings": 8000, "librispeech": 16000}
+CTC_MODELS = ("ctc_lstm", "ctc_conformer")
+
+
+@dataclass
+class ASRTaskConfig:
+    """The ``task`` section of speech recognition recipes."""
+
+    name: str = "speech_recognition"
+    beam: int = 8  # prefix beam-search width of the final evaluation (0: greedy only)
+
+
+@dataclass
+class ASRDataConfig:
+    """The ``data`` section of speech recognition recipes."""
+
+    name: str = "fsdd_strings"  # fsdd_strings or librispeech
+    path: str | None = None  # fsdd_strings: the recordings folder; librispeech: the corpus root
+    sample_rate: int | None = None  # default: fsdd_strings 8000, librispeech 16000
+    holdout_speaker: str | None = None  # this speaker's recordings only in the test set
+    val_per_group: int = 2  # fsdd_strings: training takes per (speaker, digit) held out for validation strings
+    val_split: float = 0.1  # librispeech: fraction of the non-test utterances for validation
+    split_seed: int = 0
+    seed: int = 0  # fsdd_strings: the strings drawn
+    train_strings: int = 2000  # strings per training epoch
+    val_strings: int = 200
+    test_strings: int = 500
+    fresh_train: bool = True  # new training strings every epoch
+    min_digits: int = 3
+    max_digits: int = 7
+    gap_seconds: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    edge_seconds: list[float] = field(default_factory=lambda: [0.0, 0.3])
+    gain_db: float = 6.0
+    snr_db: float | None = None
+    min_seconds: float = 0.1  # shorter recordings are an error naming them
+    max_clips: int | None = None  # at most this many recordings (utterances) per split (quick runs)
+    batch_size: int = 16
+    eval_batch_size: int = 32
+
+
+@dataclass
+class ASRSaved(Saved):
+    """What a CTC run keeps to transcribe: its vocabulary (blank first), how text splits into tokens, the rate."""
+
+    tokens: list[str]
+    unit: str
+    sample_rate: int
+    min_seconds: float = 0.1
+    split: str = ""
+
+    def meta(self) -> dict[str, Any]:
+        return {"asr": {k: getattr(self, k) for k in ("tokens", "unit", "sample_rate", "min_seconds", "split")}}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ASRSaved:
+        from deepkit.errors import CheckpointError
+
+        d = meta.get("asr")
+        if not d:
+            raise CheckpointError("the checkpoint has no speech recognition metadata (vocabulary): not from deepkit")
+        return cls(**d)
+
+    @property
+    def vocab(self) -> Vocabulary:
+        from deepkit.data.asr import Vocabulary
+
+        return Vocabulary(list(self.tokens), self.unit)
+
+
+# --- data ------------------------------------------------------------------------------------------------------------
+def _spread(items: list, n: int | None) -> list:
+    return items if n is None or len(items) <= n else [items[int(i * len(items) / n)] for i in range(n)]
+
+
+def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData:
+    from deepkit.data import asr
+    from deepkit.data import audio as da
+    from deepkit.data.preprocess import Preprocessing
+    from deepkit.data.sources import data_root
+
+    if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
+        raise ConfigError(f"data.batch_size and eval_batch_size must be >= 1, got {cfg.batch_size}, "
+                          f"{cfg.eval_batch_size}")  # fmt: skip
+    rate = cfg.sample_rate or (saved.sample_rate if saved else DEFAULT_RATE.get(cfg.name, 16000))
+    if saved is not None and rate != saved.sample_rate:
+        raise ConfigError(f"data.sample_rate={rate} differs from the trained run's {saved.sample_rate} Hz")
+    reader = da.AudioReader(rate, cfg.min_seconds)
+    if cfg.name == "fsdd_strings":
+        settings = asr.StringSettings(cfg.min_digits, cfg.max_digits, tuple(cfg.gap_seconds), tuple(cfg.edge_seconds),
+                                      cfg.gain_db, cfg.snr_db)  # fmt: skip
+        settings.check()
+        root = Path(cfg.path).expanduser() if cfg.path else data_root() / "fsdd" / "recordings"
+        pools = da.fsdd_split(da.read_fsdd(root), cfg.holdout_speaker, cfg.val_per_group, cfg.split_seed)
+        counts = {"train": cfg.train_strings, "val": cfg.val_strings, "test": cfg.test_strings}
+        sets = {}
+        for i, (k, clips) in enumerate(pools.items()):
+            if clips and counts[k] > 0:
+                pool = da.read_set(_spread(clips, cfg.max_clips), reader)
+                sets[k] = asr.DigitStrings(pool, counts[k], settings, rate, seed=cfg.seed * 10 + i,
+                                           fresh=k == "train" and cfg.fresh_train, name=k)  # fmt: skip
+        test_rule = (f"every recording of '{cfg.holdout_speaker}'" if cfg.holdout_speaker
+                     else "takes 0-4 of every speaker and digit")  # fmt: skip
+        how = (f"FSDD digit strings ({cfg.min_digits}-{cfg.max_digits} digits, one speaker each): test strings from "
+               f"{test_rule}, train strings from the other recordings less {cfg.val_per_group} per (speaker, "
+               f"digit) for validation strings (seed {cfg.split_seed}); strings drawn with seed {cfg.seed}"
+               + (", new training strings every epoch" if cfg.fresh_train else ""))  # fmt: skip
+        vocab = saved.vocab if saved else asr.digit_vocabulary()
+    elif cfg.name == "librispeech":
+        root = Path(cfg.path).expanduser() if cfg.path else data_root() / "librispeech_mini" / "LibriSpeech"
+        clips = da.read_librispeech(root)
+        speakers = sorted({c.speaker or "" for c in clips})
+        held = cfg.holdout_speaker or speakers[-1]
+        if held not in speakers:
+            raise ConfigError(f"data.holdout_speaker={held!r} is not a speaker of {root}; expected one of "
+                              f"{', '.join(speakers)}")  # fmt: skip
+        if not 0 <= cfg.val_split < 1:
+            raise ConfigError(f"data.val_split must be in [0, 1), got {cfg.val_split}")
+        import numpy as np
+
+        rest = [c for c in clips if c.speaker != held]
+        order = np.random.default_rng(cfg.split_seed).permutation(len(rest)).tolist()
+        n_val = round(len(rest) * cfg.val_split)
+        chosen = {"train": sorted(order[n_val:]), "val": sorted(order[:n_val])}
+        parts = {"train": [rest[i] for i in chosen["train"]], "val": [rest[i] for i in chosen["val"]],
+                 "test": [c for c in clips if c.speaker == held]}  # fmt: skip
+        if not parts["train"] and saved is None:
+            raise DataError(f"{root}: no training utterances besides speaker {held}")
+        vocab = saved.vocab if saved else asr.char_vocabulary([c.text or "" for c in parts["train"]])
+        parts = {k: _spread(v, cfg.max_clips) for k, v in parts.items() if v}
+        sets = {k: asr.Utterances([reader(c.path) for c in v], [c.text or "" for c in v], [c.id for c in v], k)
+                for k, v in parts.items()}  # fmt: skip
+        how = (f"LibriSpeech: test = speaker {held}'s utterances; validation = {cfg.val_split:g} of the others "
+               f"(seed {cfg.split_seed})")  # fmt: skip
+    else:
+        raise ConfigError(f"unknown speech recognition dataset '{cfg.name}'; expected one of {', '.join(DATASETS)}")
+    for s in sets.values():  # every transcript in the vocabulary, before anything trains
+        for i in range(len(s)):
+            vocab.encode(s.text(i), s.id(i))
+    notes = [f"split: {how}", f"vocabulary: {vocab.describe()}", *(f"{k}: {len(s)} clips" for k, s in sets.items()),
+             *reader.notes]  # fmt: skip
+    prep = Preprocessing(kind="audio", input_shape=[0], class_names=list(vocab.tokens))
+    return asr.ASRData(sets, vocab, rate, cfg.batch_size, cfg.eval_batch_size, notes, prep, how)
+
+
+def check_ctc_lengths(model: torch.nn.Module, data: ASRData, show: int = 5) -> None:
+    """Every clip must give at least as many output frames as its transcript needs (labels + adjacent repeats: CTC
+    puts a blank between equal labels); otherwise a one-line error naming the clips (training strings drawn anew
+    every epoch are checked for the first epoch)."""
+    from deepkit.nn.ctc import ctc_min_frames
+
+    bad, total = [], 0
+    for split, s in data.sets.items():
+        frames = model.output_lengths(s.lengths).tolist()
+        for i, n in enumerate(frames):
+            need = ctc_min_frames(data.vocab.encode(s.text(i), s.id(i)))
+            if n < need:
+                total += 1
+                if len(bad) < show:
+                    bad.append(f"{s.id(i)} ({split}: {n} output frames, {need} needed)")
+    if total:
+        raise DataError(f"{total} clip(s) too short for their transcripts under CTC: {'; '.join(bad)}"
+                        + (" ..." if total > show else "")
+                        + f"; the model emits one frame per {model.seconds_per_frame * 1000:g} ms: lower "
+                          "model.subsample or drop these clips")  # fmt: skip
+
+
+def bind_ctc_model(model_section: dict[str, Any], vocab_size: int, sample_rate: int) -> torch.nn.Module:
+    from deepkit.models.registry import create_model
+
+    name = model_section["name"]
+    if name not in CTC_MODELS:
+        raise ShapeError(f"model '{name}' is not a CTC encoder; task 'speech_recognition' needs one of "
+                         f"{', '.join(CTC_MODELS)}")  # fmt: skip
+    overrides = {k: v for k, v in model_section.items() if k != "name"}
+    for key, value in (("num_classes", vocab_size), ("sample_rate", sample_rate)):
+        if key in overrides and overrides[key] != value:
+            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data: expected {key}={value} "
+                             f"(vocabulary of {vocab_size - 1} + blank, clips at {sample_rate} Hz)")  # fmt: skip
+        overrides[key] = value
+    return create_model(name, **overrides)
+
+
+class ASRFamily(Family):
+    name = "asr"
+    description = "speech recognition with CTC: BiLSTM and Conformer encoders, greedy and prefix beam search"
+    tasks = TASKS
+
+    def task_config(self, task: str) -> type:
+        return ASRTaskConfig
+
+    def data_config(self, task: str) -> type:
+        return ASRDataConfig
+
+    def datasets(self, task: str) -> dict[str, str]:
+        return DATASETS
+
+    def build_data(self, rec: Recipe, saved: Saved | None = None, given: Any = None) -> ASRData:
+        self.check_dataset(rec)
+        if given is not None:
+            return given
+        return build_asr_data(rec.data, saved if isinstance(saved, ASRSaved) else None)
+
+    def build_model(self, rec: Recipe, data: ASRData) -> torch.nn.Module:
+        return bind_ctc_model(rec.model, len(data.vocab), data.sample_rate)
+
+    def setup(self, rec: Recipe, model: torch.nn.Module, data: ASRData, fresh: bool) -> list:
+        check_ctc_lengths(model, data)
+        if fresh:
+            line = fit_normalization(model, data)
+            if line:
+                data.notes.append(line)
+        return []
+
+    def build_task(self, rec: Recipe, model: torch.nn.Module, data: ASRData) -> Task:
+        from deepkit.tasks.ctc import CTCTask
+
+        if rec.task.beam < 0:
+            raise ConfigError(f"task.beam must be >= 0 (0: greedy only), got {rec.task.beam}")
+        return CTCTask(model, data.vocab, data.preprocessing, rec.task.beam)
+
+    def run_callbacks(self, rec: Recipe, run_dir: Path) -> list:
+        from deepkit.train.callbacks import Callback
+
+        class BeamAtTheEnd(Callback):
+            """Beam-search metrics only outside training epochs (the final evaluation, ``deepkit eval``)."""
+
+            def on_fit_start(self, trainer) -> None:
+                trainer.task.final = False
+
+            def on_fit_end(self, trainer) -> None:
+                trainer.task.final = True
+
+            def on_exception(self, trainer, error: BaseException) -> None:
+                trainer.task.final = True
+
+        return [BeamAtTheEnd()]
+
+    def saved(self, rec: Recipe, data: ASRData) -> ASRSaved:
+        return ASRSaved(list(data.vocab.tokens), data.vocab.unit, data.sample_rate, rec.data.min_seconds,
+                        data.split_rule)  # fmt: skip
+
+    def load_saved(self, folder: Path, meta: dict[str, Any]) -> ASRSaved:
+        return ASRSaved.from_meta(meta)
+
+    def report(self, run: Finish) -> dict[str, Any]:
+        return report_asr(run)
+
+    def metrics_text(self, metrics: dict[str, float], run: Any) -> str | None:
+        return rates_table(metrics, getattr(run.task, "beam", 0))
+
+    def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
+        return ASRPredictor(model, task, saved, run_dir)
+
+
+# --- end of run ------------------------------------------------------------------------------------------------------
+def rates_table(metrics: dict[str, float], beam: int = 0) -> str:
+    """Error rates (%) by decoder: greedy, and the beam search when measured."""
+    cols = [k for k in ("wer", "cer", "der") if k in metrics]
+    lines = [f"{'decoder':>10}  " + "  ".join(f"{c.upper():>7}" for c in cols), "-" * (12 + 9 * len(cols))]
+    for label, suffix in (("greedy", ""), (f"beam {beam}", "_beam")):
+        if all(f"{c}{suffix}" in metrics for c in cols):
+            lines.append(f"{label:>10}  " + "  ".join(f"{100 * metrics[c + suffix]:>6.2f}%" for c in cols))
+    if "loss" in metrics:
+        lines.append(f"CTC loss {metrics['loss']:.4f}")
+    return "\n".join(lines)
+
+
+def report_asr(run: Finish, n_plots: int = 3, n_samples: int = 8, n_listed: int = 50) -> dict[str, Any]:
+    """Transcripts of the evaluated split (greedy and beam), the CTC alignment plot, a few clips in ``samples/``."""
+    import soundfile as sf
+    import torch
+
+    from deepkit.data.audio import pad_batch
+    from deepkit.viz.ctc import plot_ctc_alignments
+
+    data, task, model = run.data, run.task, run.task.model
+    s, vocab = data.sets[run.split], data.vocab
+    n = min(len(s), n_listed)
+    model.eval()
+    device = run.trainer.device
+    listed, plots = [], []
+    with torch.no_grad():
+        for start in range(0, n, data.eval_batch_size):
+            idx = list(range(start, min(n, start + data.eval_batch_size)))
+            audio, lengths = pad_batch([s.wave(i) for i in idx])
+            logits, frames = model(audio.to(device), lengths.to(device))
+            greedy = task.decode(logits, frames)
+            beam = task.decode(logits, frames, task.beam) if task.beam > 0 else greedy
+            for j, i in enumerate(idx):
+                rec = {"id": s.id(i), "reference": s.text(i), "greedy": vocab.decode(greedy[j][0][0]),
+                       "beam": vocab.decode(beam[j][0][0])}  # fmt: skip
+                listed.append(rec)
+                if len(plots) < n_plots:
+                    feats, _ = model.frontend.features(audio[j : j + 1, : int(lengths[j])].to(device))
+                    post = logits[j, : int(frames[j])].float().softmax(-1).cpu().numpy()
+                    plots.append((feats[0].cpu().numpy(), post, f"{s.id(i)[:60]}\nref '{rec['reference']}', "
+                                                                f"greedy '{rec['greedy']}'"))  # fmt: skip
+    hop = model.frontend.hop_length / model.frontend.sample_rate
+    plot_ctc_alignments([p[0] for p in plots], [p[1] for p in plots], [p[2] for p in plots], vocab.tokens,
+                        run.plots / "ctc_alignment.png", hop, model.seconds_per_frame)  # fmt: skip
+    for i in range(min(n_samples, len(s))):
+        name = f"{run.split}-{i:03d}_{s.text(i).replace(' ', '')[:40] if vocab.is_digits else 'utt'}.wav"
+        sf.write(str(run.samples / name), s.wave(i).numpy(), data.sample_rate, subtype="FLOAT")
+    wrong = [r for r in listed if r["beam"] != r["reference"]]
+    run.trainer.log(f"{run.split}: {len(wrong)} of the first {len(listed)} clips transcribed wrongly by the beam"
+                    + ("".join(f"; {r['reference']!r} -> {r['beam']!r}" for r in wrong[:5])), echo=False)  # fmt: skip
+    return {"transcripts": listed, "split_rule": data.split_rule, "vocabulary": list(vocab.tokens)}
+
+
+# --- using a trained run -------------------------------------------------------------------------------------------
+class ASRPredictor(Predictor):
+    """A trained CTC recognizer: clips (file paths, or 1-D sample arrays at the run's rate) -> text.
+
+    Example:
+        >>> p = deepkit.load("runs/fsdd_strings_ctc")                   # doctest: +SKIP
+        >>> p.transcribe(["417.wav"], beam=8)                            # doctest: +SKIP
+        ['4 1 7']
+    """
+
+    kind = "speech recognition (CTC) run"
+    verbs = {"transcribe": ("transcribe", "transcribe_files", "hypotheses", "posteriors")}
+
+    def __init__(self, model: torch.nn.Module, task_name: str, saved: ASRSaved, run_dir: Path | None = None):
+        from deepkit.data.audio import AudioReader
+
+        super().__init__(model, task_name, saved, run_dir)
+        self.vocab = saved.vocab
+        self.reader = AudioReader(saved.sample_rate, saved.min_seconds)
+
+    def _wave(self, clip: Any) -> torch.Tensor:
+        if isinstance(clip, str | Path):
+            return self.reader(clip)
+        return self.reader.convert(clip, self.saved.sample_rate, "audio array")
+
+    def posteriors(self, clips: list[Any], batch_size: int = 16) -> list[torch.Tensor]:
+        """Per clip, ``(frames, V)`` CTC log probabilities (index 0: blank) over its valid output frames."""
+        import torch
+
+        from deepkit.data.audio import pad_batch
+
+        waves = [self._wave(c) for c in clips]
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(waves), batch_size):
+                audio, lengths = pad_batch(waves[s : s + batch_size])
+                logits, frames = self.model(audio.to(self.device), lengths.to(self.device))
+                lp = logits.float().log_softmax(-1).cpu()
+                out += [lp[i, : int(n)] for i, n in enumerate(frames.tolist())]
+        return out
+
+    def hypotheses(self, clips: Any, beam: int = 0, top_k: int = 1) -> list[list[tuple[str, float]]]:
+        """Per clip, up to ``top_k`` ``(text, log probability)`` best first: the beam's texts (scored over all their
+        alignments), or greedy decoding's one text (scored by its best path)."""
+        from deepkit.nn.ctc import greedy_decode, prefix_beam_search
+
+        if beam < 0 or top_k < 1:
+            raise ConfigError(f"--beam must be >= 0 and --top-k >= 1, got {beam}, {top_k}")
+        if isinstance(clips, str | Path) or (hasattr(clips, "ndim") and clips.ndim == 1):
+            clips = [clips]
+        out = []
+        for lp in self.posteriors(list(clips)):
+            if beam > 0:
+                out.append([(self.vocab.decode(ids), s) for ids, s in prefix_beam_search(lp, max(beam, top_k))[:top_k]])
+            else:
+                out.append([(self.vocab.decode(greedy_decode(lp)), float(lp.max(-1).values.sum()))])
+        return out
+
+    def transcribe(self, clips: Any, beam: int = 0) -> list[str]:
+        """The text of each clip: greedy decoding, or prefix beam search of width ``beam``."""
+        return [h[0][0] for h in self.hypotheses(clips, beam)]
+
+    def transcribe_files(self, paths: list[str | Path], top_k: int = 1, beam: int = 0) -> list[dict[str, Any]]:
+        """Per file: ``input``, ``text``, ``log_prob`` (of the best alignment when greedy, of the text summed over
+        its alignments with a beam), ``decoder``, ``summary``; ``alternatives`` with ``top_k > 1``."""
+        if top_k > 1 and beam == 0:
+            beam = max(8, top_k)
+        records = []
+        for p, hyps in zip(paths, self.hypotheses(list(paths), beam, top_k), strict=True):
+            text, score = hyps[0]
+            rec = {"input": str(p), "text": text, "log_prob": round(score, 4), "decoder": f"beam {beam}" if beam
+                   else "greedy"}  # fmt: skip
+            if top_k > 1:
+                rec["alternatives"] = [{"text": t, "log_prob": round(v, 4)} for t, v in hyps[1:]]
+            alts = "; next: " + ", ".join(f"'{a['text']}'" for a in rec.get("alternatives", [])) if top_k > 1 else ""
+            rec["summary"] = f"'{text}' ({rec['decoder']}, log p {score:.2f}){alts}"
+            records.append(rec)
+        return records
+
+
+ASRFamily.commands = (transcribe,)
+FAMILY = ASRFamily()
