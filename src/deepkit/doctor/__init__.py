@@ -103,8 +103,16 @@ def diagnose(run_dir: str | Path, out: str | Path | None = None, write: bool = T
 
 
 def interactions(findings: list[Finding]) -> list[Finding]:
-    """Findings that weaken another's evidence: an overfitting model's confident mistakes are no evidence of wrong
-    labels (confident learning assumes a model that generalizes), so label noise becomes a note beside it."""
+    """Findings that explain or weaken another's evidence.
+
+    - An overfitting model's confident mistakes are no evidence of wrong labels (confident learning assumes a model
+      that generalizes), so label noise becomes a note beside it.
+    - ReLUs alive at one recording step and dead at the next, with a loss spike (or NaN) of ``lr_too_high`` between
+      the two (``spike_steps``: the steps whose loss exceeded its blow-up threshold): the large step killed them
+      (a unit whose bias is pushed below all of its inputs never comes back), so the learning rate is the cause.
+      ``lr_too_high`` then ranks first (at least the dead ReLUs' severity), and both findings say so in their
+      evidence (``caused_by`` / ``explains``).
+    """
     kinds = {f.kind: f for f in findings if f.severity != "info"}
     noise = kinds.get("label_noise")
     if noise is not None and "overfitting" in kinds:
@@ -112,6 +120,18 @@ def interactions(findings: list[Finding]) -> list[Finding]:
         noise.summary += (
             " The model overfits, so its confident mistakes are weak evidence of wrong labels: fix that first."
         )
+    dead, high = kinds.get("dead_relus"), kinds.get("lr_too_high")
+    if dead is not None and high is not None and "dead_from_step" in dead.evidence:
+        alive, died = dead.evidence.get("alive_until_step") or 0, dead.evidence["dead_from_step"]
+        spikes = [*high.evidence.get("spike_steps", []), high.evidence.get("nonfinite_at_step")]
+        spike = next((s for s in spikes if s is not None and alive <= s <= died), None)
+        if spike is not None:
+            high.severity = min(high.severity, dead.severity, key=SEVERITIES.index)
+            high.priority = min(high.priority, dead.priority - 1)
+            high.evidence["explains"] = "dead_relus"
+            high.summary += f" The ReLUs of {dead.evidence['layer']} died right after the loss spike at step {spike}."
+            dead.evidence["caused_by"] = "lr_too_high"
+            dead.summary += f" They died right after the loss spike at step {spike}: the learning rate is the cause."
     return findings
 
 

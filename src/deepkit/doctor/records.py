@@ -18,6 +18,8 @@ import numpy as np
 
 from deepkit.errors import ConfigError
 
+SPARSE_MODULES = ("Embedding", "EmbeddingBag")  # module types whose gradients are sparse by construction
+
 
 def read_complete_lines(path: Path) -> str:
     """The file's text up to its last complete line ('' if absent)."""
@@ -57,11 +59,20 @@ class Layer:
     grad_zero: np.ndarray
     weight_norm: np.ndarray
     update_ratio: np.ndarray
+    module: str = ""  # the type of the module holding it (meta.json; empty in records from before it was kept)
 
     @property
     def is_weight(self) -> bool:
         """A weight matrix or kernel (not a bias or a norm's scale)."""
         return len(self.shape) >= 2
+
+    @property
+    def sparse_by_nature(self) -> bool:
+        """An embedding table: only the rows of the tokens in a batch get a gradient, so most of its gradient
+        entries are zero whatever the training does (older records: told by the parameter's name)."""
+        if self.module:
+            return self.module in SPARSE_MODULES
+        return "embed" in self.name.lower()
 
 
 @dataclass
@@ -166,6 +177,7 @@ def load(run_dir: str | Path) -> RunRecords:
 
 def _layers(rows: list[dict[str, str]], meta: dict[str, Any]) -> list[Layer]:
     shapes = {p["name"]: p["shape"] for p in meta.get("parameters", [])}
+    modules = {p["name"]: p.get("module", "") for p in meta.get("parameters", [])}
     by_name: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         by_name.setdefault(r["name"], []).append(r)
@@ -175,7 +187,7 @@ def _layers(rows: list[dict[str, str]], meta: dict[str, Any]) -> list[Layer]:
         rs = by_name[name]
         col = {k: np.array([num(r[k]) for r in rs]) for k in ("step", "grad_norm", "grad_zero", "weight_norm")}
         col["update_ratio"] = np.array([num(r["update_ratio"]) for r in rs])
-        out.append(Layer(name, list(shapes.get(name, [0, 0])), **col))
+        out.append(Layer(name, list(shapes.get(name, [0, 0])), **col, module=modules.get(name, "")))
     return out
 
 

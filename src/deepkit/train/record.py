@@ -27,8 +27,9 @@ file                        content
                             min, max; integer inputs (token ids): their range only
 ``data.json``               per split: examples and class counts (tasks that have classes); inputs that occur in two
                             splits (only where the task's ``inputs_identify_examples``; ``compared``
-                            says whether they were compared): ``exact`` (same bytes) and ``near`` (same after rounding every value to 0.25 in
-                            normalized units; exact ones included; float inputs only; rows that round to one value, e.g. quiet
+                            says whether they were compared): ``exact`` (same bytes) and ``near``
+                            (same after rounding every value to 0.25 in normalized units; exact ones
+                            included; float inputs only; rows that round to one value, e.g. quiet
                             waveforms, are left out), with counts (distinct
                             inputs) and up to 100 example pairs (indices in loader order)
 ``val_predictions.npz``     at the end of a run, on the validation split with the last weights: ``index``, ``label``,

@@ -32,6 +32,7 @@ def check(rec: RunRecords) -> Finding | None:
         return None
     at_init = float(worst.dead[0]) if np.isfinite(worst.dead[0]) else 0.0
     from_start = at_init >= DEAD
+    dead_at = np.flatnonzero(np.isfinite(worst.dead) & (worst.dead >= DEAD))
     layers = [a for a in rec.activations if a.kind == "relu" and np.nanmedian(a.dead) >= DEAD]
     severity = "error" if from_start and worst_value >= SEVERE else "warning"
     evidence = {
@@ -41,6 +42,9 @@ def check(rec: RunRecords) -> Finding | None:
         "layers": {a.name: round(float(np.nanmedian(a.dead)), 3) for a in layers},
         "steps": signals.step_range(worst.step),
     }
+    if not from_start and len(dead_at):  # the recording steps between which the layer died
+        evidence["dead_from_step"] = int(worst.step[dead_at[0]])
+        evidence["alive_until_step"] = int(worst.step[dead_at[0] - 1]) if dead_at[0] else None
     if from_start:
         summary = (
             f"{worst_value:.0%} of the units of {worst.name} output zero for every example, from the first step on"
