@@ -257,19 +257,6 @@ def sst2_healthy(rows, rng, dev):
     return rows
 
 
-def sst2_noise(rows, rng, dev):
-    idx = rng.choice(len(rows), round(0.2 * len(rows)), replace=False)
-    for i in idx:
-        rows[i] = (rows[i][0], "1" if rows[i][1] == "0" else "0")
-    return rows
-
-
-def sst2_leak(rows, rng, dev):
-    dev_rows = [(r[0], r[1].strip()) for r in dev if len(r) >= 2]
-    picked = rng.choice(len(dev_rows), round(0.3 * len(dev_rows)), replace=False)
-    return rows + [dev_rows[i] for i in picked]
-
-
 def sst2_imbalance(rows, rng, dev):
     pos = [r for r in rows if r[1] == "1"]
     neg = [r for r in rows if r[1] == "0"]
@@ -627,6 +614,10 @@ def sst2_leak_e(frac: float):
         return rows + [dev_rows[i] for i in picked]
 
     return plant
+
+
+sst2_noise = sst2_noise_e(0.2)  # the tune and dev sets: 20% of the labels flipped
+sst2_leak = sst2_leak_e(0.3)  # the tune and dev sets: 30% of the dev rows copied into training
 
 
 def sst2_imbalance_e(share: float):
