@@ -631,7 +631,7 @@ def sst2_imbalance_e(share: float):
 
 
 def eval_cases() -> list[Case]:
-    """The held-out evaluation set (see the comment above): 36 planted runs of 10 fault kinds, 16 healthy runs of
+    """The held-out evaluation set (see the comment above): 34 planted runs of 10 fault kinds, 17 healthy runs of
     the 12 families, and the 5% label-noise measurement on MNIST."""
     sig = ["model.act=sigmoid", "model.dropout=0"]
     big = ["model.width=1024", "model.depth=3", "model.dropout=0", "trainer.optimizer.weight_decay=0"]

@@ -19,7 +19,7 @@ of the gap between the majority class and a perfect score, else only an info not
 model learned too little to tell wrong labels from its own mistakes. A gate against the best accuracy possible on
 noisy labels (1 − the flagged share) was tried on the dev set and rejected: for a weak model the flagged share is
 about its error rate, so that gate always opens; a healthy 2-epoch SST-2 BiLSTM (68% accuracy, clean labels) then
-had 26% of its labels "flagged", as many as the same model on 20% flipped labels (40%). With a model that weak,
+had 26% of its labels "flagged", against 40% for the same model on 20% flipped labels. With a model that weak,
 label noise cannot be told from the model's errors by its own predictions.
 """
 
