@@ -1,7 +1,13 @@
 """The cost of recording (issue 19): step time with ``trainer.record`` on vs off, same process, alternating.
 
-    flock /tmp/deepkit-heavy.lock python benchmarks/doctor_overhead.py [--rounds 3] [--only digits_mlp,...]
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/doctor_overhead.py [--rounds 3] [--only digits_mlp,...]
         [--every auto,50]
+
+On an idle core (nothing else running on it). Run time: (1 + 2 × rounds) passes over the recipes; one pass took
+151 s on a shared core of the 2-core EPYC (digits_mlp 17 s, digits_cnn 8 s, mnist_cnn 70 s, char_shakespeare
+33 s, sst2_bilstm 18 s, airline_lstm 6 s), so ``--rounds 3`` is about 18 minutes there and
+``--rounds 3 --only digits_mlp,digits_cnn,char_shakespeare,sst2_bilstm,airline_lstm`` about 9.5 (less on an idle
+core).
 
 Each round trains every recipe twice in this process, once with the Recorder (its defaults: the cadence ``every``
 chosen for the run's length; ``--every`` adds other cadences, ``trainer.record.every=N``) and once with
