@@ -38,7 +38,7 @@ def png_ok(path: Path) -> bool:
 def test_help_lists_commands(run_cli):
     proc = run_cli("--help")
     assert proc.returncode == 0, proc.stderr
-    for command in ("train", "eval", "predict", "models", "recipes"):
+    for command in ("train", "eval", "predict", "models", "recipes", "doctor", "lr-find"):
         assert re.search(rf"\b{command}\b", proc.stdout), command
     assert "--debug" in proc.stdout
 

@@ -45,6 +45,8 @@ app = typer.Typer(
     "  deepkit train digits_cnn --out runs/demo\n\n"
     "  deepkit eval runs/demo --json\n\n"
     "  deepkit predict runs/demo runs/demo/samples/*.png\n\n"
+    "  deepkit doctor runs/demo\n\n"
+    "  deepkit lr-find digits_mlp\n\n"
     "Add --debug to any command for a full traceback on errors.",
 )
 
@@ -405,6 +407,77 @@ def viz(
         files = visualize_run(path, image=image, out_dir=out, top_k=top_k)
     for file in files:
         typer.echo(str(file))
+
+
+@app.command(epilog=DEBUG_EPILOG, cls=_Command)
+def doctor(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory: finished, failed, interrupted or still training.")],
+    as_json: Annotated[bool, flag("--json", help="Print the findings as one JSON object.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for report.html, findings.json and plots (default RUN_DIR/doctor)."),
+    ] = None,
+) -> None:
+    """Diagnose a run: what went wrong (learning rate, vanishing/exploding gradients, dead ReLUs, saturation,
+    over/underfitting, unnormalized inputs, label noise, leakage, class imbalance, slow data loading), ranked by
+    severity, each with its evidence, a plot and the change to make; or "healthy".
+
+    Reads the run read-only (a run that is still training can be diagnosed) and writes RUN_DIR/doctor/report.html
+    and findings.json. Example (offline): `deepkit train digits_mlp trainer.epochs=5 trainer.optimizer.lr=0.5
+    --out runs/hot`, then `deepkit doctor runs/hot`.
+    """
+    from deepkit.doctor import diagnose
+
+    d = diagnose(run_dir, out=out)
+    if as_json:
+        typer.echo(json.dumps({**d.to_dict(), "report": str(d.report)}))
+        return
+    typer.echo(f"{run_dir} ({d.name}, {d.state}): {d.headline}")
+    for note in d.notes:
+        typer.echo(f"  note: {note}")
+    for i, f in enumerate(d.findings, 1):
+        typer.echo(f"{i}. [{f.severity}] {f.title}: {f.summary}")
+        typer.echo(f"   change: {f.change}")
+    typer.echo(f"report: {d.report}")
+
+
+@app.command("lr-find", epilog=DEBUG_EPILOG, cls=_Command)
+def lr_find(
+    recipe: Annotated[str, typer.Argument(help="Bundled recipe name, YAML path, or a run directory (its config).")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides, e.g. model.width=64")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimizer steps of the sweep.")] = 100,
+    start: Annotated[float, typer.Option("--start", help="First learning rate.")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", help="Last learning rate.")] = 10.0,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Where to write the PNG (default lr-find-NAME.png here).")
+    ] = None,
+    as_json: Annotated[bool, flag("--json", help="Print one JSON object (the sweep and the suggestion).")] = False,
+) -> None:
+    """Learning-rate range test: train a fresh model for --steps steps while the learning rate grows exponentially
+    from --start to --end; plot the smoothed loss and suggest a learning rate (the valley of the curve). Writes no
+    run directory, only the plot. Example (offline, ~10 s): `deepkit lr-find digits_mlp`.
+    """
+    from deepkit.doctor import lr_find as run
+
+    name = Path(recipe).name if Path(recipe).is_dir() else Path(recipe).stem
+    target = plot if plot is not None else Path(f"lr-find-{name}.png")
+    result = run(recipe, *(overrides or []), start=start, end=end, steps=steps, plot=target, quiet=as_json)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    a, b = result.valley
+    typer.echo(
+        f"suggested trainer.optimizer.lr={result.suggestion:.2g} (the recipe has {result.current:g}); valley "
+        f"{result.lrs[a]:.2g}-{result.lrs[b]:.2g}; {len(result.lrs)} steps, {result.stopped}"
+    )
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"plot: {result.plot}")
+    typer.echo(
+        f"try: deepkit train {recipe} {' '.join(overrides or [])} trainer.optimizer.lr={result.suggestion:.2g}".replace(
+            "  ", " "
+        )
+    )
 
 
 @app.command(epilog=DEBUG_EPILOG, cls=_Command)

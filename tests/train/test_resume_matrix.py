@@ -464,3 +464,27 @@ def test_resume_after_kill_is_bit_identical(name, signame, interrupted, assets, 
     for k in optim:
         assert torch.equal(sa[k], sb[k]), f"{name}: optimizer state {k} differs"
     assert metrics_rows(run) == metrics_rows(ref)
+    assert_same_records(run, ref)
+
+
+def record_rows(run: Path, name: str) -> list[list[str]]:
+    with open(run / "record" / name, newline="") as f:
+        return list(csv.reader(f))
+
+
+def assert_same_records(run: Path, ref: Path) -> None:
+    """The doctor's records (trainer.record, on by default) of the resumed run equal the uninterrupted run's: every
+    step once, in order, with the same losses, learning rates, gradient/weight norms and activation statistics
+    (timings differ)."""
+    for name in ("steps.csv", "layers.csv", "activations.csv"):
+        assert (run / "record" / name).is_file() == (ref / "record" / name).is_file(), name
+        if name == "activations.csv" and not (ref / "record" / name).is_file():
+            continue  # a model without activation modules (an LSTM)
+        assert (run / "record" / name).read_text().endswith("\n"), f"{name}: a half-written last line"
+        got, want = record_rows(run, name), record_rows(ref, name)
+        assert got[0] == want[0] and len(got) == len(want), f"{name}: {len(got)} rows after resuming, {len(want)}"
+        assert got == want, f"{name} differs after resuming"
+    steps = [int(row[0]) for row in record_rows(run, "steps.csv")[1:]]
+    assert steps == list(range(1, len(steps) + 1)), "steps.csv: every step once, in order"
+    timing = record_rows(run, "timing.csv")[1:]
+    assert all(int(a) < int(b) for a, b, *_ in timing), timing

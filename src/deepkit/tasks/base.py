@@ -46,6 +46,12 @@ class Task:
     # True: training_step(batch, ctx) does its own backward/step with the optimizers named by optimizer_targets()
     # (ctx is a deepkit.train.manual.ManualStep); the Trainer only iterates, logs, checks and checkpoints.
     manual_optimization = False
+    # deepkit doctor: whether the training loss is expected to fall over a run (an adversarial loss need not)
+    loss_falls = True
+    # deepkit doctor: whether a batch's model input identifies its example, so that the same input in two splits is
+    # the same example (leakage). False where inputs repeat by nature: word2vec's (centre, context) pairs, the same
+    # words said by many speakers (TTS), a recommender's user and item ids
+    inputs_identify_examples = True
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None):
         self.model = model
@@ -82,6 +88,17 @@ class Task:
 
     def check_training(self, step: int) -> None:
         """Manual optimization: called at every log interval and checkpoint; raise a DeepkitError to stop a run."""
+
+    def example_labels(self, batch: Any) -> torch.Tensor | None:
+        """Optional, for ``deepkit doctor``: the class label of each example of a batch ``(B,)`` (int), or None for
+        tasks without classes (the default). Counts classes (imbalance) in the data scan."""
+        return None
+
+    def example_outputs(self, batch: Any) -> dict[str, torch.Tensor] | None:
+        """Optional, for ``deepkit doctor``: per-example ``{"label": (B,), "loss": (B,), "probs": (B, K)}`` of a batch
+        in eval mode (no gradients), or None (the default). Recorded on the validation split at the end of a run:
+        out-of-sample probabilities for label-noise detection (confident learning) and per-class recall."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe task state beyond the weights (saved in resumable checkpoints), e.g. a GAN's collapse streaks."""

@@ -43,6 +43,25 @@ class ClassificationTask(Task):
     def postprocess(self, outputs):
         return outputs.softmax(-1)  # (B, K) probabilities
 
+    # --- per-example views for deepkit doctor --------------------------------------------------------------------
+    def batch_logits(self, batch) -> torch.Tensor:
+        """The model's logits (B, K) for a batch."""
+        return self.model(batch[0])
+
+    def batch_targets(self, batch) -> torch.Tensor:
+        return batch[1]
+
+    def example_labels(self, batch):
+        y = self.batch_targets(batch)
+        return y if y.ndim == 1 and not y.is_floating_point() else None
+
+    def example_outputs(self, batch):
+        y = self.example_labels(batch)
+        if y is None:
+            return None
+        logits = self.batch_logits(batch).float()
+        return {"label": y, "loss": F.cross_entropy(logits, y, reduction="none"), "probs": logits.softmax(-1)}
+
 
 class BinaryClassificationTask(Task):
     """Binary: one logit per sample (B, 1), float labels in {0, 1}. Reports accuracy, F1 and ROC-AUC."""
@@ -70,3 +89,13 @@ class BinaryClassificationTask(Task):
 
     def postprocess(self, outputs):
         return outputs.reshape(-1).sigmoid()  # (B,) probability of class 1
+
+    def example_labels(self, batch):
+        return batch[1].long()
+
+    def example_outputs(self, batch):
+        logit = self.model(batch[0]).float().reshape(-1)
+        y = batch[1].float()
+        p1 = logit.sigmoid()
+        loss = F.binary_cross_entropy_with_logits(logit, y, reduction="none")
+        return {"label": y.long(), "loss": loss, "probs": torch.stack([1 - p1, p1], 1)}

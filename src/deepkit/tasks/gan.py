@@ -66,6 +66,7 @@ class GANTask(Task):
     monitor = "epoch"  # the latest (EMA) generator: adversarial losses do not measure sample quality
     monitor_mode = "max"
     manual_optimization = True
+    loss_falls = False  # deepkit doctor: the sum of the two players' losses is no training curve
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None, cfg: GANTaskConfig | None = None):
         self.cfg = cfg or GANTaskConfig()

@@ -47,6 +47,7 @@ class RatingTask(Task):
     """
 
     name = "rating_prediction"
+    inputs_identify_examples = False  # deepkit doctor: user/item ids recur in every split
     monitor = "val_rmse"
     monitor_mode = "min"
 
@@ -136,6 +137,7 @@ class RankingTask(Task):
     """
 
     name = "item_ranking"
+    inputs_identify_examples = False  # deepkit doctor: user ids and item histories recur
     monitor_mode = "max"
 
     def __init__(self, model: nn.Module, num_items: int, loss: str = "bce", k: int = 10, reg: float = 0.0):

@@ -46,6 +46,12 @@ class TextClassificationTask(ClassificationTask):
     def predict_step(self, batch):
         return self.postprocess(self._forward(batch).float())
 
+    def batch_logits(self, batch):
+        return self._forward(batch)
+
+    def batch_targets(self, batch):
+        return batch["target"]
+
 
 class LanguageModelTask(Task):
     """Next-token prediction: logits (B, T, V) against targets (B, T); positions with target -100 are skipped.

@@ -51,6 +51,12 @@ class AudioClassificationTask(ClassificationTask):
     def predict_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.postprocess(self.forward(batch).float())
 
+    def batch_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:  # deepkit doctor's per-example view
+        return self.forward(batch)
+
+    def batch_targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["label"]
+
     def compute_metrics(self) -> dict[str, float]:
         values = dict(self.metrics.compute())
         conf = values.pop("confusion").long().cpu()

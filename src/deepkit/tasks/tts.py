@@ -18,6 +18,7 @@ class TextToSpeechTask(Task):
     in log-mel units, natural log of mel power) and ``duration_mae`` (frames, predicted vs true word length)."""
 
     name = "text_to_speech"
+    inputs_identify_examples = False  # deepkit doctor: the same words, said by other speakers
     monitor = "val_loss"
     monitor_mode = "min"
 

@@ -18,6 +18,7 @@ class Word2VecTask(Task):
     outscores every negative (``pair_accuracy``)."""
 
     name = "word2vec"
+    inputs_identify_examples = False  # deepkit doctor: skip-gram pairs recur across splits by nature
     monitor = "val_loss"
     monitor_mode = "min"
 

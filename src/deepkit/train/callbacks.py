@@ -20,10 +20,14 @@ Trainer = Any  # deepkit.train.trainer.Trainer, which imports this module (so it
 
 
 class Callback:
-    """Base class. Hooks: on_fit_start, on_epoch_start, on_step_end, on_epoch_end, on_fit_end, on_exception."""
+    """Base class. Hooks: on_fit_start, on_epoch_start, on_batch_start, on_before_optimizer_step, on_step_end,
+    on_epoch_end, on_fit_end, on_exception. A hook must not change the training numbers unless that is its job
+    (no random draws, no change to weights or gradients)."""
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
     def on_epoch_start(self, trainer: Trainer) -> None: ...
+    def on_batch_start(self, trainer: Trainer, batch: Any) -> None: ...  # a (micro-)batch has arrived from the loader
+    def on_before_optimizer_step(self, trainer: Trainer) -> None: ...  # gradients complete, before clipping and step
     def on_step_end(self, trainer: Trainer) -> None: ...  # after each optimizer step
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
     def on_fit_end(self, trainer: Trainer) -> None: ...

@@ -38,6 +38,7 @@ from deepkit.train.callbacks import (
 )
 from deepkit.train.manual import ManualStep, build_named_optimizers
 from deepkit.train.optim import OptimizerConfig, Schedule, ScheduleConfig, base_lr, build_optimizer
+from deepkit.train.record import RecordConfig, Recorder
 from deepkit.train.speed import AutoBool, SpeedConfig, SpeedPlan
 
 
@@ -76,6 +77,7 @@ class TrainerConfig:
     threads: int | None = None  # torch intra-op threads (default: torch's choice)
     strategy: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # several processes (--nproc, torchrun): auto = ddp
     speed: SpeedConfig = field(default_factory=SpeedConfig)  # fast-path switches (train/speed/), auto by default
+    record: RecordConfig = field(default_factory=RecordConfig)  # what RUN_DIR/record/ keeps for `deepkit doctor`
 
 
 @dataclass
@@ -194,6 +196,8 @@ class Trainer:
         self.dist: distributed.DistributedContext | None = None  # set by fit when launched as several processes
         self._synced: tuple[dict[str, torch.Tensor], int] = ({}, 0)  # running sums over all ranks (distributed)
         self._interrupt = False  # a Ctrl-C arrived during the loop: stop at the end of the current step
+        self.data: DataModule | None = None  # the data of the current fit (callbacks: the recorder's data scan)
+        self.last_loss: torch.Tensor | None = None  # the last batch's loss, detached, on the device (no sync)
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def fit(self, task: Task, data: DataModule, resume: str | Path | None = None) -> list[dict[str, float]]:
@@ -213,6 +217,7 @@ class Trainer:
                     self._fire("on_epoch_start")
                     t0 = time.perf_counter()
                     for batch in run.train:
+                        self._fire("on_batch_start", batch=batch)
                         if not self._train_step(run, batch):
                             continue  # keep accumulating gradients
                         s.step += 1
@@ -288,6 +293,7 @@ class Trainer:
             self.device = self.dist.device
         seed_everything(cfg.seed + (self.dist.rank if self.dist else 0))  # per-rank dropout/augmentation streams
         self.task = task.to(self.device)
+        self.data = data
         self.checkpoint_meta.setdefault("preprocessing", task.preprocessing.to_dict())
         self.checkpoint_meta.setdefault("task", task.describe())
         train = data.loader("train", seed=cfg.seed)
@@ -381,6 +387,7 @@ class Trainer:
         s.samples += seen
         if s.batch % cfg.accumulate and s.batch != len(train):
             return False
+        self._fire("on_before_optimizer_step")
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
         run.schedule.apply(run.opt, s.step)
@@ -451,6 +458,8 @@ class Trainer:
             cbs.append(ProgressLogger(cfg.progress, cfg.log_every))
         if self.run_dir and main:
             cbs.append(CSVLogger(self.run_dir))
+            if cfg.record.enabled:  # before ModelCheckpoint: a checkpoint's records include its own step
+                cbs.append(Recorder(self.run_dir, cfg.record))
             if cfg.tensorboard:
                 cbs.append(TensorBoardLogger(self.run_dir))
         if cfg.early_stopping:
@@ -474,6 +483,7 @@ class Trainer:
 
     def _accumulate(self, out: dict[str, torch.Tensor], n: int) -> None:
         s = self.state
+        self.last_loss = out["loss"].detach() if "loss" in out else None
         for k, v in out.items():
             if k in s.sums:
                 s.sums[k].add_(v.detach(), alpha=n)  # in place, on the device: no sync, no new tensor
