@@ -79,8 +79,8 @@ def bert_small_predictor(max_len: int):
     tok = build_tokenizer("wordpiece", corpus, vocab_size=30522)
     torch.manual_seed(0)
     model = create_model("bert-small", vocab_size=tok.vocab_size, num_classes=2, head="classification")
-    saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["negative", "positive"], max_len=max_len)
-    saved.add_special = True
+    names = ["negative", "positive"]
+    saved = TextSaved("text_classification", tok, class_names=names, max_len=max_len, add_special=True)
     return FAMILY.predictor(model, "text_classification", saved, None)
 
 
