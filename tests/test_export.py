@@ -80,10 +80,30 @@ AUDIO_EXPORTABLE = ("audio_cnn",)
 CTC = "CTC recognizers: `deepkit transcribe` serves them (decoding runs outside the model); no export spec yet"
 TTS = "duration_tts: text to speech is served by `deepkit speak` (Griffin-Lim runs outside the model); no export yet"
 AUDIO = "audio_crnn: its GRU/LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
-RECOMMENDERS = (
-    "recommenders family: its predictor has no export_spec yet (a graph of user/item ids -> scores over the catalogue, "
-    "with the run's id maps and seen items in the sidecar, is the next step)"
-)
+# recommenders exported through their family: user index (sasrec: item history) in, every item's score out, the
+# user's known items at -inf; model -> (recipe, overrides) on a generated table (untrained: parity needs no training)
+FEATURES = ["data.user_features.categorical=[group]", "data.user_features.numeric=[age]"]
+FEATURES += ["data.item_features.categorical=[kind]", "data.item_features.numeric=[year]"]
+RANKING = ["data.eval_negatives=5"]
+RECOMMENDER_EXPORTABLE = {
+    "biased_mf": ("interactions_mf", []),
+    "gmf": ("interactions_ranking", ["model.name=gmf", "model.dim=8", *RANKING]),
+    "ncf_mlp": ("interactions_ranking", ["model.name=ncf_mlp", "model.layers=[16,8]", *RANKING]),
+    "neumf": ("interactions_ranking", ["model.dim=8", "model.layers=[16,8]", *RANKING]),
+    "two_tower": ("interactions_mf", ["model.name=two_tower", "model.hidden=16", "model.dim=8", "model.id_dim=8"]),
+    "i_autorec": ("interactions_mf", ["model.name=i_autorec", "model.hidden=16"]),
+    "gcmc": (
+        "movielens_gcmc",
+        [
+            "data.name=interactions",
+            "data.split=random",
+            "model.hidden=20",
+            "model.dense=8",
+            "model.side_features=false",
+        ],
+    ),  # fmt: skip
+    "sasrec": ("movielens_sasrec", ["data.name=interactions", "data.max_len=10", "model.dim=16", *RANKING]),
+}
 SPEECH = "wav2vec2: exported through the speech recognition family, which does not wire this model in yet"
 NOT_EXPORTABLE = {
     **dict.fromkeys(["wav2vec2_ctc", "wav2vec2_large_ctc"], SPEECH),
@@ -97,7 +117,6 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["fcos_resnet50_fpn", "retinanet_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
-    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
     "audio_crnn": AUDIO,
     "duration_tts": TTS,
     **dict.fromkeys(["ctc_lstm", "ctc_conformer"], CTC),
@@ -107,7 +126,7 @@ NOT_EXPORTABLE = {
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
     exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
     exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE)
-    exportable |= set(AUDIO_EXPORTABLE)
+    exportable |= set(AUDIO_EXPORTABLE) | set(RECOMMENDER_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -538,3 +557,48 @@ def test_audio_classifier_onnx_takes_any_number_of_samples(name, tmp_path):
     lengths = torch.tensor([len(c) for c in clips])
     probs = OnnxModel(tmp_path).run({"audio": audio.numpy(), "lengths": lengths.numpy()})["probabilities"]
     np.testing.assert_allclose(probs, predictor.probabilities([c.numpy() for c in clips]).numpy(), atol=1e-4)
+
+
+def recommender_predictor(name: str, folder: Path, rec_table):
+    from deepkit import api
+    from deepkit.recipe import resolve_recipe
+
+    table = rec_table(folder, users=20, items=15, per_user=8, features=True)
+    recipe, extra = RECOMMENDER_EXPORTABLE[name]
+    if name == "two_tower":
+        paths = [f"data.{k}_features.path={folder / f'{k}s.csv'}" for k in ("user", "item")]
+        extra = [*extra, *paths, *FEATURES]
+    rec = resolve_recipe(recipe, [f"data.path={table}", "trainer.progress=none", *extra])
+    built = api.build(rec)
+    return rec.family.predictor(built.task.model, rec.task.name, rec.family.saved(rec, built.data), None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in ("biased_mf", "sasrec") else pytest.param(n, marks=pytest.mark.slow) for n in RECOMMENDER_EXPORTABLE],
+)
+def test_recommender_onnx_gives_the_scores_recommend_ranks(name, tmp_path, rec_table):
+    """onnxruntime on user indices (SASRec: the users' histories, as the run builds them) gives every item's score as
+    the predictor computes it, the items the run knows for the user at -inf (SASRec: the history's items), and the
+    sidecar maps indices back to the run's user and item ids."""
+    predictor = recommender_predictor(name, tmp_path / "data", rec_table)
+    result = export(predictor, "onnx", tmp_path / "export", dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    side = json.loads((tmp_path / "export" / "deepkit.json").read_text())
+    cat = predictor.catalogue
+    assert side["recommender"]["users"] == cat.users and side["outputs"]["scores"]["labels"] == cat.items
+    users = [3, 0, 17, 8]  # not the export's example (drawn from seed 0)
+    want = predictor._score_users(users).numpy()
+    if name == "sasrec":
+        history = predictor._sequences(users).numpy()
+        got = OnnxModel(tmp_path / "export").run({"history": history})["scores"]
+        known = np.stack([np.isin(np.arange(cat.num_items), row) for row in history])
+    else:
+        got = OnnxModel(tmp_path / "export").run({"user": np.array(users)})["scores"]
+        known = np.stack([predictor.known.contains(np.full(cat.num_items, u), np.arange(cat.num_items)) for u in users])
+    assert got.shape == (4, cat.num_items) and known.any() and not known.all()
+    assert np.array_equal(np.isneginf(got), known)
+    assert np.abs(got[~known] - want[~known]).max() <= PARITY_TOLERANCE
+    assert np.abs(want - want[:, :1]).max() > 1e-6  # the scores differ across items: the check compares something
+    top = np.argsort(-got[0], kind="stable")[:3]
+    assert set(top) <= set(np.nonzero(~known[0])[0])
