@@ -396,13 +396,20 @@ def test_recommendations_by_user(rec_table, deepkit_cli, tmp_path_factory):
     predictor = deepkit.load(folder / "run")
     with TestClient(create_app(open_backend(folder / "run"))) as c:
         info = c.get("/info").json()
-        assert info["page"]["input"] == "choice" and info["page"]["show"] == "list" and info["predict"] is False
+        assert info["page"]["input"] == "choice" and info["page"]["show"] == "list" and info["predict"] is True
         user = info["page"]["choices"][0]
         r = c.post("/recommend", json={"user": user, "k": 3})
         assert r.status_code == 200, r.text
-        assert [i["item"] for i in r.json()["result"]] == [i["item"] for i in predictor.recommend([user], k=3)[0]]
+        want = [i["item"] for i in predictor.recommend([user], k=3)[0]]
+        assert [i["item"] for i in r.json()["result"]] == want
         unknown = c.post("/recommend", json={"user": "no-such-user"})
         assert unknown.status_code == 422 and "no-such-user" in unknown.json()["error"]
+    index = predictor.catalogue.users.index(user)  # the export's input: the user's index in the sidecar's users
+    for backend in ("torch", "onnx"):  # /predict: the run's export graph, eager and in onnxruntime
+        with TestClient(create_app(open_backend(folder / "run", backend))) as c:
+            r = c.post("/predict?top_k=3", json={"inputs": {"user": [index]}})
+            assert r.status_code == 200, r.text
+            assert [p["class"] for p in r.json()["predictions"][0]["top_k"]] == want, backend
 
 
 def test_the_page_script_parses(tmp_path):
