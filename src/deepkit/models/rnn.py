@@ -150,6 +150,12 @@ class UnpackedRecurrent(nn.Module):
         return x, torch.cat(last, -1)
 
 
+RNN_EXPORT = (
+    "a plain (tanh) RNN cannot be exported yet: the ONNX exporter unrolls nn.RNN over the traced sequence length, "
+    "so the graph would take one length only; train with model.cell=gru or lstm to export"
+)
+
+
 class RecurrentClassifierExport(nn.Module):
     """``RNNClassifier.forward(x, lengths)`` through :class:`UnpackedRecurrent` (no packing), for export."""
 
@@ -318,7 +324,13 @@ class RNNClassifier(Classifier):
         return _sequence_example(self, batch_size, seq_len)
 
     def export_module(self) -> nn.Module:
-        """``forward(x, lengths)`` as a graph ``torch.export`` traces: the recurrence without packing."""
+        """``forward(x, lengths)`` as a graph ``torch.export`` traces: the recurrence without packing. A plain (tanh)
+        RNN is refused: the ONNX exporter unrolls ``nn.RNN`` step by step over the traced length, so its graph would
+        take that one sequence length only (LSTM and GRU become ONNX ``LSTM``/``GRU`` operators, any length)."""
+        if self.cfg.cell == "rnn":
+            from deepkit.errors import ExportError
+
+            raise ExportError(RNN_EXPORT)
         return RecurrentClassifierExport(self).eval()
 
     def reset_classifier(self, num_classes: int) -> None:
