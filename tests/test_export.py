@@ -50,7 +50,9 @@ TEXT_EXPORTABLE = {"bert": TINY_ENCODER, "roberta": TINY_ENCODER, "deberta": TIN
 # recurrent classifiers: the recurrence without packing (per-sequence reversal by gather for the backward direction)
 TEXT_EXPORTABLE |= {n: TINY_RNN for n in ("bilstm_classifier", "gru_classifier", "lstm_classifier")}
 TEXT = "text family: this head/size not in the parity test yet (the classifier path exports: see TEXT_EXPORTABLE)"
-LM = "language model: generation (sampling loop, KV cache) is not in a graph yet; export of the logits step next"
+LM = "GPT-2 language model: its logits step with a KV cache in and out is not in a graph yet (recurrent LMs export)"
+# recurrent language models: tokens + state in, logits + next state out (rnn_lm: one token per call)
+LM_EXPORTABLE = ("char_lstm_lm", "gru_lm", "lstm_lm", "rnn_lm")
 SEQ2SEQ = "sequence-to-sequence: encoder + decoder loop not exported yet"
 # forecasters exported through the series family: raw history in, the next `horizon` values out
 SERIES_EXPORTABLE = ("gru_forecaster", "lstm_forecaster")
@@ -109,8 +111,7 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["wav2vec2_ctc", "wav2vec2_large_ctc"], SPEECH),
     **dict.fromkeys(["bert-large", "roberta-large", "deberta-v2-xlarge", "deberta-v3-large"], TEXT),
     "bilstm_tagger": "token classification (tagging): its predictor has no export_spec yet",
-    **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "char_lstm_lm", "gru_lm", "lstm_lm"], LM),
-    "rnn_lm": LM,
+    **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"], LM),
     **dict.fromkeys(["t5", "t5-small", "t5-large", "seq2seq_bahdanau", "seq2seq_luong"], SEQ2SEQ),
     **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["fcos_resnet50_fpn", "retinanet_resnet50_fpn"], DETECTION),
@@ -125,7 +126,7 @@ NOT_EXPORTABLE = {
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
     exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
     exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE)
-    exportable |= set(AUDIO_EXPORTABLE) | set(RECOMMENDER_EXPORTABLE)
+    exportable |= set(AUDIO_EXPORTABLE) | set(RECOMMENDER_EXPORTABLE) | set(LM_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -612,3 +613,43 @@ def test_a_plain_rnn_classifier_is_refused_with_the_reason(tmp_path):
     """The tanh RNN's graph would be unrolled to the traced length and silently take no other: refused, saying why."""
     with pytest.raises(ExportError, match="plain \\(tanh\\) RNN cannot be exported yet"):
         export(tiny_text_predictor("rnn_classifier", TINY_RNN), "onnx", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "lstm_lm" else pytest.param(n, marks=pytest.mark.slow) for n in LM_EXPORTABLE]
+)
+def test_recurrent_lm_generates_outside_the_graph_as_eager_does(name, tmp_path):
+    """Greedy generation with onnxruntime (the prompt, then one token at a time with the returned state) gives the
+    tokens eager ``step`` gives, with logits within 1e-4 at every step."""
+    from deepkit.data.tokenizers import build_tokenizer, load_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+
+    tok = build_tokenizer("char", ["the quick brown fox jumps over the lazy dog"])
+    torch.manual_seed(0)
+    model = create_model(name, vocab_size=tok.vocab_size, embed_dim=8, hidden_size=16, num_layers=2)
+    lm = TEXT_FAMILY.predictor(model, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+    result = export(lm, "onnx", tmp_path, dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    side = json.loads((tmp_path / "deepkit.json").read_text())
+    states = [k for k in side["input_order"] if k != "tokens"]
+    assert states == (["h", "c"] if "lstm" in name else ["h"])
+    onnx = OnnxModel(tmp_path)
+    prompt = load_tokenizer(tmp_path / "tokenizer.json").encode("the lazy")
+    feeds = [prompt] if side["inputs"]["tokens"]["shape"] == ["sequence"] else [[t] for t in prompt]
+    state = {k: np.zeros((1, 2, 16), np.float32) for k in states}
+    eager_state = None
+    out, want = [], []
+    with torch.no_grad():
+        for step in range(8):
+            ids = feeds[step] if step < len(feeds) else [out[-1]]
+            got = onnx.run({"tokens": np.array([ids]), **state})
+            state = {k: got[f"{k}_next"] for k in states}
+            logits, eager_state = model.step(torch.tensor([ids]), eager_state)
+            assert np.abs(got["logits"] - logits.numpy()).max() <= PARITY_TOLERANCE
+            if step >= len(feeds) - 1:
+                out.append(int(got["logits"][0, -1].argmax()))
+                want.append(int(logits[0, -1].argmax()))
+    assert out == want
+    fresh = onnx.run({"tokens": np.array([[out[-1]]]), **{k: np.zeros((1, 2, 16), np.float32) for k in states}})
+    assert np.abs(fresh["logits"][0, -1] - got["logits"][0, -1]).max() > 1e-4  # the carried state matters

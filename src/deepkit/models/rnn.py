@@ -483,6 +483,38 @@ class RNNLanguageModel(nn.Module):
         """``{"x": token ids (B, seq_len)}``."""
         return _sequence_example(self, batch_size, seq_len)
 
+    def export_module(self) -> nn.Module:
+        """``step`` as a graph for ``deepkit export``: token ids + the state in, logits + the next state out, states
+        batch first ``(B, num_layers, hidden_size)`` (:class:`RecurrentStepExport`), so generation runs outside."""
+        return (LSTMStepExport if self.cfg.cell == "lstm" else RecurrentStepExport)(self).eval()
+
+
+class RecurrentStepExport(nn.Module):
+    """A recurrent language model's ``step``: ``tokens (B, T)``, ``h (B, L, H)`` -> ``logits (B, T, V)``, ``h_next``.
+
+    ``any_length``: the graph takes any ``T``; a plain (tanh) RNN is unrolled step by step by the ONNX exporter, so
+    its graph takes one token per call (``T = 1``; feed a prompt token by token)."""
+
+    def __init__(self, model: RNNLanguageModel):
+        super().__init__()
+        self.model = model
+        self.any_length = model.cfg.cell != "rnn"
+
+    def forward(self, tokens: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, state = self.model.step(tokens, h.transpose(0, 1).contiguous())
+        return logits, state.transpose(0, 1)
+
+
+class LSTMStepExport(RecurrentStepExport):
+    """:class:`RecurrentStepExport` of an LSTM: the cell state ``c`` travels beside ``h``."""
+
+    def forward(  # type: ignore[override]
+        self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())
+        logits, (h, c) = self.model.step(tokens, state)
+        return logits, h.transpose(0, 1), c.transpose(0, 1)
+
 
 register_model("lstm_lm", RNNLanguageModelConfig, cell="lstm")(RNNLanguageModel)
 register_model("gru_lm", RNNLanguageModelConfig, cell="gru")(RNNLanguageModel)
