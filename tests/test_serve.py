@@ -356,7 +356,7 @@ def sse(text: str) -> list[tuple[str, dict]]:
 
 def test_generation_streams_as_server_sent_events(lm):
     """``POST /generate/stream``: one event per piece, then ``done`` with the whole continuation, which is what
-    ``generate`` gives with the same seed; documented in /docs; /predict says what to use instead."""
+    ``generate`` gives with the same seed; documented in /docs; /predict (the exported logits step) checks inputs."""
     from deepkit.serve.backends import TorchBackend
 
     with TestClient(create_app(TorchBackend(lm, "memory"))) as c:
@@ -371,8 +371,8 @@ def test_generation_streams_as_server_sent_events(lm):
         assert "the " + "".join(pieces) == lm.generate("the ", 12, temperature=0.8, seed=3)
         doc = c.get("/openapi.json").json()["paths"]["/generate/stream"]["post"]
         assert "prompt" in doc["requestBody"]["content"]["application/json"]["schema"]["required"]
-        refused = c.post("/predict", json={"inputs": [1]})
-        assert refused.status_code == 404 and refused.json()["expected"] == "POST /generate/stream"
+        bad = c.post("/predict", json={"inputs": [1]})  # /predict is the logits step (tokens + state): 4xx, named
+        assert 400 <= bad.status_code < 500 and "error" in bad.json(), bad.text
         for bad, status, word in [
             ({"max_new_tokens": 5}, 422, "'prompt' is required"),
             ({"prompt": "x", "max_new_tokens": 0}, 422, "out of range"),
