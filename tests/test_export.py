@@ -580,7 +580,7 @@ def recommender_predictor(name: str, folder: Path, rec_table):
 
 @pytest.mark.parametrize(
     "name",
-    [n if n in ("biased_mf", "sasrec") else pytest.param(n, marks=pytest.mark.slow) for n in RECOMMENDER_EXPORTABLE],
+    [n if n == "biased_mf" else pytest.param(n, marks=pytest.mark.slow) for n in RECOMMENDER_EXPORTABLE],
 )
 def test_recommender_onnx_gives_the_scores_recommend_ranks(name, tmp_path, rec_table):
     """onnxruntime on user indices (SASRec: the users' histories, as the run builds them) gives every item's score as
