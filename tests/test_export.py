@@ -524,6 +524,8 @@ def test_hf_format_of_a_gpt2_language_model_and_a_refusal(tmp_path):
     rnn_lm = TEXT_FAMILY.predictor(rnn, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
     with pytest.raises(ExportError, match="--format hf needs a Transformer with Hugging Face parameter names"):
         export(rnn_lm, "hf", tmp_path / "rnn")
+    with pytest.raises(ExportError, match="only recurrent language models export yet"):
+        export(lm, "onnx", tmp_path / "gpt2-onnx")
 
 
 @pytest.mark.parametrize("kind", ["char", "word", "bpe", "wordpiece"])

@@ -713,7 +713,12 @@ class LanguageModelPredictor(TokenPredictor):
         import torch
 
         if not hasattr(self.model, "export_module"):
-            return super().export_spec()
+            from deepkit.errors import ExportError
+
+            raise ExportError(
+                f"{self._where()} is a language model of a {type(self.model).__name__}: only recurrent language "
+                "models export yet (a Transformer's logits step with its KV cache in and out is not in a graph yet)"
+            )
         module = self.model.export_module()
         cfg, tok = self.model.cfg, self.tokenizer
         states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
