@@ -43,14 +43,16 @@ SLOW_EXPORTABLE = {  # the same path, more or bigger graphs (seconds each): `mak
     "vgg16_bn": ("classification", IMAGE, [3, 32, 32], VGG_SMALL_FC),
 }
 # text classifiers exported through the text family: tokens + lengths in, probabilities out, tokenizer.json beside
-TEXT_EXPORTABLE = {"bert": {}, "roberta": {}, "deberta": {}}
 TINY_ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+# model -> its size in the test ({}: the registered size)
+TINY_RNN = dict(embed_dim=8, hidden_size=12, num_layers=2)
+TEXT_EXPORTABLE = {"bert": TINY_ENCODER, "roberta": TINY_ENCODER, "deberta": TINY_ENCODER, "bert-small": {}}
+# recurrent classifiers: the recurrence without packing (per-sequence reversal by gather for the backward direction)
+TEXT_EXPORTABLE |= {n: TINY_RNN for n in ("bilstm_classifier", "gru_classifier", "lstm_classifier")}
 TEXT = "text family: this head/size not in the parity test yet (the classifier path exports: see TEXT_EXPORTABLE)"
-RNN = (
-    "recurrent text classifier: pack_padded_sequence takes its lengths as data (lengths.cpu()), which torch.export "
-    "cannot trace; needs a masked-step path for export"
-)
-LM = "language model: generation (sampling loop, KV cache) is not in a graph yet; export of the logits step next"
+LM = "GPT-2 language model: its logits step with a KV cache in and out is not in a graph yet (recurrent LMs export)"
+# recurrent language models: tokens + state in, logits + next state out (rnn_lm: one token per call)
+LM_EXPORTABLE = ("char_lstm_lm", "gru_lm", "lstm_lm", "rnn_lm")
 SEQ2SEQ = "sequence-to-sequence: encoder + decoder loop not exported yet"
 # forecasters exported through the series family: raw history in, the next `horizon` values out
 SERIES_EXPORTABLE = ("gru_forecaster", "lstm_forecaster")
@@ -79,24 +81,42 @@ AUDIO_EXPORTABLE = ("audio_cnn",)
 CTC = "CTC recognizers: `deepkit transcribe` serves them (decoding runs outside the model); no export spec yet"
 TTS = "duration_tts: text to speech is served by `deepkit speak` (Griffin-Lim runs outside the model); no export yet"
 AUDIO = "audio_crnn: its GRU/LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
-RECOMMENDERS = (
-    "recommenders family: its predictor has no export_spec yet (a graph of user/item ids -> scores over the catalogue, "
-    "with the run's id maps and seen items in the sidecar, is the next step)"
-)
+# recommenders exported through their family: user index (sasrec: item history) in, every item's score out, the
+# user's known items at -inf; model -> (recipe, overrides) on a generated table (untrained: parity needs no training)
+FEATURES = ["data.user_features.categorical=[group]", "data.user_features.numeric=[age]"]
+FEATURES += ["data.item_features.categorical=[kind]", "data.item_features.numeric=[year]"]
+RANKING = ["data.eval_negatives=5"]
+RECOMMENDER_EXPORTABLE = {
+    "biased_mf": ("interactions_mf", []),
+    "gmf": ("interactions_ranking", ["model.name=gmf", "model.dim=8", *RANKING]),
+    "ncf_mlp": ("interactions_ranking", ["model.name=ncf_mlp", "model.layers=[16,8]", *RANKING]),
+    "neumf": ("interactions_ranking", ["model.dim=8", "model.layers=[16,8]", *RANKING]),
+    "two_tower": ("interactions_mf", ["model.name=two_tower", "model.hidden=16", "model.dim=8", "model.id_dim=8"]),
+    "i_autorec": ("interactions_mf", ["model.name=i_autorec", "model.hidden=16"]),
+    "gcmc": (
+        "movielens_gcmc",
+        [
+            "data.name=interactions",
+            "data.split=random",
+            "model.hidden=20",
+            "model.dense=8",
+            "model.side_features=false",
+        ],
+    ),  # fmt: skip
+    "sasrec": ("movielens_sasrec", ["data.name=interactions", "data.max_len=10", "model.dim=16", *RANKING]),
+}
 SPEECH = "wav2vec2: exported through the speech recognition family, which does not wire this model in yet"
 NOT_EXPORTABLE = {
+    "rnn_classifier": "plain (tanh) RNN: the ONNX exporter unrolls nn.RNN over the traced length (one length only)",
     **dict.fromkeys(["wav2vec2_ctc", "wav2vec2_large_ctc"], SPEECH),
     **dict.fromkeys(["bert-large", "roberta-large", "deberta-v2-xlarge", "deberta-v3-large"], TEXT),
-    **dict.fromkeys(["bilstm_classifier", "gru_classifier", "lstm_classifier", "rnn_classifier"], RNN),
     "bilstm_tagger": "token classification (tagging): its predictor has no export_spec yet",
-    **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "char_lstm_lm", "gru_lm", "lstm_lm"], LM),
-    "rnn_lm": LM,
+    **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"], LM),
     **dict.fromkeys(["t5", "t5-small", "t5-large", "seq2seq_bahdanau", "seq2seq_luong"], SEQ2SEQ),
     **dict.fromkeys(["fasterrcnn_resnet18_fpn", "fasterrcnn_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["fcos_resnet50_fpn", "retinanet_resnet50_fpn"], DETECTION),
     **dict.fromkeys(["autoencoder", "conv_autoencoder"], GENERATIVE),
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
-    **dict.fromkeys(["biased_mf", "gmf", "ncf_mlp", "neumf", "two_tower", "i_autorec", "gcmc", "sasrec"], RECOMMENDERS),
     "audio_crnn": AUDIO,
     "duration_tts": TTS,
     **dict.fromkeys(["ctc_lstm", "ctc_conformer"], CTC),
@@ -106,7 +126,7 @@ NOT_EXPORTABLE = {
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
     exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
     exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE)
-    exportable |= set(AUDIO_EXPORTABLE)
+    exportable |= set(AUDIO_EXPORTABLE) | set(RECOMMENDER_EXPORTABLE) | set(LM_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -238,7 +258,7 @@ def test_cli_export_errors_are_one_line(digits_run, run_cli, tmp_path):
     assert proc.returncode == 2 and "--out is a folder" in proc.stderr
 
 
-def tiny_text_predictor(name: str = "bert"):
+def tiny_text_predictor(name: str = "bert", size: dict | None = None):
     from deepkit.data.tokenizers import build_tokenizer
     from deepkit.families.text import FAMILY as TEXT_FAMILY
     from deepkit.families.text import TextSaved
@@ -246,20 +266,26 @@ def tiny_text_predictor(name: str = "bert"):
     corpus = ["a good film", "a bad film", "what a gripping story it was", "dull", "slow and long and dull"]
     tok = build_tokenizer("word", corpus * 3)
     torch.manual_seed(0)
-    model = create_model(name, vocab_size=tok.vocab_size, num_classes=3, head="classification", **TINY_ENCODER)
+    size = TINY_ENCODER if size is None else size
+    head = {} if name.endswith("_classifier") else {"head": "classification"}  # recurrent classifiers have no head
+    model = create_model(name, vocab_size=tok.vocab_size, num_classes=3, **head, **size)
     saved = TextSaved(task="text_classification", tokenizer=tok, class_names=["neg", "mid", "pos"], max_len=32)
     return TEXT_FAMILY.predictor(model, "text_classification", saved, None)
 
 
 @pytest.mark.parametrize(
-    "name", [n if n == "bert" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(TEXT_EXPORTABLE)]
+    "name",
+    [
+        n if n in ("bert", "bilstm_classifier") else pytest.param(n, marks=pytest.mark.slow)
+        for n in sorted(TEXT_EXPORTABLE)
+    ],
 )
 def test_text_classifier_onnx_matches_predict_proba_on_texts(name, tmp_path):
     """The exported graph takes what the run's tokenizer gives: onnxruntime on the encoded texts equals
     ``predict_proba(texts)`` (texts of different lengths, so padding and the attention mask matter)."""
     from deepkit.data.tokenizers import load_tokenizer
 
-    predictor = tiny_text_predictor(name)
+    predictor = tiny_text_predictor(name, TEXT_EXPORTABLE[name])
     tok = predictor.tokenizer
     result = export(predictor, "onnx", tmp_path, dynamic_batch=True)
     assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
@@ -498,6 +524,8 @@ def test_hf_format_of_a_gpt2_language_model_and_a_refusal(tmp_path):
     rnn_lm = TEXT_FAMILY.predictor(rnn, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
     with pytest.raises(ExportError, match="--format hf needs a Transformer with Hugging Face parameter names"):
         export(rnn_lm, "hf", tmp_path / "rnn")
+    with pytest.raises(ExportError, match="only recurrent language models export yet"):
+        export(lm, "onnx", tmp_path / "gpt2-onnx")
 
 
 @pytest.mark.parametrize("kind", ["char", "word", "bpe", "wordpiece"])
@@ -536,3 +564,94 @@ def test_audio_classifier_onnx_takes_any_number_of_samples(name, tmp_path):
     lengths = torch.tensor([len(c) for c in clips])
     probs = OnnxModel(tmp_path).run({"audio": audio.numpy(), "lengths": lengths.numpy()})["probabilities"]
     np.testing.assert_allclose(probs, predictor.probabilities([c.numpy() for c in clips]).numpy(), atol=1e-4)
+
+
+def recommender_predictor(name: str, folder: Path, rec_table):
+    from deepkit import api
+    from deepkit.recipe import resolve_recipe
+
+    table = rec_table(folder, users=20, items=15, per_user=8, features=True)
+    recipe, extra = RECOMMENDER_EXPORTABLE[name]
+    if name == "two_tower":
+        paths = [f"data.{k}_features.path={folder / f'{k}s.csv'}" for k in ("user", "item")]
+        extra = [*extra, *paths, *FEATURES]
+    rec = resolve_recipe(recipe, [f"data.path={table}", "trainer.progress=none", *extra])
+    built = api.build(rec)
+    return rec.family.predictor(built.task.model, rec.task.name, rec.family.saved(rec, built.data), None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n == "biased_mf" else pytest.param(n, marks=pytest.mark.slow) for n in RECOMMENDER_EXPORTABLE],
+)
+def test_recommender_onnx_gives_the_scores_recommend_ranks(name, tmp_path, rec_table):
+    """onnxruntime on user indices (SASRec: the users' histories, as the run builds them) gives every item's score as
+    the predictor computes it, the items the run knows for the user at -inf (SASRec: the history's items), and the
+    sidecar maps indices back to the run's user and item ids."""
+    predictor = recommender_predictor(name, tmp_path / "data", rec_table)
+    result = export(predictor, "onnx", tmp_path / "export", dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    side = json.loads((tmp_path / "export" / "deepkit.json").read_text())
+    cat = predictor.catalogue
+    assert side["recommender"]["users"] == cat.users and side["outputs"]["scores"]["labels"] == cat.items
+    users = [3, 0, 17, 8]  # not the export's example (drawn from seed 0)
+    want = predictor._score_users(users).numpy()
+    if name == "sasrec":
+        history = predictor._sequences(users).numpy()
+        got = OnnxModel(tmp_path / "export").run({"history": history})["scores"]
+        known = np.stack([np.isin(np.arange(cat.num_items), row) for row in history])
+    else:
+        got = OnnxModel(tmp_path / "export").run({"user": np.array(users)})["scores"]
+        known = np.stack([predictor.known.contains(np.full(cat.num_items, u), np.arange(cat.num_items)) for u in users])
+    assert got.shape == (4, cat.num_items) and known.any() and not known.all()
+    assert np.array_equal(np.isneginf(got), known)
+    assert np.abs(got[~known] - want[~known]).max() <= PARITY_TOLERANCE
+    assert np.abs(want - want[:, :1]).max() > 1e-6  # the scores differ across items: the check compares something
+    top = np.argsort(-got[0], kind="stable")[:3]
+    assert set(top) <= set(np.nonzero(~known[0])[0])
+
+
+def test_a_plain_rnn_classifier_is_refused_with_the_reason(tmp_path):
+    """The tanh RNN's graph would be unrolled to the traced length and silently take no other: refused, saying why."""
+    with pytest.raises(ExportError, match="plain \\(tanh\\) RNN cannot be exported yet"):
+        export(tiny_text_predictor("rnn_classifier", TINY_RNN), "onnx", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "lstm_lm" else pytest.param(n, marks=pytest.mark.slow) for n in LM_EXPORTABLE]
+)
+def test_recurrent_lm_generates_outside_the_graph_as_eager_does(name, tmp_path):
+    """Greedy generation with onnxruntime (the prompt, then one token at a time with the returned state) gives the
+    tokens eager ``step`` gives, with logits within 1e-4 at every step."""
+    from deepkit.data.tokenizers import build_tokenizer, load_tokenizer
+    from deepkit.families.text import FAMILY as TEXT_FAMILY
+    from deepkit.families.text import TextSaved
+
+    tok = build_tokenizer("char", ["the quick brown fox jumps over the lazy dog"])
+    torch.manual_seed(0)
+    model = create_model(name, vocab_size=tok.vocab_size, embed_dim=8, hidden_size=16, num_layers=2)
+    lm = TEXT_FAMILY.predictor(model, "language_model", TextSaved(task="language_model", tokenizer=tok), None)
+    result = export(lm, "onnx", tmp_path, dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    side = json.loads((tmp_path / "deepkit.json").read_text())
+    states = [k for k in side["input_order"] if k != "tokens"]
+    assert states == (["h", "c"] if "lstm" in name else ["h"])
+    onnx = OnnxModel(tmp_path)
+    prompt = load_tokenizer(tmp_path / "tokenizer.json").encode("the lazy")
+    feeds = [prompt] if side["inputs"]["tokens"]["shape"] == ["sequence"] else [[t] for t in prompt]
+    state = {k: np.zeros((1, 2, 16), np.float32) for k in states}
+    eager_state = None
+    out, want = [], []
+    with torch.no_grad():
+        for step in range(8):
+            ids = feeds[step] if step < len(feeds) else [out[-1]]
+            got = onnx.run({"tokens": np.array([ids]), **state})
+            state = {k: got[f"{k}_next"] for k in states}
+            logits, eager_state = model.step(torch.tensor([ids]), eager_state)
+            assert np.abs(got["logits"] - logits.numpy()).max() <= PARITY_TOLERANCE
+            if step >= len(feeds) - 1:
+                out.append(int(got["logits"][0, -1].argmax()))
+                want.append(int(logits[0, -1].argmax()))
+    assert out == want
+    fresh = onnx.run({"tokens": np.array([[out[-1]]]), **{k: np.zeros((1, 2, 16), np.float32) for k in states}})
+    assert np.abs(fresh["logits"][0, -1] - got["logits"][0, -1]).max() > 1e-4  # the carried state matters

@@ -364,7 +364,7 @@ def sse(text: str) -> list[tuple[str, dict]]:
 
 def test_generation_streams_as_server_sent_events(lm):
     """``POST /generate/stream``: one event per piece, then ``done`` with the whole continuation, which is what
-    ``generate`` gives with the same seed; documented in /docs; /predict says what to use instead."""
+    ``generate`` gives with the same seed; documented in /docs; /predict (the exported logits step) checks inputs."""
     from deepkit.serve.backends import TorchBackend
 
     with TestClient(create_app(TorchBackend(lm, "memory"))) as c:
@@ -379,8 +379,8 @@ def test_generation_streams_as_server_sent_events(lm):
         assert "the " + "".join(pieces) == lm.generate("the ", 12, temperature=0.8, seed=3)
         doc = c.get("/openapi.json").json()["paths"]["/generate/stream"]["post"]
         assert "prompt" in doc["requestBody"]["content"]["application/json"]["schema"]["required"]
-        refused = c.post("/predict", json={"inputs": [1]})
-        assert refused.status_code == 404 and refused.json()["expected"] == "POST /generate/stream"
+        bad = c.post("/predict", json={"inputs": [1]})  # /predict is the logits step (tokens + state): 4xx, named
+        assert 400 <= bad.status_code < 500 and "error" in bad.json(), bad.text
         for bad, status, word in [
             ({"max_new_tokens": 5}, 422, "'prompt' is required"),
             ({"prompt": "x", "max_new_tokens": 0}, 422, "out of range"),
@@ -404,13 +404,20 @@ def test_recommendations_by_user(rec_table, deepkit_cli, tmp_path_factory):
     predictor = deepkit.load(folder / "run")
     with TestClient(create_app(open_backend(folder / "run"))) as c:
         info = c.get("/info").json()
-        assert info["page"]["input"] == "choice" and info["page"]["show"] == "list" and info["predict"] is False
+        assert info["page"]["input"] == "choice" and info["page"]["show"] == "list" and info["predict"] is True
         user = info["page"]["choices"][0]
         r = c.post("/recommend", json={"user": user, "k": 3})
         assert r.status_code == 200, r.text
-        assert [i["item"] for i in r.json()["result"]] == [i["item"] for i in predictor.recommend([user], k=3)[0]]
+        want = [i["item"] for i in predictor.recommend([user], k=3)[0]]
+        assert [i["item"] for i in r.json()["result"]] == want
         unknown = c.post("/recommend", json={"user": "no-such-user"})
         assert unknown.status_code == 422 and "no-such-user" in unknown.json()["error"]
+    index = predictor.catalogue.users.index(user)  # the export's input: the user's index in the sidecar's users
+    for backend in ("torch", "onnx"):  # /predict: the run's export graph, eager and in onnxruntime
+        with TestClient(create_app(open_backend(folder / "run", backend))) as c:
+            r = c.post("/predict?top_k=3", json={"inputs": {"user": [index]}})
+            assert r.status_code == 200, r.text
+            assert [p["class"] for p in r.json()["predictions"][0]["top_k"]] == want, backend
 
 
 def test_the_page_script_parses(tmp_path):

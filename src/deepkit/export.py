@@ -223,6 +223,18 @@ class OnnxModel:
         return dict(zip(self.output_names, self.session.run(self.output_names, inputs), strict=True))
 
 
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| where equal values (infinities too: a recommender's known items score -inf) count as 0; a NaN
+    on one side only is NaN (it fails the tolerance)."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not a.size:
+        return 0.0
+    with np.errstate(invalid="ignore"):  # inf - inf where both are inf: masked by a == b
+        return float(np.where(a == b, 0.0, np.abs(a - b)).max())
+
+
 def onnx_parity(spec: ExportSpec, path: Path, batch: int, seed: int = 12345) -> float:
     """Largest |onnxruntime - eager| over the outputs on ``batch`` fresh inputs; above the tolerance an error."""
     import onnxruntime as ort
@@ -239,7 +251,7 @@ def onnx_parity(spec: ExportSpec, path: Path, batch: int, seed: int = 12345) -> 
         a = a.detach().float().numpy()
         if a.shape != b.shape:
             raise ExportError(f"ONNX output '{name}' has shape {b.shape}, eager PyTorch gives {a.shape}")
-        diff = max(diff, float(abs(a - b.astype("float32")).max()) if a.size else 0.0)
+        diff = max(diff, max_abs_diff(a, b))
     if not diff <= PARITY_TOLERANCE:
         raise ExportError(
             f"the ONNX model differs from eager PyTorch by {diff:.3g} on fresh inputs (allowed {PARITY_TOLERANCE:g})"

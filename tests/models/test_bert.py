@@ -13,7 +13,13 @@ TINY = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermed
 
 @pytest.mark.parametrize(
     "name,params",
-    [("bert", 109_482_240), ("bert-large", 335_141_888), ("roberta", 124_645_632), ("roberta-large", 355_359_744)],
+    [
+        ("bert", 109_482_240),
+        ("bert-large", 335_141_888),
+        ("bert-small", 28_763_648),
+        ("roberta", 124_645_632),
+        ("roberta-large", 355_359_744),
+    ],
 )
 def test_reference_sizes_of_the_bare_encoders(name, params):
     with torch.device("meta"):

@@ -26,7 +26,7 @@ import typer
 
 from deepkit.cli_options import flag
 from deepkit.errors import CheckpointError, ConfigError, DataError, ShapeError, suggest
-from deepkit.families.base import Family, Finish, Predictor, Saved, ServeHook
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved, ServeHook
 
 if TYPE_CHECKING:
     import numpy as np
@@ -516,6 +516,62 @@ class RecommenderPredictor(Predictor):
         note = f"{len(users):,} users; the first {min(500, len(users))} listed, any id can be typed"
         return {"input": "choice", "choices": users[:500], "show": "list", "hook": "recommend", "param": "user",
                 "note": note}  # fmt: skip
+
+    def export_spec(self) -> ExportSpec:
+        """User ids -> the score of every item, already-known items at ``-inf`` (what ``recommend`` ranks; SASRec:
+        item histories -> scores, the history's items at ``-inf``). The id maps go in the sidecar: input ``user`` is
+        the index of the user's raw id in ``users``, output column ``i`` is the item ``outputs.scores.labels[i]``."""
+        import torch
+
+        from deepkit.tasks.recommendation import HistoryRecommendInference, RecommendInference
+
+        cat, saved = self.catalogue, self.saved
+        nu, ni = cat.num_users, cat.num_items
+        sequence = self.inputs == "sequence"
+        matrix = self._item_matrix() if self.inputs == "item_vectors" else None
+        scorer = self.model.export_scorer(matrix)
+        seen = None
+        if not sequence:
+            seen = torch.zeros(nu * ni, dtype=torch.bool)
+            seen[torch.from_numpy(self.known.keys)] = True
+            seen = seen.view(nu, ni).to(self.device)
+        rating = (saved.mean, *saved.rating_range) if self.rating else None
+        module = (HistoryRecommendInference if sequence else RecommendInference)(scorer, seen, rating, ni).eval()
+        name = "history" if sequence else "user"
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            if not sequence:
+                return {name: torch.randint(0, nu, (batch,), generator=g)}
+            t = int(torch.randint(2, min(saved.max_len, 12) + 1, (), generator=g))
+            seq = torch.randint(0, ni, (batch, t), generator=g)
+            pad = torch.randint(0, t, (batch,), generator=g)
+            pad[0] = 0  # the longest fills the width, as padded_sequences gives it
+            seq[torch.arange(t)[None] < pad[:, None]] = ni  # left padding
+            return {name: seq}
+
+        if sequence:
+            inputs = {name: {"dtype": "int64", "shape": ["sequence"], "range": [0, ni], "padding": ni}}
+            note = "the user's items, oldest first, left-padded with the padding id; its items are left out"
+        else:
+            inputs = {name: {"dtype": "int64", "shape": [], "range": [0, nu - 1]}}
+            note = "the index of the user's id in 'users'; the items the run knows for the user are left out"
+        sidecar = {
+            "task": self.task_name,
+            "inputs": inputs,
+            "outputs": {"scores": {"shape": [ni], "labels": list(cat.items), "known_items": "-inf"}},
+            "page": self.serve_page(),
+            "recommender": {
+                "input": note,
+                "scores": "predicted ratings" if self.rating else "model scores (higher ranks first)",
+                "users": list(cat.users),
+                "titles": [cat.describe_item(i) for i in range(ni)],
+                "max_len": saved.max_len if sequence else None,
+            },
+        }
+        example = sample(2, 0)
+        dynamic = {name: {1: "sequence"}} if sequence else {}
+        return ExportSpec(module, example, ["scores"], sidecar, sample, dynamic=dynamic)
 
     # --- ids ---------------------------------------------------------------------------------------------------------
     def _user(self, user: Any) -> int | None:

@@ -704,6 +704,62 @@ class LanguageModelPredictor(TokenPredictor):
             **options,
         )
 
+    def export_spec(self) -> ExportSpec:
+        """A recurrent language model's step: token ids + state in, next-token logits + the next state out (states
+        batch first, ``(B, num_layers, hidden_size)``; zeros to start), so sampling runs outside the graph; the
+        tokenizer goes beside it (``tokenizer.json``). Models without ``export_module`` (GPT-2) are refused."""
+        import tempfile
+
+        import torch
+
+        if not hasattr(self.model, "export_module"):
+            from deepkit.errors import ExportError
+
+            raise ExportError(
+                f"{self._where()} is a language model of a {type(self.model).__name__}: only recurrent language "
+                "models export yet (a Transformer's logits step with its KV cache in and out is not in a graph yet)"
+            )
+        module = self.model.export_module()
+        cfg, tok = self.model.cfg, self.tokenizer
+        states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+        layers, hidden, vocab = cfg.num_layers, cfg.hidden_size, cfg.vocab_size
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            t = int(torch.randint(2, 17, (), generator=g)) if module.any_length else 1
+            out = {"tokens": torch.randint(0, vocab, (batch, t), generator=g)}
+            out.update({s: 0.5 * torch.randn(batch, layers, hidden, generator=g) for s in states})
+            return out
+
+        length = "sequence" if module.any_length else 1
+        state = {"dtype": "float32", "shape": [layers, hidden]}
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {
+                "tokens": {"dtype": "int64", "shape": [length], "kind": "token_ids", "range": [0, vocab - 1]},
+                **dict.fromkeys(states, state),
+            },
+            "outputs": {"logits": {"shape": [length, vocab]}, **{f"{s}_next": state for s in states}},
+            "page": self.serve_page(),
+            "generation": (
+                "feed the prompt's ids with zero states, sample the next id from logits[:, -1], then feed that id with "
+                f"the returned {' and '.join(f'{s}_next' for s in states)}"
+                + ("" if module.any_length else "; this graph takes one token per call (feed a prompt token by token)")
+            ),
+            "tokenizer": {"file": "tokenizer.json", "add_special": self.saved.add_special, "pad_id": tok.pad_id},
+        }
+        folder = Path(tempfile.mkdtemp(prefix="deepkit-tokenizer-"))
+        tok.save(folder / "tokenizer.json")
+        return ExportSpec(
+            module,
+            sample(2, 0),
+            ["logits", *(f"{s}_next" for s in states)],
+            sidecar,
+            sample,
+            dynamic={"tokens": {1: "sequence"}} if module.any_length else {},
+            files={"tokenizer.json": folder / "tokenizer.json"},
+        )
+
     def serve_hooks(self) -> dict[str, ServeHook]:
         """``deepkit serve``: ``POST /generate/stream``, the continuation of a prompt as server-sent events. A
         prompt longer than the model's context is refused (not cut)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deepkit.errors import ConfigError
 from deepkit.models.base import Recommender, example_generator, model_device
 from deepkit.models.registry import register_model
 from deepkit.nn import get_act
@@ -46,6 +47,15 @@ class IAutoRec(Recommender):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encode(x))  # (B, U): every user's predicted rating (offset) of these items
 
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        """User ids -> that user's column of ``forward(item_matrix)``: the items' codes depend on no user, so they are
+        computed here, once, and the graph holds them and the decoder (the same products, a user's columns only)."""
+        if item_matrix is None:
+            raise ConfigError("I-AutoRec's export needs the run's known ratings as item vectors (item_matrix)")
+        with torch.no_grad():
+            codes = self.encode(item_matrix)
+        return AutoRecDecoder(codes, self.decoder)
+
     def item_vectors(self) -> torch.Tensor:
         raise NotImplementedError("I-AutoRec's item vectors are codes of rating vectors: encode(vectors)")
 
@@ -55,3 +65,15 @@ class IAutoRec(Recommender):
         x = torch.randint(-2, 3, (batch_size, self.cfg.num_users), generator=g).float()
         x = x * (torch.rand(batch_size, self.cfg.num_users, generator=g) < 0.2)
         return {"x": x.to(model_device(self))}
+
+
+class AutoRecDecoder(nn.Module):
+    """User ids ``(B,)`` -> ``decoder(codes)[:, user].T``, every item's predicted rating offset ``(B, num_items)``."""
+
+    def __init__(self, codes: torch.Tensor, decoder: nn.Linear):
+        super().__init__()
+        self.register_buffer("codes", codes.detach().clone())  # (I, hidden)
+        self.decoder = decoder
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        return self.decoder.weight[user] @ self.codes.T + self.decoder.bias[user][:, None]

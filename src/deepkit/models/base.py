@@ -153,6 +153,13 @@ class Recommender(nn.Module):
         """One vector per item ``(num_items, D)``, compared by cosine similarity for similar items."""
         raise NotImplementedError  # pragma: no cover - each model says which of its representations it is
 
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        """``score_all`` as one module for ``deepkit export``: user ids ``(B,)`` -> scores ``(B, num_items)`` (a
+        sequence model: item histories ``(B, T)``), without a Python loop over chunks, so ``torch.export`` traces it
+        for any batch. The default scores every (user, item) pair with ``forward``; models with a cheaper form
+        override it. ``item_matrix``: the known ratings as item vectors, for models that read them (AutoRec)."""
+        return PairScorer(self)
+
     def pair_example(self, batch_size: int) -> dict[str, torch.Tensor]:
         """``{"user": (B,), "item": (B,)}`` ids from a private generator (see :func:`example_generator`)."""
         g = example_generator()
@@ -161,3 +168,27 @@ class Recommender(nn.Module):
             "user": random_ids(g, self.cfg.num_users, (batch_size,)).to(dev),
             "item": random_ids(g, self.cfg.num_items, (batch_size,)).to(dev),
         }
+
+
+class PairScorer(nn.Module):
+    """User ids ``(B,)`` -> ``forward`` on every (user, item) pair, ``(B, num_items)``."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        n = self.model.cfg.num_items
+        items = torch.arange(n, device=user.device)
+        return self.model(user.repeat_interleave(n), items.repeat(user.shape[0])).view(-1, n)
+
+
+class ScoreAll(nn.Module):
+    """The model's own ``score_all`` (one where every user's scores are a few matrix products, with no chunk loop)."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.score_all(x)

@@ -306,3 +306,12 @@ register_model(
     num_attention_heads=16,
     intermediate_size=4096,
 )(Bert)
+register_model(
+    "bert-small",
+    BertConfig,
+    description="BERT-small (29M; Turc et al. 2019, L=4, H=512, A=8)",
+    hidden_size=512,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    intermediate_size=2048,
+)(Bert)

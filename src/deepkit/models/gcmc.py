@@ -232,9 +232,32 @@ class GCMC(Recommender):
             rows.append((per_basis @ w["mix"]).softmax(-1) @ self.level_values)
         return torch.cat(rows) if rows else zu.new_zeros(0, self.cfg.num_items)
 
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        """The decoder over every user's and item's vector: the graph encoder runs here, once (in eval mode its
+        inputs, the training graph and the weights, are fixed; sparse products stay out of the exported graph)."""
+        with torch.no_grad():
+            zu, zi = self.encode()
+            w = self.weights()
+            zi_q = torch.einsum("sde,ie->sid", w["bases"], zi)
+        return GCMCDecoder(zu, zi_q, w["mix"], self.level_values)
+
     def item_vectors(self) -> torch.Tensor:
         return self.encode()[1]
 
     def example_input(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         """``{"user", "item"}`` ids (the graph is the placeholder until ``set_graph``)."""
         return self.pair_example(batch_size)
+
+
+class GCMCDecoder(nn.Module):
+    """User ids ``(B,)`` -> expected ratings minus the mean of every item ``(B, num_items)`` (``score_all``'s
+    decoder on the encoded users and items, kept as buffers)."""
+
+    def __init__(self, zu: torch.Tensor, zi_q: torch.Tensor, mix: torch.Tensor, level_values: torch.Tensor):
+        super().__init__()
+        for name, t in (("zu", zu), ("zi_q", zi_q), ("mix", mix), ("level_values", level_values)):
+            self.register_buffer(name, t.detach().clone())
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        per_basis = torch.einsum("bd,sid->bis", self.zu[user], self.zi_q)  # (B, I, S)
+        return (per_basis @ self.mix).softmax(-1) @ self.level_values

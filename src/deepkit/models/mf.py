@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepkit.models.base import Recommender, id_embeddings
+from deepkit.models.base import Recommender, ScoreAll, id_embeddings
 from deepkit.models.registry import register_model
 
 
@@ -54,6 +54,9 @@ class BiasedMF(Recommender):
         if self.cfg.biases:
             out = out + self.user_bias(user) + self.item_bias.weight[:, 0]
         return out
+
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        return ScoreAll(self)  # score_all is already loop-free
 
     def item_vectors(self) -> torch.Tensor:
         return self.item.weight

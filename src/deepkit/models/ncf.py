@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from deepkit.errors import ConfigError, ShapeError
-from deepkit.models.base import Recommender, id_embeddings
+from deepkit.models.base import Recommender, ScoreAll, id_embeddings
 from deepkit.models.registry import register_model
 
 
@@ -76,6 +76,9 @@ class GMF(Recommender):
     def score_all(self, user: torch.Tensor, chunk: int = 0) -> torch.Tensor:
         # h . (p * q) = (p * h) . q: one matmul for every item
         return (self.user(user) * self.head.weight[0]) @ self.item.weight.T + self.head.bias
+
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        return ScoreAll(self)  # score_all is already loop-free
 
     def item_vectors(self) -> torch.Tensor:
         return self.item.weight * self.head.weight[0]  # the item factors as the head weighs them

@@ -97,6 +97,79 @@ class RecurrentEncoder(nn.Module):
         return torch.cat(list(h[-self.num_directions :]), dim=-1)
 
 
+class UnpackedRecurrent(nn.Module):
+    """A :class:`RecurrentEncoder`'s computation on a padded batch without packing, for ``deepkit export``
+    (``pack_padded_sequence`` takes the lengths as data, which ``torch.export`` cannot trace).
+
+    Each layer and direction runs as a one-layer RNN sharing the encoder's own parameters, over the whole padded
+    width: left to right, a sequence's steps come before its padding, so they are what packing gives; right to
+    left, each sequence is reversed within its own length by an index gather (padding stays at the end), run, and
+    reversed back. Outputs past a length are zeros, as ``pad_packed_sequence`` gives; the top layer's final hidden
+    state is the left-to-right output at the last real step and the right-to-left output at the first. Eval only.
+    """
+
+    def __init__(self, encoder: RecurrentEncoder):
+        super().__init__()
+        rnn = encoder.rnn
+        kw = {"nonlinearity": rnn.nonlinearity} if encoder.cell == "rnn" else {}
+        self.layers = nn.ModuleList()
+        for layer in range(rnn.num_layers):
+            size = rnn.input_size if layer == 0 else rnn.hidden_size * encoder.num_directions
+            directions = nn.ModuleList()
+            for d in range(encoder.num_directions):
+                one = type(rnn)(size, rnn.hidden_size, batch_first=True, bias=rnn.bias, **kw)
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ()):
+                    setattr(one, f"{name}_l0", getattr(rnn, name + suffix))  # the same Parameter objects
+                directions.append(one)
+            self.layers.append(directions)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (B, T, C), ``lengths`` (B,) -> outputs (B, T, D*H) (zeros past each length), last hidden (B, D*H)."""
+        steps = torch.arange(x.shape[1], device=x.device)[None, :]
+        lengths = lengths.to(x.device)[:, None]
+        real = steps < lengths  # (B, T)
+        flip = torch.where(real, lengths - 1 - steps, steps)  # reverses each sequence within its length
+
+        def along_time(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return t.gather(1, index[..., None].expand(-1, -1, t.shape[-1]))
+
+        last: list[torch.Tensor] = []
+        for directions in self.layers:
+            outs, last = [], []
+            for d, one in enumerate(directions):
+                if d == 0:
+                    out, _ = one(x)
+                    last.append(along_time(out, lengths - 1)[:, 0])
+                else:
+                    out, _ = one(along_time(x, flip))
+                    out = along_time(out, flip)
+                    last.append(out[:, 0])
+                outs.append(out)
+            x = torch.cat(outs, -1) * real[..., None]
+        return x, torch.cat(last, -1)
+
+
+RNN_EXPORT = (
+    "a plain (tanh) RNN cannot be exported yet: the ONNX exporter unrolls nn.RNN over the traced sequence length, "
+    "so the graph would take one length only; train with model.cell=gru or lstm to export"
+)
+
+
+class RecurrentClassifierExport(nn.Module):
+    """``RNNClassifier.forward(x, lengths)`` through :class:`UnpackedRecurrent` (no packing), for export."""
+
+    def __init__(self, model: RNNClassifier):
+        super().__init__()
+        self.model = model
+        self.encoder = UnpackedRecurrent(model.encoder)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        out, last = self.encoder(m.inputs(x), lengths)
+        return m.forward_head(m.pool(out, length_mask(lengths.to(out.device), out.shape[1]), last))
+
+
 class LockedDropout(nn.Module):
     """Variational ("locked") dropout on (B, T, C): one mask per sequence and channel, shared by every time step.
 
@@ -177,8 +250,9 @@ class _InputLayer(nn.Module):
                     f"this model takes token ids (int64, shape (B, T)); got {x.dtype} of shape {tuple(x.shape)}"
                 )
             # checked outside training only: the check synchronizes with the device, and training ids come
-            # from the run's own tokenizer
-            if not self.training and x.numel() and (int(x.max()) >= self.vocab_size or int(x.min()) < 0):
+            # from the run's own tokenizer; not while torch.export traces (no graph op; `deepkit serve` checks ids)
+            check = not self.training and not torch.compiler.is_exporting()
+            if check and x.numel() and (int(x.max()) >= self.vocab_size or int(x.min()) < 0):
                 raise ShapeError(
                     f"token id {int(x.max())} is outside the model's vocabulary of {self.vocab_size}; "
                     "was the text encoded with the tokenizer the model was trained with?"
@@ -248,6 +322,16 @@ class RNNClassifier(Classifier):
     def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
         """``{"x": token ids (B, seq_len)}``, or real-valued steps (B, seq_len, in_features) for forecasters."""
         return _sequence_example(self, batch_size, seq_len)
+
+    def export_module(self) -> nn.Module:
+        """``forward(x, lengths)`` as a graph ``torch.export`` traces: the recurrence without packing. A plain (tanh)
+        RNN is refused: the ONNX exporter unrolls ``nn.RNN`` step by step over the traced length, so its graph would
+        take that one sequence length only (LSTM and GRU become ONNX ``LSTM``/``GRU`` operators, any length)."""
+        if self.cfg.cell == "rnn":
+            from deepkit.errors import ExportError
+
+            raise ExportError(RNN_EXPORT)
+        return RecurrentClassifierExport(self).eval()
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes)
@@ -398,6 +482,38 @@ class RNNLanguageModel(nn.Module):
     def example_input(self, batch_size: int = 2, seq_len: int = 8) -> dict[str, torch.Tensor]:
         """``{"x": token ids (B, seq_len)}``."""
         return _sequence_example(self, batch_size, seq_len)
+
+    def export_module(self) -> nn.Module:
+        """``step`` as a graph for ``deepkit export``: token ids + the state in, logits + the next state out, states
+        batch first ``(B, num_layers, hidden_size)`` (:class:`RecurrentStepExport`), so generation runs outside."""
+        return (LSTMStepExport if self.cfg.cell == "lstm" else RecurrentStepExport)(self).eval()
+
+
+class RecurrentStepExport(nn.Module):
+    """A recurrent language model's ``step``: ``tokens (B, T)``, ``h (B, L, H)`` -> ``logits (B, T, V)``, ``h_next``.
+
+    ``any_length``: the graph takes any ``T``; a plain (tanh) RNN is unrolled step by step by the ONNX exporter, so
+    its graph takes one token per call (``T = 1``; feed a prompt token by token)."""
+
+    def __init__(self, model: RNNLanguageModel):
+        super().__init__()
+        self.model = model
+        self.any_length = model.cfg.cell != "rnn"
+
+    def forward(self, tokens: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, state = self.model.step(tokens, h.transpose(0, 1).contiguous())
+        return logits, state.transpose(0, 1)
+
+
+class LSTMStepExport(RecurrentStepExport):
+    """:class:`RecurrentStepExport` of an LSTM: the cell state ``c`` travels beside ``h``."""
+
+    def forward(  # type: ignore[override]
+        self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        state = (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous())
+        logits, (h, c) = self.model.step(tokens, state)
+        return logits, h.transpose(0, 1), c.transpose(0, 1)
 
 
 register_model("lstm_lm", RNNLanguageModelConfig, cell="lstm")(RNNLanguageModel)

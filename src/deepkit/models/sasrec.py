@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepkit.models.base import Recommender, example_generator, model_device, random_ids
+from deepkit.models.base import Recommender, ScoreAll, example_generator, model_device, random_ids
 from deepkit.models.registry import register_model
 from deepkit.nn.attention import TransformerBlock
 
@@ -74,6 +74,9 @@ class SASRec(Recommender):
 
     def score_all(self, seq: torch.Tensor, chunk: int = 0) -> torch.Tensor:
         return self.logits(self.hidden(seq)[:, -1])
+
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        return ScoreAll(self)  # score_all is already loop-free
 
     def item_vectors(self) -> torch.Tensor:
         return self.item.weight[: self.cfg.num_items]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deepkit.models.base import Recommender, example_generator
+from deepkit.models.base import Recommender, ScoreAll, example_generator
 from deepkit.models.registry import register_model
 
 
@@ -101,6 +101,9 @@ class TwoTower(Recommender):
     def score_all(self, user: torch.Tensor, chunk: int = 0, user_x: torch.Tensor | None = None) -> torch.Tensor:
         u, v = self.users(user, user_x), self.items()
         return u[:, :-1] @ v[:, :-1].T + u[:, -1:] + v[:, -1]
+
+    def export_scorer(self, item_matrix: torch.Tensor | None = None) -> nn.Module:
+        return ScoreAll(self)  # score_all is already loop-free
 
     def item_vectors(self) -> torch.Tensor:
         return self.items()[:, :-1]

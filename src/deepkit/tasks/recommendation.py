@@ -294,3 +294,41 @@ class Biases(nn.Module):
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         return self.bu[user] + self.bi[item]
+
+
+class RecommendInference(nn.Module):
+    """User ids ``(B,)`` (a sequence model: item histories ``(B, T)``, padding = ``num_items``) -> the score of every
+    item ``(B, num_items)`` as ``recommend`` ranks them, for ``deepkit export``: the model's scores (rating runs: the
+    training mean added, clipped to the rating range), with the items the user already has at ``-inf``: those the run
+    knows for the user (``seen``, a ``(U, I)`` mask kept in the graph), or the items of the given history.
+
+    Args:
+        scorer: the model's ``export_scorer()``.
+        seen: boolean ``(num_users, num_items)``; None for a sequence model.
+        rating: ``(mean, low, high)`` for rating runs, else None.
+        num_items: the catalogue's size (a sequence model's padding id).
+    """
+
+    def __init__(self, scorer: nn.Module, seen: torch.Tensor | None, rating: tuple[float, float, float] | None,
+                 num_items: int):  # fmt: skip
+        super().__init__()
+        self.scorer, self.rating, self.num_items = scorer, rating, num_items
+        self.register_buffer("seen", seen if seen is not None else torch.zeros(0, num_items, dtype=torch.bool))
+
+    def forward(self, user: torch.Tensor) -> torch.Tensor:
+        return self.scores(user).masked_fill(self.seen[user], float("-inf"))
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.scorer(x).float()
+        if self.rating is not None:
+            mean, lo, hi = self.rating
+            scores = (scores + mean).clamp(lo, hi)
+        return scores
+
+
+class HistoryRecommendInference(RecommendInference):
+    """:class:`RecommendInference` of a sequence model: item histories ``(B, T)`` in, their items at ``-inf``."""
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        marks = torch.zeros(history.shape[0], self.num_items + 1, device=history.device).scatter(1, history, 1.0)
+        return self.scores(history).masked_fill(marks[:, : self.num_items] > 0, float("-inf"))  # padding dropped

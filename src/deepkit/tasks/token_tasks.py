@@ -41,6 +41,8 @@ class TextClassifierInference(nn.Module):
 
     def __init__(self, model: nn.Module, token_model: bool):
         super().__init__()
+        if not token_model and hasattr(model, "export_module"):  # e.g. a recurrent classifier: no packing
+            model = model.export_module()
         self.model, self.token_model = model, token_model
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
