@@ -415,6 +415,8 @@ def test_recommendations_by_user(rec_table, deepkit_cli, tmp_path_factory):
     index = predictor.catalogue.users.index(user)  # the export's input: the user's index in the sidecar's users
     for backend in ("torch", "onnx"):  # /predict: the run's export graph, eager and in onnxruntime
         with TestClient(create_app(open_backend(folder / "run", backend))) as c:
+            info = c.get("/info").json()  # the page never calls an operation this server lacks
+            assert not info["page"].get("hook") or info["page"]["hook"] in info["hooks"], (backend, info["page"])
             r = c.post("/predict?top_k=3", json={"inputs": {"user": [index]}})
             assert r.status_code == 200, r.text
             assert [p["class"] for p in r.json()["predictions"][0]["top_k"]] == want, backend

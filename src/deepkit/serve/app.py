@@ -131,7 +131,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None):
     async def info() -> dict[str, Any]:
         return {
             "task": side.get("task"),
-            "page": page_of(side, text is not None),
+            "page": page_of(side, text is not None, backend.hooks),
             "hooks": describe_hooks(backend.hooks),
             "predict": backend.predicts,
             "inputs": inputs,
@@ -211,10 +211,13 @@ def worker_app():
     return create_app(backend, ServeConfig(**spec["config"]))
 
 
-def page_of(side: dict[str, Any], takes_text: bool) -> dict[str, Any]:
+def page_of(side: dict[str, Any], takes_text: bool, hooks: dict[str, Any] | None = None) -> dict[str, Any]:
     """The page description: the family's (sidecar ``page``), else what the inputs and outputs suggest (an image
-    input: an image upload; an output naming classes: bars; otherwise JSON in, JSON out)."""
+    input: an image upload; an output naming classes: bars; otherwise JSON in, JSON out). A family page built on an
+    operation this server does not have (an export served on its own has no hooks) gives way to the generic page."""
     page = dict(side.get("page") or {})
+    if page.get("hook") and page["hook"] not in (hooks or {}):
+        page = {}
     inputs, outputs = side.get("inputs") or {}, side.get("outputs") or {}
     if "input" not in page:
         image = len(inputs) == 1 and next(iter(inputs.values())).get("kind") == "image"
