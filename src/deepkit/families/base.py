@@ -122,6 +122,7 @@ class Family:
     tasks: ClassVar[dict[str, str]] = {}
     sections: ClassVar[tuple[str, ...]] = ()
     commands: ClassVar[tuple[Callable[..., Any], ...]] = ()
+    opens: ClassVar[str] = ""  # what :meth:`open_file` reads besides runs, for messages ("word vectors in text format")
 
     # --- recipe sections -------------------------------------------------------------------------------------------
     def task_config(self, task: str) -> type:
