@@ -83,7 +83,8 @@ RECOMMENDERS = (
     "recommenders family: its predictor has no export_spec yet (a graph of user/item ids -> scores over the catalogue, "
     "with the run's id maps and seen items in the sidecar, is the next step)"
 )
-SPEECH = "wav2vec2: exported through the speech recognition family, which does not wire this model in yet"
+SPEECH = ("wav2vec2: speech recognition runs export as a Hugging Face directory (`--format hf`, "
+          "tests/test_wav2vec2_asr.py); no ONNX/pt2 export spec yet (CTC decoding runs outside the model)")
 NOT_EXPORTABLE = {
     **dict.fromkeys(["wav2vec2_ctc", "wav2vec2_large_ctc"], SPEECH),
     **dict.fromkeys(["bert-large", "roberta-large", "deberta-v2-xlarge", "deberta-v3-large"], TEXT),

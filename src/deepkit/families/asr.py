@@ -320,12 +320,15 @@ def finetune_model(rec: Recipe, data: ASRData) -> torch.nn.Module:
     ``model.freeze_feature_encoder=false``."""
     from deepkit.models.registry import create_model
 
+    from deepkit.models.wav2vec2 import CHECKPOINT_FIXED
+
     ckpt: Checkpoint = data.checkpoint
-    section = {k: v for k, v in rec.model.items() if k not in ("name", "weights")}
+    section = {k: v for k, v in rec.model.items() if k not in ("name", "weights", *CHECKPOINT_FIXED)}
     section.setdefault("freeze_feature_encoder", True)
-    for key in ("vocab_size", "pad_token_id"):
-        if key in section:
-            raise ConfigError(f"model.{key} is set by the vocabulary (the checkpoint's or the data's); leave it out")
+    ignored = sorted(k for k in rec.model if k in CHECKPOINT_FIXED)
+    if ignored:
+        data.notes.append(f"model: the checkpoint's config.json sets the architecture; the recipe's "
+                          f"{', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''} left aside")  # fmt: skip
     if ckpt.vocab is not None:
         model = create_model(rec.model["name"], weights=str(ckpt.path), vocab_size=len(ckpt.order), **section)
         if ckpt.order != sorted(ckpt.order):

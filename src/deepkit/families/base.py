@@ -306,7 +306,8 @@ class Predictor:
 
         raise ExportError(
             f"{self._where()} is a '{self.task_name}' run of a {type(self.model).__name__}: --format hf needs a "
-            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run"
+            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run, or "
+            "wav2vec2 in a speech recognition run"
         )
 
     def serve_hooks(self) -> dict[str, ServeHook]:

@@ -255,6 +255,9 @@ def load_wav2vec2(
     head = {k: v for k, v in model.state_dict().items() if k.startswith("lm_head.")}
     if any(k in state and state[k].shape != v.shape for k, v in head.items()):  # another vocabulary: a new head
         state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
+    own = model.state_dict()
+    if "wav2vec2.masked_spec_embed" in own and "wav2vec2.masked_spec_embed" not in state:
+        state["wav2vec2.masked_spec_embed"] = own["wav2vec2.masked_spec_embed"]  # masking asked of a model saved without
     state = hf._fit_state(model, state, str(path))
     load_state_dict_checked(model, state, source=str(path))
     model.vocab = vocab

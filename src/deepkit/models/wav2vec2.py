@@ -96,6 +96,13 @@ class Wav2Vec2Config:
 
 
 DEEPKIT_ONLY = ("freeze_feature_encoder", "sample_rate", "do_normalize", "return_attention_mask", "weights")
+# what a checkpoint directory fixes (its config.json's shapes and layout, its preprocessor's settings); the rest
+# (dropouts, masking, LayerDrop, freezing) a fine-tuning recipe may set
+CHECKPOINT_FIXED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "hidden_act", "layer_norm_eps", "feat_extract_norm", "feat_extract_activation", "conv_dim",
+                    "conv_stride", "conv_kernel", "conv_bias", "num_conv_pos_embeddings",
+                    "num_conv_pos_embedding_groups", "do_stable_layer_norm", "pad_token_id", "sample_rate",
+                    "do_normalize", "return_attention_mask")  # fmt: skip
 
 
 def conv_frame_lengths(input_lengths, conv_kernel: list[int], conv_stride: list[int]):
