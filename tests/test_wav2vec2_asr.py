@@ -98,8 +98,9 @@ def test_a_save_pretrained_directory_transcribes_like_transformers(tmp_path, dee
     tokens = ["<pad>", "<s>", "</s>", "<unk>", "|", "A", "B", "E", "O"]
     (tmp_path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     torch.manual_seed(0)
-    hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(vocab_size=len(tokens), feat_extract_norm="layer",
-                                                                  do_stable_layer_norm=True, **TINY)).eval()  # fmt: skip
+    config = transformers.Wav2Vec2Config(vocab_size=len(tokens), feat_extract_norm="layer", do_stable_layer_norm=True,
+                                         **TINY)  # fmt: skip
+    hf = transformers.Wav2Vec2ForCTC(config).eval()
     with torch.no_grad():
         hf.lm_head.weight.mul_(50.0)  # frames that disagree
     tok = transformers.Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkit.errors import ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 from deepkit.families.speech import fit_normalization, transcribe
 
 if TYPE_CHECKING:
@@ -319,7 +319,6 @@ def finetune_model(rec: Recipe, data: ASRData) -> torch.nn.Module:
     is the checkpoint's, else re-initialised for the data's; the conv feature encoder frozen unless the recipe says
     ``model.freeze_feature_encoder=false``."""
     from deepkit.models.registry import create_model
-
     from deepkit.models.wav2vec2 import CHECKPOINT_FIXED
 
     ckpt: Checkpoint = data.checkpoint
@@ -576,6 +575,42 @@ class ASRPredictor(Predictor):
             model.reorder_outputs(order)
         saved = ASRSaved(vocab.tokens, vocab.unit, model.cfg.sample_rate, hf=vocab.hf, pretrained=str(path))
         return cls(model, "speech_recognition", saved, path)
+
+    def export_spec(self) -> ExportSpec:
+        """Waveforms ``(B, samples)`` at the run's rate, zero-padded, and their ``lengths`` -> per-frame CTC log
+        probabilities ``(B, frames, V)`` (blank = 0) and each clip's valid ``frames``: features (log-mel, or wav2vec2's
+        normalisation and attention mask) inside the graph; the vocabulary is in the sidecar and decoding (greedy:
+        argmax per valid frame, merge repeats, drop blanks; or a prefix beam) stays outside."""
+        import torch
+
+        from deepkit.tasks.ctc import CTCInference
+
+        rate = self.saved.sample_rate
+        n = rate  # one second in the example
+
+        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+            g = torch.Generator().manual_seed(seed)
+            lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
+            lengths[0] = n
+            audio = 0.1 * torch.randn(batch, n, generator=g)
+            return {"audio": audio * (torch.arange(n)[None, :] < lengths[:, None]).float(), "lengths": lengths}
+
+        vocab = self.vocab
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {"audio": {"dtype": "float32", "shape": ["samples"], "kind": "audio", "sample_rate": rate,
+                                 "range": [-1.0, 1.0], "mono": True},
+                       "lengths": {"dtype": "int64", "shape": [], "meaning": "valid samples of each row"}},
+            "outputs": {"log_probs": {"shape": ["frames", len(vocab)], "labels": list(vocab.tokens)},
+                        "frames": {"dtype": "int64", "shape": [], "meaning": "valid output frames of each row"}},
+            "vocabulary": {"tokens": list(vocab.tokens), "blank": 0, "unit": vocab.unit,
+                           "join": " " if vocab.unit == "word" else "", **({"hf": vocab.hf} if vocab.hf else {})},
+            "outside_the_graph": f"reading the file, averaging channels to mono, resampling to {rate} Hz, "
+                                 "zero-padding a batch; CTC decoding: per row, the argmax of each of its valid "
+                                 "frames, repeats merged, blanks (0) dropped, tokens joined (or a prefix beam search)",
+        }  # fmt: skip
+        module = CTCInference(self.model).eval()
+        return ExportSpec(module, sample(2, 0), ["log_probs", "frames"], sidecar, sample, {"audio": {1: "samples"}})
 
     def export_hf(self, folder: Path) -> None:
         """A wav2vec2 run as a directory ``transformers.Wav2Vec2ForCTC.from_pretrained`` (and ``Wav2Vec2Processor``)

@@ -257,7 +257,7 @@ def load_wav2vec2(
         state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
     own = model.state_dict()
     if "wav2vec2.masked_spec_embed" in own and "wav2vec2.masked_spec_embed" not in state:
-        state["wav2vec2.masked_spec_embed"] = own["wav2vec2.masked_spec_embed"]  # masking asked of a model saved without
+        state["wav2vec2.masked_spec_embed"] = own["wav2vec2.masked_spec_embed"]  # masking now, none when saved
     state = hf._fit_state(model, state, str(path))
     load_state_dict_checked(model, state, source=str(path))
     model.vocab = vocab

@@ -31,6 +31,20 @@ def ctc_forward(model: nn.Module, audio: torch.Tensor, lengths: torch.Tensor,
     return call(audio, lengths)
 
 
+class CTCInference(nn.Module):
+    """``(audio (B, T), lengths (B,)) -> (log_probs (B, frames, V), frames (B,))``: per-frame CTC log probabilities
+    (blank = 0) and each clip's valid frames, as one module for ``deepkit export`` (features, normalisation and
+    masks inside; decoding outside)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, frames = ctc_forward(self.model, audio, lengths)
+        return logits.float().log_softmax(-1), frames
+
+
 class CTCTask(Task):
     """``model(audio, lengths) -> (logits (B, frames, V), frames (B,))``. ``beam``: the width of the prefix beam
     search whose metrics are added when ``final`` (the family turns it off during training epochs: greedy is
