@@ -489,8 +489,8 @@ def transcribe(
 ) -> None:
     """Transcribe audio clips: a classifier run prints its label and probability per clip, a CTC recognizer its text.
 
-    RUN_DIR may also be a Hugging Face wav2vec2 checkpoint directory (config.json, model.safetensors, vocab.json
-    [, preprocessor_config.json]): its vocabulary, rate and normalisation are used, clips are resampled to its rate.
+    RUN_DIR may also be a Hugging Face wav2vec2 checkpoint directory: config.json, model.safetensors, vocab.json
+    and optionally preprocessor_config.json (its vocabulary, rate and normalisation; clips resampled to its rate).
 
     Example: deepkit transcribe runs/fsdd_cnn runs/fsdd_cnn/samples/*.wav --json;
     deepkit transcribe runs/fsdd_strings_ctc runs/fsdd_strings_ctc/samples/*.wav --beam 8;
