@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepkit.errors import ConfigError, DataError, ShapeError
 from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
-from deepkit.families.speech import fit_normalization, transcribe
+from deepkit.families.speech import fit_normalization, transcribe, waveform_sample
 
 if TYPE_CHECKING:
     import torch
@@ -581,19 +581,11 @@ class ASRPredictor(Predictor):
         probabilities ``(B, frames, V)`` (blank = 0) and each clip's valid ``frames``: features (log-mel, or wav2vec2's
         normalisation and attention mask) inside the graph; the vocabulary is in the sidecar and decoding (greedy:
         argmax per valid frame, merge repeats, drop blanks; or a prefix beam) stays outside."""
-        import torch
 
         from deepkit.tasks.ctc import CTCInference
 
         rate = self.saved.sample_rate
-        n = rate  # one second in the example
-
-        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
-            g = torch.Generator().manual_seed(seed)
-            lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
-            lengths[0] = n
-            audio = 0.1 * torch.randn(batch, n, generator=g)
-            return {"audio": audio * (torch.arange(n)[None, :] < lengths[:, None]).float(), "lengths": lengths}
+        sample = waveform_sample(rate)  # one second
 
         vocab = self.vocab
         sidecar = {
