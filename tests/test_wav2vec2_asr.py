@@ -158,6 +158,8 @@ def test_a_fine_tuned_run_transcribes_and_exports_to_transformers(fsdd, tmp_path
     assert {"der", "der_beam"} <= set(results["metrics"]) and (out / "plots" / "ctc_alignment.png").is_file()
     saved = yaml_model(out)
     assert saved["weights"] is None and saved["hidden_size"] == 16 and saved["vocab_size"] == 11
+    code, text, err = deepkit_cli("eval", out)  # the run rebuilds its data and model without the checkpoint dir
+    assert code == 0 and "DER" in text, err
     clips = sorted((out / "samples").glob("*.wav"))[:2]
     code, text, err = deepkit_cli("transcribe", out, *clips, "--json")
     assert code == 0, err
