@@ -318,13 +318,13 @@ def finetune_model(rec: Recipe, data: ASRData) -> torch.nn.Module:
     """``model.weights``: the checkpoint directory's model, its head kept (reordered blank first) when the vocabulary
     is the checkpoint's, else re-initialised for the data's; the conv feature encoder frozen unless the recipe says
     ``model.freeze_feature_encoder=false``."""
-    from deepkit.models.registry import create_model
-    from deepkit.models.wav2vec2 import CHECKPOINT_FIXED
+    from deepkit.models.registry import create_model, get_entry
 
+    fixed = get_entry(rec.model["name"]).cls.checkpoint_fixed
     ckpt: Checkpoint = data.checkpoint
-    section = {k: v for k, v in rec.model.items() if k not in ("name", "weights", *CHECKPOINT_FIXED)}
+    section = {k: v for k, v in rec.model.items() if k not in ("name", "weights", *fixed)}
     section.setdefault("freeze_feature_encoder", True)
-    ignored = sorted(k for k in rec.model if k in CHECKPOINT_FIXED)
+    ignored = sorted(k for k in rec.model if k in fixed)
     if ignored:
         data.notes.append(f"model: the checkpoint's config.json sets the architecture; the recipe's "
                           f"{', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''} left aside")  # fmt: skip

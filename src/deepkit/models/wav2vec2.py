@@ -344,6 +344,7 @@ class Wav2Vec2ForCTC(nn.Module):
     # takes the raw waveform at ``cfg.sample_rate`` (the data is resampled to it, normalised and masked as the
     # config says: see ``prepare``) rather than computing log-mel features at the data's rate
     raw_waveform = True
+    checkpoint_fixed = CHECKPOINT_FIXED  # config fields a checkpoint directory sets (a recipe cannot change them)
 
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__()
