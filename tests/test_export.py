@@ -78,7 +78,9 @@ GENERATIVE = "plain autoencoder: no prior to sample from; exporting its encoder 
 WORD2VEC = "word vectors: a lookup table, exported as the vectors file (`deepkit word-vectors`), not a graph"
 # audio classifiers exported through the speech family: waveforms + lengths in, class probabilities out
 AUDIO_EXPORTABLE = ("audio_cnn",)
-CTC = "CTC recognizers: `deepkit transcribe` serves them (decoding runs outside the model); no export spec yet"
+# CTC recognizers exported through the asr family: waveforms + lengths in, per-frame log probabilities + frames out
+CTC_EXPORTABLE = ("ctc_conformer", "wav2vec2_ctc", "wav2vec2_large_ctc")
+CTC = "ctc_lstm: its LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
 TTS = "duration_tts: text to speech is served by `deepkit speak` (Griffin-Lim runs outside the model); no export yet"
 AUDIO = "audio_crnn: its GRU/LSTM runs on packed sequences, which the dynamo ONNX exporter does not trace yet"
 # recommenders exported through their family: user index (sasrec: item history) in, every item's score out, the
@@ -105,10 +107,8 @@ RECOMMENDER_EXPORTABLE = {
     ),  # fmt: skip
     "sasrec": ("movielens_sasrec", ["data.name=interactions", "data.max_len=10", "model.dim=16", *RANKING]),
 }
-SPEECH = "wav2vec2: exported through the speech recognition family, which does not wire this model in yet"
 NOT_EXPORTABLE = {
     "rnn_classifier": "plain (tanh) RNN: the ONNX exporter unrolls nn.RNN over the traced length (one length only)",
-    **dict.fromkeys(["wav2vec2_ctc", "wav2vec2_large_ctc"], SPEECH),
     **dict.fromkeys(["bert-large", "roberta-large", "deberta-v2-xlarge", "deberta-v3-large"], TEXT),
     "bilstm_tagger": "token classification (tagging): its predictor has no export_spec yet",
     **dict.fromkeys(["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"], LM),
@@ -119,14 +119,14 @@ NOT_EXPORTABLE = {
     **dict.fromkeys(["word2vec_cbow", "word2vec_skipgram"], WORD2VEC),
     "audio_crnn": AUDIO,
     "duration_tts": TTS,
-    **dict.fromkeys(["ctc_lstm", "ctc_conformer"], CTC),
+    "ctc_lstm": CTC,
 }
 
 
 def test_every_registered_model_is_exportable_or_listed_with_a_reason():
     exportable = set(EXPORTABLE) | set(SLOW_EXPORTABLE) | set(TEXT_EXPORTABLE) | set(SERIES_EXPORTABLE)
     exportable |= set(SEGMENTATION_EXPORTABLE) | set(GENERATIVE_EXPORTABLE) | set(DETECTION_EXPORTABLE)
-    exportable |= set(AUDIO_EXPORTABLE) | set(RECOMMENDER_EXPORTABLE) | set(LM_EXPORTABLE)
+    exportable |= set(AUDIO_EXPORTABLE) | set(RECOMMENDER_EXPORTABLE) | set(LM_EXPORTABLE) | set(CTC_EXPORTABLE)
     assert not exportable & set(NOT_EXPORTABLE), "a model is both exportable and listed as not"
     assert exportable | set(NOT_EXPORTABLE) == set(list_models()), (
         f"new models: {sorted(set(list_models()) - exportable - set(NOT_EXPORTABLE))}; "
@@ -655,3 +655,48 @@ def test_recurrent_lm_generates_outside_the_graph_as_eager_does(name, tmp_path):
     assert out == want
     fresh = onnx.run({"tokens": np.array([[out[-1]]]), **{k: np.zeros((1, 2, 16), np.float32) for k in states}})
     assert np.abs(fresh["logits"][0, -1] - got["logits"][0, -1]).max() > 1e-4  # the carried state matters
+
+
+CTC_SIZES = {
+    "ctc_conformer": dict(dim=32, num_layers=1, num_heads=2, n_mels=24, conv_channels=8, sample_rate=8000),
+    "wav2vec2_ctc": dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                         conv_dim=[8, 8, 12], conv_kernel=[10, 5, 4], conv_stride=[5, 4, 4], num_conv_pos_embeddings=4,
+                         num_conv_pos_embedding_groups=2, sample_rate=8000),
+}  # fmt: skip
+CTC_SIZES["wav2vec2_large_ctc"] = CTC_SIZES["wav2vec2_ctc"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CTC_EXPORTABLE)
+def test_ctc_recognizer_onnx_gives_the_frame_log_probabilities_of_transcribe(name, tmp_path):
+    """Waveform + lengths -> per-frame CTC log probabilities and valid frames (features, wav2vec2's normalisation and
+    mask inside the graph; the vocabulary in the sidecar): within 1e-4 of eager on fresh inputs and of the
+    predictor's ``posteriors`` on clips of other lengths, greedy decoding of them giving ``transcribe``'s text."""
+    from deepkit.data.asr import digit_vocabulary
+    from deepkit.families.asr import ASRPredictor, ASRSaved
+    from deepkit.nn.ctc import greedy_decode
+
+    torch.manual_seed(0)
+    size = "vocab_size" if name.startswith("wav2vec2") else "num_classes"
+    model = create_model(name, **CTC_SIZES[name], **{size: 11})
+    vocab = digit_vocabulary()
+    predictor = ASRPredictor(model, "speech_recognition", ASRSaved(vocab.tokens, vocab.unit, 8000))
+    result = export(predictor, "onnx", tmp_path, dynamic_batch=True)
+    assert result.max_diff is not None and result.max_diff <= PARITY_TOLERANCE
+    sidecar = json.loads((tmp_path / "deepkit.json").read_text())
+    assert sidecar["vocabulary"]["tokens"] == vocab.tokens and sidecar["vocabulary"]["blank"] == 0
+    g = torch.Generator().manual_seed(5)
+    clips = [0.1 * torch.randn(n, generator=g) for n in (2500, 3100, 1700)]
+    audio = torch.zeros(3, 3100)
+    for i, c in enumerate(clips):
+        audio[i, : len(c)] = c
+    out = OnnxModel(tmp_path).run({"audio": audio.numpy(), "lengths": np.array([len(c) for c in clips])})
+    want = predictor.posteriors([c.numpy() for c in clips])
+    texts = predictor.transcribe([c.numpy() for c in clips])
+    # a group-norm wav2vec2 (base layout) sees the padding, as in transformers: only its unpadded row is compared
+    rows = range(3) if getattr(model, "padding_invariant", True) else [1]
+    for i in rows:
+        n = int(out["frames"][i])
+        assert n == len(want[i])
+        np.testing.assert_allclose(out["log_probs"][i, :n], want[i].numpy(), atol=PARITY_TOLERANCE)
+        assert vocab.decode(greedy_decode(torch.from_numpy(out["log_probs"][i, :n]))) == texts[i]

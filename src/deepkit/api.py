@@ -318,8 +318,15 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Predictor:
     path = Path(run_dir)
     if not path.exists():
         raise CheckpointError(f"no run directory or checkpoint at {path} (expected the --out of deepkit train)")
-    if path.is_dir() and not any((path / p).exists() for p in ("config.yaml", "checkpoints", "model.safetensors")):
-        raise ConfigError(f"{path} is not a run directory (no config.yaml); expected the --out of deepkit train")
+    if path.is_dir() and not any((path / p).exists() for p in ("config.yaml", "checkpoints")):
+        for family in families():  # a foreign checkpoint directory a family reads (a Hugging Face one)
+            predictor = family.open_file(path)
+            if predictor is not None:
+                return predictor
+        if not (path / "model.safetensors").exists():
+            others = "".join(f", or {f.opens}" for f in families() if f.opens)
+            raise ConfigError(f"{path} is not a run directory (no config.yaml); expected the --out of deepkit train"
+                              + others)  # fmt: skip
     try:
         found, state, meta = read_checkpoint(path, checkpoint)
     except CheckpointError:

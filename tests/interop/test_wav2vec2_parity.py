@@ -21,7 +21,7 @@ from deepkit.config import to_dict
 from deepkit.errors import CheckpointError, DataError
 from deepkit.interop import export_hf
 from deepkit.interop.wav2vec2 import CTCVocab, greedy_decode, load_wav2vec2, transcribe
-from deepkit.models.wav2vec2 import ctc_loss
+from deepkit.models.wav2vec2 import DEEPKIT_ONLY, ctc_loss
 
 transformers = pytest.importorskip("transformers", reason="transformers is needed for the parity tests")
 transformers.logging.set_verbosity_error()
@@ -266,7 +266,7 @@ def test_named_sizes_have_the_reference_architecture(name):
     shapes for the same config (base: 94.4M parameters with a 32-character head, as wav2vec2-base-960h)."""
     with torch.device("meta"):
         ours = create_model(name)
-        cfg = {k: v for k, v in to_dict(ours.cfg).items() if k != "freeze_feature_encoder"}
+        cfg = {k: v for k, v in to_dict(ours.cfg).items() if k not in DEEPKIT_ONLY}
         hf = transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**cfg))
     shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in hf.state_dict().items()}

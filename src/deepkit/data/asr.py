@@ -34,10 +34,16 @@ DIGITS = [str(d) for d in range(10)]
 
 @dataclass
 class Vocabulary:
-    """CTC output symbols: ``tokens[0]`` is the blank; ``unit`` says how a text splits into tokens."""
+    """CTC output symbols: ``tokens[0]`` is the blank; ``unit`` says how a text splits into tokens.
+
+    ``hf``: the settings of a Hugging Face CTC tokenizer (``pad_token``, ``word_delimiter_token``, ``unk_token``,
+    ``replace_word_delimiter_char``, ``do_lower_case``, ``clean_up_tokenization_spaces``) when the vocabulary is a
+    checkpoint's ``vocab.json``: texts then encode and decode as that tokenizer does (a space is the word delimiter
+    ``|``), and ``tokens[0]`` stands for its pad token."""
 
     tokens: list[str]
     unit: str = "char"  # "word": space-separated tokens; "char": one token per character
+    hf: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.tokens or self.tokens[0] != BLANK:
@@ -45,6 +51,7 @@ class Vocabulary:
         if self.unit not in ("word", "char"):
             raise ConfigError(f"vocabulary unit must be 'word' or 'char', got {self.unit!r}")
         self.index = {t: i for i, t in enumerate(self.tokens)}
+        self._ctc = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -54,6 +61,10 @@ class Vocabulary:
         return self.unit == "word" and self.tokens[1:] == DIGITS
 
     def split(self, text: str) -> list[str]:
+        if self.hf is not None:
+            ctc = self.ctc()
+            text = text.upper() if ctc.do_lower_case else text
+            return text.split() if self.unit == "word" else [ctc.word_delimiter_token if c == " " else c for c in text]
         return text.split() if self.unit == "word" else list(text)
 
     def encode(self, text: str, name: str = "transcript") -> list[int]:
@@ -67,12 +78,45 @@ class Vocabulary:
         return [self.index[p] for p in parts]
 
     def decode(self, ids: list[int]) -> str:
+        if self.hf is not None:
+            return self.ctc().labels_to_text([i for i in ids if i != 0])
         sep = " " if self.unit == "word" else ""
         return sep.join(self.tokens[i] for i in ids if i != 0)
 
     def describe(self) -> str:
+        if self.hf is not None:
+            shown = "".join(self.tokens[1:])[:80]
+            return f"{len(self.tokens) - 1} tokens of a checkpoint's vocab.json + blank: {shown!r}"
         shown = "".join(self.tokens[1:]) if self.unit == "char" else " ".join(self.tokens[1:])
         return f"{len(self.tokens) - 1} {self.unit}s + blank: {shown[:80]!r}"
+
+    def ctc(self) -> Any:
+        """The vocabulary as a Hugging Face CTC tokenizer's (:class:`deepkit.interop.wav2vec2.CTCVocab`: the blank is
+        its pad token, id 0): for ``vocab.json`` when a run is exported. A character vocabulary's space becomes the
+        word delimiter ``|``; a word vocabulary (digit strings) is marked so that deepkit reads it back as words."""
+        if self._ctc is None:
+            from deepkit.interop.wav2vec2 import CTCVocab
+
+            if self.hf is not None:
+                tokens = dict(enumerate(self.tokens))
+                tokens[0] = self.hf["pad_token"]
+                self._ctc = CTCVocab(tokens, **self.hf, unit=self.unit)
+            else:
+                delim = "|"
+                tokens = {i: (delim if t == " " and self.unit == "char" else t) for i, t in enumerate(self.tokens)}
+                tokens[0] = "<pad>"
+                self._ctc = CTCVocab(tokens, word_delimiter_token=delim, unit=self.unit)
+        return self._ctc
+
+    @classmethod
+    def from_ctc(cls, ctc: Any, size: int) -> tuple[Vocabulary, list[int]]:
+        """A checkpoint's :class:`~deepkit.interop.wav2vec2.CTCVocab` for a CTC head of ``size`` outputs -> (the
+        vocabulary, blank first; the head's output order that puts the pad token first: rows of ``lm_head``)."""
+        order = [ctc.blank_id, *(i for i in range(size) if i != ctc.blank_id)]
+        tokens = [BLANK, *(ctc.tokens.get(i, f"<unused-{i}>") for i in order[1:])]
+        keys = ("pad_token", "word_delimiter_token", "unk_token", "replace_word_delimiter_char", "do_lower_case",
+                "clean_up_tokenization_spaces")  # fmt: skip
+        return cls(tokens, ctc.unit, {k: getattr(ctc, k) for k in keys}), order
 
 
 def digit_vocabulary() -> Vocabulary:
@@ -293,6 +337,7 @@ class ASRData(SetsData):
     notes: list[str] = field(default_factory=list)
     preprocessing: Any = None
     split_rule: str = ""
+    checkpoint: Any = None  # the asr family's model.weights (a checkpoint directory being fine-tuned), or None
 
     def loader(self, name: str, shuffle: bool | None = None, seed: int = 0, drop_last: bool = False) -> ASRLoader:
         if not self.has(name):

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepkit.errors import ConfigError, DataError, ShapeError
-from deepkit.families.base import Family, Finish, Predictor, Saved
-from deepkit.families.speech import fit_normalization, transcribe
+from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
+from deepkit.families.speech import fit_normalization, transcribe, waveform_sample
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +48,7 @@ DATASETS = {
     "librispeech": "LibriSpeech layout (DATA_ROOT/librispeech_mini/LibriSpeech): SPK/CHAP/*.flac + SPK-CHAP.trans.txt",
 }
 DEFAULT_RATE = {"fsdd_strings": 8000, "librispeech": 16000}
-CTC_MODELS = ("ctc_lstm", "ctc_conformer")
+VOCABULARIES = ("checkpoint", "data")
 
 
 @dataclass
@@ -57,6 +57,10 @@ class ASRTaskConfig:
 
     name: str = "speech_recognition"
     beam: int = 8  # prefix beam-search width of the final evaluation (0: greedy only)
+    # with model.weights=DIR (a Hugging Face wav2vec2 checkpoint): "checkpoint" keeps its vocab.json and CTC head;
+    # "data": the data's vocabulary (digits, the training characters) under a re-initialised CTC head
+    vocabulary: str = "checkpoint"
+    pretrained_lr_mult: float = 0.05  # with model.weights: the checkpoint's layers at this × trainer.optimizer.lr
 
 
 @dataclass
@@ -96,9 +100,12 @@ class ASRSaved(Saved):
     sample_rate: int
     min_seconds: float = 0.1
     split: str = ""
+    hf: dict[str, Any] | None = None  # a checkpoint's CTC tokenizer settings (Vocabulary.hf)
+    pretrained: str | None = None  # the checkpoint directory the run fine-tuned
 
     def meta(self) -> dict[str, Any]:
-        return {"asr": {k: getattr(self, k) for k in ("tokens", "unit", "sample_rate", "min_seconds", "split")}}
+        keys = ("tokens", "unit", "sample_rate", "min_seconds", "split", "hf", "pretrained")
+        return {"asr": {k: getattr(self, k) for k in keys}}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> ASRSaved:
@@ -113,7 +120,7 @@ class ASRSaved(Saved):
     def vocab(self) -> Vocabulary:
         from deepkit.data.asr import Vocabulary
 
-        return Vocabulary(list(self.tokens), self.unit)
+        return Vocabulary(list(self.tokens), self.unit, self.hf)
 
 
 # --- data ------------------------------------------------------------------------------------------------------------
@@ -121,7 +128,10 @@ def _spread(items: list, n: int | None) -> list:
     return items if n is None or len(items) <= n else [items[int(i * len(items) / n)] for i in range(n)]
 
 
-def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData:
+def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None, model_rate: int | None = None,
+                   vocab: Vocabulary | None = None) -> ASRData:  # fmt: skip
+    """The splits of ``cfg``; ``model_rate``: the rate a raw-waveform model takes (the clips are resampled to it);
+    ``vocab``: the vocabulary to use (a checkpoint's), else the run's or the data's."""
     from deepkit.data import asr
     from deepkit.data import audio as da
     from deepkit.data.preprocess import Preprocessing
@@ -130,9 +140,13 @@ def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData
     if cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise ConfigError(f"data.batch_size and eval_batch_size must be >= 1, got {cfg.batch_size}, "
                           f"{cfg.eval_batch_size}")  # fmt: skip
-    rate = cfg.sample_rate or (saved.sample_rate if saved else DEFAULT_RATE.get(cfg.name, 16000))
+    rate = cfg.sample_rate or model_rate or (saved.sample_rate if saved else DEFAULT_RATE.get(cfg.name, 16000))
     if saved is not None and rate != saved.sample_rate:
         raise ConfigError(f"data.sample_rate={rate} differs from the trained run's {saved.sample_rate} Hz")
+    if model_rate is not None and rate != model_rate:
+        raise ConfigError(f"data.sample_rate={rate} does not fit the model, which takes {model_rate} Hz waveforms; "
+                          "leave data.sample_rate unset (the clips are resampled to the model's rate)")  # fmt: skip
+    given_vocab = vocab
     reader = da.AudioReader(rate, cfg.min_seconds)
     if cfg.name == "fsdd_strings":
         settings = asr.StringSettings(cfg.min_digits, cfg.max_digits, tuple(cfg.gap_seconds), tuple(cfg.edge_seconds),
@@ -153,7 +167,7 @@ def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData
                f"{test_rule}, train strings from the other recordings less {cfg.val_per_group} per (speaker, "
                f"digit) for validation strings (seed {cfg.split_seed}); strings drawn with seed {cfg.seed}"
                + (", new training strings every epoch" if cfg.fresh_train else ""))  # fmt: skip
-        vocab = saved.vocab if saved else asr.digit_vocabulary()
+        vocab = given_vocab or (saved.vocab if saved else asr.digit_vocabulary())
     elif cfg.name == "librispeech":
         root = Path(cfg.path).expanduser() if cfg.path else data_root() / "librispeech_mini" / "LibriSpeech"
         clips = da.read_librispeech(root)
@@ -174,7 +188,7 @@ def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData
                  "test": [c for c in clips if c.speaker == held]}  # fmt: skip
         if not parts["train"] and saved is None:
             raise DataError(f"{root}: no training utterances besides speaker {held}")
-        vocab = saved.vocab if saved else asr.char_vocabulary([c.text or "" for c in parts["train"]])
+        vocab = given_vocab or (saved.vocab if saved else asr.char_vocabulary([c.text or "" for c in parts["train"]]))
         parts = {k: _spread(v, cfg.max_clips) for k, v in parts.items() if v}
         sets = {k: asr.Utterances([reader(c.path) for c in v], [c.text or "" for c in v], [c.id for c in v], k)
                 for k, v in parts.items()}  # fmt: skip
@@ -182,9 +196,16 @@ def build_asr_data(cfg: ASRDataConfig, saved: ASRSaved | None = None) -> ASRData
                f"(seed {cfg.split_seed})")  # fmt: skip
     else:
         raise ConfigError(f"unknown speech recognition dataset '{cfg.name}'; expected one of {', '.join(DATASETS)}")
-    for s in sets.values():  # every transcript in the vocabulary, before anything trains
-        for i in range(len(s)):
-            vocab.encode(s.text(i), s.id(i))
+    try:
+        for s in sets.values():  # every transcript in the vocabulary, before anything trains
+            for i in range(len(s)):
+                vocab.encode(s.text(i), s.id(i))
+    except DataError as e:
+        if given_vocab is None:
+            raise
+        raise DataError(
+            f"{e}; with task.vocabulary=data the vocabulary comes from the transcripts instead (under a new CTC head)"
+        ) from None
     notes = [f"split: {how}", f"vocabulary: {vocab.describe()}", *(f"{k}: {len(s)} clips" for k, s in sets.items()),
              *reader.notes]  # fmt: skip
     prep = Preprocessing(kind="audio", input_shape=[0], class_names=list(vocab.tokens))
@@ -209,24 +230,119 @@ def check_ctc_lengths(model: torch.nn.Module, data: ASRData, show: int = 5) -> N
     if total:
         raise DataError(f"{total} clip(s) too short for their transcripts under CTC: {'; '.join(bad)}"
                         + (" ..." if total > show else "")
-                        + f"; the model emits one frame per {model.seconds_per_frame * 1000:g} ms: lower "
-                          "model.subsample or drop these clips")  # fmt: skip
+                        + f"; the model emits one frame per {model.seconds_per_frame * 1000:g} ms: "
+                        + ("lower model.subsample or " if hasattr(getattr(model, "cfg", None), "subsample") else "")
+                        + "drop these clips")  # fmt: skip
+
+
+def ctc_models() -> list[str]:
+    """The registered CTC models: the log-mel encoders (``models/_ctc.CTCEncoder``) and the raw-waveform models with
+    a CTC head (``raw_waveform``: wav2vec2)."""
+    from deepkit.models._ctc import CTCEncoder
+    from deepkit.models.registry import get_entry, list_models
+
+    return [n for n in list_models() if issubclass(get_entry(n).cls, CTCEncoder)
+            or getattr(get_entry(n).cls, "raw_waveform", False)]  # fmt: skip
+
+
+def is_raw(model_section: dict[str, Any]) -> bool:
+    from deepkit.models.registry import get_entry
+
+    return bool(getattr(get_entry(model_section["name"]).cls, "raw_waveform", False))
+
+
+@dataclass
+class Checkpoint:
+    """``model.weights``: a Hugging Face checkpoint directory to fine-tune, as far as the data needs it (its rate,
+    its vocabulary) before the model is built."""
+
+    path: Path
+    sample_rate: int
+    vocab: Vocabulary | None  # its vocab.json, blank first (None: no vocab.json, or task.vocabulary=data)
+    order: list[int] = field(default_factory=list)  # the head's outputs in the vocabulary's order (blank first)
+    note: str = ""
+
+
+def read_checkpoint_dir(path: str, task_cfg: ASRTaskConfig) -> Checkpoint:
+    """The checkpoint's rate and vocabulary; not a wav2vec2 checkpoint directory is a one-line error."""
+    from deepkit.data.asr import Vocabulary
+    from deepkit.interop import hf
+    from deepkit.interop.wav2vec2 import CTCVocab, config_from_hf, read_preprocessor
+
+    if task_cfg.vocabulary not in VOCABULARIES:
+        raise ConfigError(f"task.vocabulary must be one of {', '.join(VOCABULARIES)}, got {task_cfg.vocabulary!r}")
+    root = Path(path).expanduser()
+    if not (root / "config.json").is_file():
+        raise ConfigError(f"model.weights={path} is not a Hugging Face checkpoint directory (no config.json); "
+                          "expected config.json + model.safetensors + vocab.json")  # fmt: skip
+    hfc = hf.read_hf_config(root)
+    if hfc.get("model_type") != "wav2vec2":
+        raise ConfigError(f"model.weights={path} holds a '{hfc.get('model_type')}' checkpoint; expected a wav2vec2 "
+                          "one (config.json model_type 'wav2vec2')")  # fmt: skip
+    fields = config_from_hf(hfc, root)
+    rate = read_preprocessor(root, fields.get("feat_extract_norm", "group"))["sampling_rate"]
+    if not (root / "vocab.json").is_file():
+        return Checkpoint(root, rate, None, note=f"{root} has no vocab.json: the data's vocabulary under a new CTC "
+                                                "head (re-initialised)")  # fmt: skip
+    ctc = CTCVocab.from_dir(root)
+    if task_cfg.vocabulary == "data":
+        return Checkpoint(root, rate, None, note="task.vocabulary=data: the data's vocabulary under a new CTC head "
+                                                "(re-initialised), the checkpoint's vocab.json left aside")  # fmt: skip
+    vocab, order = Vocabulary.from_ctc(ctc, max(len(ctc), int(fields.get("vocab_size", len(ctc)))))
+    return Checkpoint(
+        root,
+        rate,
+        vocab,
+        order,
+        f"vocabulary: the checkpoint's vocab.json ({len(vocab) - 1} tokens "
+        f"+ its pad token {ctc.pad_token!r} as the blank), its CTC head kept",
+    )
 
 
 def bind_ctc_model(model_section: dict[str, Any], vocab_size: int, sample_rate: int) -> torch.nn.Module:
-    from deepkit.models.registry import create_model
+    """A log-mel CTC encoder at the data's rate, or a raw-waveform model (from scratch) at its own rate."""
+    from deepkit.models.registry import create_bound
 
     name = model_section["name"]
-    if name not in CTC_MODELS:
-        raise ShapeError(f"model '{name}' is not a CTC encoder; task 'speech_recognition' needs one of "
-                         f"{', '.join(CTC_MODELS)}")  # fmt: skip
-    overrides = {k: v for k, v in model_section.items() if k != "name"}
-    for key, value in (("num_classes", vocab_size), ("sample_rate", sample_rate)):
-        if key in overrides and overrides[key] != value:
-            raise ShapeError(f"model.{key}={overrides[key]} does not fit the data: expected {key}={value} "
-                             f"(vocabulary of {vocab_size - 1} + blank, clips at {sample_rate} Hz)")  # fmt: skip
-        overrides[key] = value
-    return create_model(name, **overrides)
+    if name not in ctc_models():
+        raise ShapeError(f"model '{name}' is not a CTC model; task 'speech_recognition' needs one of "
+                         f"{', '.join(ctc_models())}")  # fmt: skip
+    fits = f"(vocabulary of {vocab_size - 1} + blank, clips at {sample_rate} Hz)"
+    if is_raw(model_section):  # its rate is its own (the data was resampled to it); output 0 is the blank
+        section = {k: v for k, v in model_section.items() if k != "weights"}
+        return create_bound(section, {"vocab_size": vocab_size, "pad_token_id": 0}, fits)
+    return create_bound(model_section, {"num_classes": vocab_size, "sample_rate": sample_rate}, fits)
+
+
+def finetune_model(rec: Recipe, data: ASRData) -> torch.nn.Module:
+    """``model.weights``: the checkpoint directory's model, its head kept (reordered blank first) when the vocabulary
+    is the checkpoint's, else re-initialised for the data's; the conv feature encoder frozen unless the recipe says
+    ``model.freeze_feature_encoder=false``."""
+    from deepkit.models.registry import create_model, get_entry
+
+    fixed = get_entry(rec.model["name"]).cls.checkpoint_fixed
+    ckpt: Checkpoint = data.checkpoint
+    section = {k: v for k, v in rec.model.items() if k not in ("name", "weights", *fixed)}
+    section.setdefault("freeze_feature_encoder", True)
+    ignored = sorted(k for k in rec.model if k in fixed)
+    if ignored:
+        data.notes.append(f"model: the checkpoint's config.json sets the architecture; the recipe's "
+                          f"{', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''} left aside")  # fmt: skip
+    if ckpt.vocab is not None:
+        model = create_model(rec.model["name"], weights=str(ckpt.path), vocab_size=len(ckpt.order), **section)
+        if ckpt.order != sorted(ckpt.order):
+            model.reorder_outputs(ckpt.order)
+            data.notes.append(f"CTC head: outputs reordered so that the pad token {ckpt.vocab.hf['pad_token']!r} "
+                              "(the blank) is output 0")  # fmt: skip
+    else:
+        model = create_model(rec.model["name"], weights=str(ckpt.path), **section)
+        model.reset_head(len(data.vocab))
+        data.notes.append(f"CTC head: re-initialised for the data's vocabulary ({data.vocab.describe()}), as "
+                          "fine-tuning on a new vocabulary starts")  # fmt: skip
+    model.model_config = model.cfg  # vocab_size / pad_token_id as the head now is
+    frozen = "frozen (model.freeze_feature_encoder=false trains it)" if model.cfg.freeze_feature_encoder else "trained"
+    data.notes.append(f"fine-tuning {ckpt.path}: the conv feature encoder {frozen}")
+    return model
 
 
 class ASRFamily(Family):
@@ -244,21 +360,63 @@ class ASRFamily(Family):
         return DATASETS
 
     def build_data(self, rec: Recipe, saved: Saved | None = None, given: Any = None) -> ASRData:
+        from deepkit.models.registry import model_config
+
         self.check_dataset(rec)
         if given is not None:
             return given
-        return build_asr_data(rec.data, saved if isinstance(saved, ASRSaved) else None)
+        saved = saved if isinstance(saved, ASRSaved) else None
+        if not is_raw(rec.model):
+            return build_asr_data(rec.data, saved)
+        ckpt = read_checkpoint_dir(rec.model["weights"], rec.task) if rec.model.get("weights") and not saved else None
+        if saved is not None:
+            rate = saved.sample_rate
+        elif ckpt is not None:
+            rate = ckpt.sample_rate
+        else:
+            rate = model_config(rec.model["name"], **{k: v for k, v in rec.model.items() if k != "name"}).sample_rate
+        data = build_asr_data(rec.data, saved, rate, ckpt.vocab if ckpt else None)
+        data.checkpoint = ckpt
+        if ckpt is not None:
+            data.notes.insert(0, ckpt.note)
+        return data
 
     def build_model(self, rec: Recipe, data: ASRData) -> torch.nn.Module:
+        if getattr(data, "checkpoint", None) is not None:
+            return finetune_model(rec, data)
         return bind_ctc_model(rec.model, len(data.vocab), data.sample_rate)
 
     def setup(self, rec: Recipe, model: torch.nn.Module, data: ASRData, fresh: bool) -> list:
         check_ctc_lengths(model, data)
-        if fresh:
+        if not fresh:
+            return []
+        if getattr(model, "frontend", None) is not None:
             line = fit_normalization(model, data)
-            if line:
-                data.notes.append(line)
+        else:
+            line = ("input: the raw waveform at {} Hz, {}".format(data.sample_rate, "each clip normalised to zero mean "
+                    "and unit variance" if getattr(model.cfg, "do_normalize", False) else "not normalised")
+                    + (", with an attention mask" if getattr(model, "uses_attention_mask", False) else ""))  # fmt: skip
+        if line:
+            data.notes.append(line)
+        if getattr(data, "checkpoint", None) is not None:
+            self._finetune_lr(rec, model, data)
         return []
+
+    @staticmethod
+    def _finetune_lr(rec: Recipe, model: torch.nn.Module, data: ASRData) -> None:
+        """The checkpoint's layers at ``task.pretrained_lr_mult`` x the recipe's learning rate, a new head at 1x
+        (unless the recipe sets ``trainer.optimizer.lr_mult``)."""
+        mult = rec.task.pretrained_lr_mult
+        if not 0 < mult <= 1:
+            raise ConfigError(f"task.pretrained_lr_mult must be in (0, 1], got {mult}")
+        opt = rec.trainer.optimizer
+        if opt.lr_mult:
+            return
+        fresh_head = data.checkpoint.vocab is None
+        opt.lr_mult = {**({"lm_head.*": 1.0} if fresh_head else {}), "*": mult}
+        data.notes.append(f"optimizer: {opt.name}, the checkpoint's layers at lr {opt.lr * mult:g} ({mult:g} x "
+                          f"trainer.optimizer.lr)" + (f", the new CTC head at {opt.lr:g}" if fresh_head else "")
+                          + f"; warm-up {rec.trainer.schedule.warmup_steps} steps")  # fmt: skip
 
     def build_task(self, rec: Recipe, model: torch.nn.Module, data: ASRData) -> Task:
         from deepkit.tasks.ctc import CTCTask
@@ -285,8 +443,9 @@ class ASRFamily(Family):
         return [BeamAtTheEnd()]
 
     def saved(self, rec: Recipe, data: ASRData) -> ASRSaved:
+        ckpt = getattr(data, "checkpoint", None)
         return ASRSaved(list(data.vocab.tokens), data.vocab.unit, data.sample_rate, rec.data.min_seconds,
-                        data.split_rule)  # fmt: skip
+                        data.split_rule, data.vocab.hf, str(ckpt.path) if ckpt else None)  # fmt: skip
 
     def load_saved(self, folder: Path, meta: dict[str, Any]) -> ASRSaved:
         return ASRSaved.from_meta(meta)
@@ -299,6 +458,21 @@ class ASRFamily(Family):
 
     def predictor(self, model: torch.nn.Module, task: str, saved: Saved, run_dir: Path | None) -> Predictor:
         return ASRPredictor(model, task, saved, run_dir)
+
+    opens = "a Hugging Face wav2vec2 checkpoint directory (config.json, model.safetensors, vocab.json)"
+
+    def open_file(self, path: Path) -> Predictor | None:
+        """A Hugging Face wav2vec2 checkpoint directory (``config.json`` with model_type ``wav2vec2``, its weights,
+        ``vocab.json`` [+ ``preprocessor_config.json``]): a recognizer as a run's, greedy or beam decoding."""
+        import json
+
+        try:
+            kind = json.loads((path / "config.json").read_text()).get("model_type") if path.is_dir() else None
+        except (OSError, ValueError, AttributeError):
+            return None
+        if kind != "wav2vec2":
+            return None
+        return ASRPredictor.from_checkpoint(path)
 
 
 # --- end of run ------------------------------------------------------------------------------------------------------
@@ -320,6 +494,7 @@ def report_asr(run: Finish, n_plots: int = 3, n_samples: int = 8, n_listed: int 
     import torch
 
     from deepkit.data.audio import pad_batch
+    from deepkit.tasks.ctc import ctc_forward
     from deepkit.viz.ctc import plot_ctc_alignments
 
     data, task, model = run.data, run.task, run.task.model
@@ -328,11 +503,20 @@ def report_asr(run: Finish, n_plots: int = 3, n_samples: int = 8, n_listed: int 
     model.eval()
     device = run.trainer.device
     listed, plots = [], []
+    frontend = getattr(model, "frontend", None)
+    if frontend is not None:
+        features, hop = (lambda x: frontend.features(x)[0]), frontend.hop_length / frontend.sample_rate
+    else:  # a raw-waveform model: a 40-band log-mel of the clip (25 ms windows, 10 ms hop) to show
+        from deepkit.nn.audio import LogMel
+
+        rate = data.sample_rate
+        features = LogMel(sample_rate=rate, n_fft=int(0.025 * rate), hop_length=int(0.01 * rate), n_mels=40).to(device)
+        hop = 0.01
     with torch.no_grad():
         for start in range(0, n, data.eval_batch_size):
             idx = list(range(start, min(n, start + data.eval_batch_size)))
             audio, lengths = pad_batch([s.wave(i) for i in idx])
-            logits, frames = model(audio.to(device), lengths.to(device))
+            logits, frames = ctc_forward(model, audio.to(device), lengths.to(device))
             greedy = task.decode(logits, frames)
             beam = task.decode(logits, frames, task.beam) if task.beam > 0 else greedy
             for j, i in enumerate(idx):
@@ -340,11 +524,10 @@ def report_asr(run: Finish, n_plots: int = 3, n_samples: int = 8, n_listed: int 
                        "beam": vocab.decode(beam[j][0][0])}  # fmt: skip
                 listed.append(rec)
                 if len(plots) < n_plots:
-                    feats, _ = model.frontend.features(audio[j : j + 1, : int(lengths[j])].to(device))
+                    feats = features(audio[j : j + 1, : int(lengths[j])].to(device))
                     post = logits[j, : int(frames[j])].float().softmax(-1).cpu().numpy()
                     plots.append((feats[0].cpu().numpy(), post, f"{s.id(i)[:60]}\nref '{rec['reference']}', "
                                                                 f"greedy '{rec['greedy']}'"))  # fmt: skip
-    hop = model.frontend.hop_length / model.frontend.sample_rate
     plot_ctc_alignments([p[0] for p in plots], [p[1] for p in plots], [p[2] for p in plots], vocab.tokens,
                         run.plots / "ctc_alignment.png", hop, model.seconds_per_frame)  # fmt: skip
     for i in range(min(n_samples, len(s))):
@@ -376,6 +559,62 @@ class ASRPredictor(Predictor):
         self.vocab = saved.vocab
         self.reader = AudioReader(saved.sample_rate, saved.min_seconds)
 
+    @classmethod
+    def from_checkpoint(cls, path: Path) -> ASRPredictor:
+        """A Hugging Face wav2vec2 checkpoint directory as a recognizer (its vocab.json, rate and normalisation)."""
+        from deepkit.data.asr import Vocabulary
+        from deepkit.errors import CheckpointError
+        from deepkit.interop.wav2vec2 import load_wav2vec2
+
+        if not (path / "vocab.json").is_file():
+            raise CheckpointError(f"{path} is a wav2vec2 checkpoint without vocab.json: transcribing needs its "
+                                  "CTC vocabulary (fine-tune it: model.weights=DIR, task.vocabulary=data)")  # fmt: skip
+        model = load_wav2vec2(path)
+        vocab, order = Vocabulary.from_ctc(model.vocab, model.cfg.vocab_size)
+        if order != sorted(order):
+            model.reorder_outputs(order)
+        saved = ASRSaved(vocab.tokens, vocab.unit, model.cfg.sample_rate, hf=vocab.hf, pretrained=str(path))
+        return cls(model, "speech_recognition", saved, path)
+
+    def export_spec(self) -> ExportSpec:
+        """Waveforms ``(B, samples)`` at the run's rate, zero-padded, and their ``lengths`` -> per-frame CTC log
+        probabilities ``(B, frames, V)`` (blank = 0) and each clip's valid ``frames``: features (log-mel, or wav2vec2's
+        normalisation and attention mask) inside the graph; the vocabulary is in the sidecar and decoding (greedy:
+        argmax per valid frame, merge repeats, drop blanks; or a prefix beam) stays outside."""
+
+        from deepkit.tasks.ctc import CTCInference
+
+        rate = self.saved.sample_rate
+        sample = waveform_sample(rate)  # one second
+
+        vocab = self.vocab
+        sidecar = {
+            "task": self.task_name,
+            "inputs": {"audio": {"dtype": "float32", "shape": ["samples"], "kind": "audio", "sample_rate": rate,
+                                 "range": [-1.0, 1.0], "mono": True},
+                       "lengths": {"dtype": "int64", "shape": [], "meaning": "valid samples of each row"}},
+            "outputs": {"log_probs": {"shape": ["frames", len(vocab)], "labels": list(vocab.tokens)},
+                        "frames": {"dtype": "int64", "shape": [], "meaning": "valid output frames of each row"}},
+            "vocabulary": {"tokens": list(vocab.tokens), "blank": 0, "unit": vocab.unit,
+                           "join": " " if vocab.unit == "word" else "", **({"hf": vocab.hf} if vocab.hf else {})},
+            "outside_the_graph": f"reading the file, averaging channels to mono, resampling to {rate} Hz, "
+                                 "zero-padding a batch; CTC decoding: per row, the argmax of each of its valid "
+                                 "frames, repeats merged, blanks (0) dropped, tokens joined (or a prefix beam search)",
+        }  # fmt: skip
+        module = CTCInference(self.model).eval()
+        return ExportSpec(module, sample(2, 0), ["log_probs", "frames"], sidecar, sample, {"audio": {1: "samples"}})
+
+    def export_hf(self, folder: Path) -> None:
+        """A wav2vec2 run as a directory ``transformers.Wav2Vec2ForCTC.from_pretrained`` (and ``Wav2Vec2Processor``)
+        load: config.json, model.safetensors, vocab.json + tokenizer_config.json (the run's vocabulary, the blank as
+        the pad token, id 0), preprocessor_config.json (rate, normalisation, mask)."""
+        if getattr(type(self.model), "hf_model_type", None) != "wav2vec2":
+            super().export_hf(folder)
+        from deepkit.interop.wav2vec2 import export_wav2vec2
+
+        self.model.vocab = self.vocab.ctc()
+        export_wav2vec2(self.model, folder)
+
     def _wave(self, clip: Any) -> torch.Tensor:
         if isinstance(clip, str | Path):
             return self.reader(clip)
@@ -386,13 +625,16 @@ class ASRPredictor(Predictor):
         import torch
 
         from deepkit.data.audio import pad_batch
+        from deepkit.tasks.ctc import ctc_forward
 
         waves = [self._wave(c) for c in clips]
+        if not getattr(self.model, "padding_invariant", True):  # its scores would depend on the padding
+            batch_size = 1
         out = []
         with torch.no_grad():
             for s in range(0, len(waves), batch_size):
                 audio, lengths = pad_batch(waves[s : s + batch_size])
-                logits, frames = self.model(audio.to(self.device), lengths.to(self.device))
+                logits, frames = ctc_forward(self.model, audio.to(self.device), lengths.to(self.device))
                 lp = logits.float().log_softmax(-1).cpu()
                 out += [lp[i, : int(n)] for i, n in enumerate(frames.tolist())]
         return out

@@ -122,6 +122,7 @@ class Family:
     tasks: ClassVar[dict[str, str]] = {}
     sections: ClassVar[tuple[str, ...]] = ()
     commands: ClassVar[tuple[Callable[..., Any], ...]] = ()
+    opens: ClassVar[str] = ""  # what :meth:`open_file` reads besides runs, for messages ("word vectors in text format")
 
     # --- recipe sections -------------------------------------------------------------------------------------------
     def task_config(self, task: str) -> type:
@@ -310,7 +311,8 @@ class Predictor:
 
         raise ExportError(
             f"{self._where()} is a '{self.task_name}' run of a {type(self.model).__name__}: --format hf needs a "
-            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run"
+            "Transformer with Hugging Face parameter names (gpt2, bert, roberta, deberta, t5) in a text run, or "
+            "wav2vec2 in a speech recognition run"
         )
 
     def serve_hooks(self) -> dict[str, ServeHook]:

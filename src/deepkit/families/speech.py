@@ -30,6 +30,8 @@ from deepkit.errors import ConfigError, DataError, ShapeError
 from deepkit.families.base import ExportSpec, Family, Finish, Predictor, Saved
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from deepkit.data.audio import AudioData, Clip
@@ -222,6 +224,21 @@ def fit_normalization(model: torch.nn.Module, data: AudioData) -> str | None:
     model.train(was)
     return (f"feature normalization: global mean/std of {norm.mean.numel()} features fitted on the training split "
             f"only ({data.sizes()['train']} clips, {frames:,} frames)")  # fmt: skip
+
+
+def waveform_sample(n: int) -> Callable[[int, int], dict[str, torch.Tensor]]:
+    """An export's ``sample(batch, seed)``: zero-padded noise ``audio`` (batch, n) and its ``lengths`` (n/2 to n
+    samples, the first row full)."""
+    import torch
+
+    def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
+        lengths[0] = n
+        audio = 0.1 * torch.randn(batch, n, generator=g)
+        return {"audio": audio * (torch.arange(n)[None, :] < lengths[:, None]).float(), "lengths": lengths}
+
+    return sample
 
 
 class SpeechFamily(Family):
@@ -429,20 +446,11 @@ class SpeechPredictor(Predictor):
         """Waveforms ``(B, samples)`` at the run's rate, zero-padded, and their ``lengths`` (B,) -> class probabilities
         (B, K); ``predict``'s label is their argmax. The feature front end (STFT, mel, log, normalization) is in the
         graph; the number of samples may vary. Reading files, down-mixing and resampling stay outside."""
-        import torch
 
         from deepkit.tasks.speech import AudioInference
 
         rate = self.saved.sample_rate
-        n = rate  # one second in the example
-
-        def sample(batch: int, seed: int) -> dict[str, torch.Tensor]:
-            g = torch.Generator().manual_seed(seed)
-            lengths = torch.randint(n // 2, n + 1, (batch,), generator=g)
-            lengths[0] = n
-            audio = 0.1 * torch.randn(batch, n, generator=g)
-            audio = audio * (torch.arange(n)[None, :] < lengths[:, None]).float()
-            return {"audio": audio, "lengths": lengths}
+        sample = waveform_sample(rate)
 
         sidecar = {
             "task": self.task_name,
@@ -489,8 +497,12 @@ def transcribe(
 ) -> None:
     """Transcribe audio clips: a classifier run prints its label and probability per clip, a CTC recognizer its text.
 
+    RUN_DIR may also be a Hugging Face wav2vec2 checkpoint directory: config.json, model.safetensors, vocab.json
+    and optionally preprocessor_config.json (its vocabulary, rate and normalisation; clips resampled to its rate).
+
     Example: deepkit transcribe runs/fsdd_cnn runs/fsdd_cnn/samples/*.wav --json;
-    deepkit transcribe runs/fsdd_strings_ctc runs/fsdd_strings_ctc/samples/*.wav --beam 8
+    deepkit transcribe runs/fsdd_strings_ctc runs/fsdd_strings_ctc/samples/*.wav --beam 8;
+    deepkit transcribe path/to/my-wav2vec2-dir clip.wav --json
     """
     records = predictor.transcribe_files(list(clips), top_k=top_k, **({"beam": beam} if beam else {}))
     for note in getattr(getattr(predictor, "reader", None), "notes", []):

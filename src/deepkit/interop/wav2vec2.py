@@ -29,7 +29,7 @@ from deepkit.errors import CheckpointError, DataError
 from deepkit.interop import hf
 from deepkit.models.registry import get_entry, load_state_dict_checked, model_config
 from deepkit.models.token_model import _HF_ACTS, config_fields
-from deepkit.models.wav2vec2 import Wav2Vec2ForCTC
+from deepkit.models.wav2vec2 import DEEPKIT_ONLY, Wav2Vec2ForCTC
 
 # config.json settings this implementation does not have (adapters, other conv normalisations)
 UNSUPPORTED = {"add_adapter": False, "adapter_attn_dim": None, "use_weighted_layer_sum": False}
@@ -55,6 +55,7 @@ class CTCVocab:
     replace_word_delimiter_char: str = " "
     do_lower_case: bool = False
     clean_up_tokenization_spaces: bool = False
+    unit: str = "char"  # "word": tokens are space-separated words (deepkit's digit strings, ``deepkit_unit``)
     ids: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -101,17 +102,22 @@ class CTCVocab:
             replace_word_delimiter_char=tcfg.get("replace_word_delimiter_char", " "),
             do_lower_case=bool(tcfg.get("do_lower_case", False)),
             clean_up_tokenization_spaces=bool(tcfg.get("clean_up_tokenization_spaces", False)),
+            unit="word" if tcfg.get("deepkit_unit") == "word" else "char",
         )
 
     def decode(self, ids: list[int]) -> str:
         """CTC collapse of frame ids: merge repeats, drop blanks, delimiter → space (as ``Wav2Vec2CTCTokenizer``)."""
-        chars = [self.tokens.get(int(i), self.unk_token) for i, _ in groupby(ids)]
+        return self.labels_to_text([i for i, _ in groupby(ids)])
+
+    def labels_to_text(self, ids: list[int]) -> str:
+        """Text of a label sequence (already collapsed: equal neighbours stay two), pad tokens dropped."""
+        chars = [self.tokens.get(int(i), self.unk_token) for i in ids]
         chars = [
             self.replace_word_delimiter_char if c == self.word_delimiter_token else c
             for c in chars
             if c != self.pad_token
         ]
-        text = "".join(chars).strip()
+        text = (" ".join(chars) if self.unit == "word" else "".join(chars)).strip()
         if self.do_lower_case:
             text = text.lower()
         if self.clean_up_tokenization_spaces:
@@ -123,7 +129,10 @@ class CTCVocab:
         """Label ids for a transcript (space → word delimiter); characters outside the vocabulary are an error."""
         if self.do_lower_case:
             text = text.upper()
-        chars = [self.word_delimiter_token if c == " " else c for c in text]
+        if self.unit == "word":
+            chars = text.split()
+        else:
+            chars = [self.word_delimiter_token if c == " " else c for c in text]
         missing = sorted({c for c in chars if c not in self.ids})
         if missing:
             raise DataError(
@@ -146,6 +155,8 @@ class CTCVocab:
             "do_lower_case": self.do_lower_case,
             "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
         }
+        if self.unit == "word":  # deepkit reads it back; transformers' tokenizer joins the tokens without spaces
+            tcfg["deepkit_unit"] = "word"
         for name in ("<s>", "</s>"):
             if name in self.ids:
                 tcfg["bos_token" if name == "<s>" else "eos_token"] = name
@@ -174,7 +185,7 @@ def config_from_hf(hfc: dict[str, Any], path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}/config.json sets num_feat_extract_layers={n} but conv_dim has {len(hfc['conv_dim'])} entries"
         )
-    known = config_fields(get_entry("wav2vec2_ctc").config_cls) - {"freeze_feature_encoder"}
+    known = config_fields(get_entry("wav2vec2_ctc").config_cls) - set(DEEPKIT_ONLY)
     return {k: v for k, v in hfc.items() if k in known and v is not None}
 
 
@@ -227,6 +238,9 @@ def load_wav2vec2(
             f"{path}: architecture {archs} is not one of {ARCHITECTURES}; its head is not loaded", stacklevel=2
         )
     fields = config_from_hf(hfc, path)
+    pre = read_preprocessor(path, fields.get("feat_extract_norm", "group"))
+    fields.update(sample_rate=pre["sampling_rate"], do_normalize=pre["do_normalize"],
+                  return_attention_mask=pre["return_attention_mask"])  # fmt: skip
     vocab = CTCVocab.from_dir(path) if (Path(path) / "vocab.json").is_file() else None
     if "Wav2Vec2ForCTC" not in archs and vocab is not None:  # a pretrained model and a new vocabulary: its size
         fields["vocab_size"] = len(vocab)
@@ -241,10 +255,14 @@ def load_wav2vec2(
     head = {k: v for k, v in model.state_dict().items() if k.startswith("lm_head.")}
     if any(k in state and state[k].shape != v.shape for k, v in head.items()):  # another vocabulary: a new head
         state = {k: v for k, v in state.items() if not k.startswith("lm_head.")}
+    own = model.state_dict()
+    if "wav2vec2.masked_spec_embed" in own and "wav2vec2.masked_spec_embed" not in state:
+        state["wav2vec2.masked_spec_embed"] = own["wav2vec2.masked_spec_embed"]  # masking now, none when saved
     state = hf._fit_state(model, state, str(path))
     load_state_dict_checked(model, state, source=str(path))
     model.vocab = vocab
-    model.preprocessor = read_preprocessor(path, cfg.feat_extract_norm)
+    model.preprocessor = {"sampling_rate": cfg.sample_rate, "do_normalize": cfg.do_normalize,
+                          "return_attention_mask": model.uses_attention_mask}  # fmt: skip
     return model
 
 
@@ -252,12 +270,14 @@ def export_wav2vec2(model: Wav2Vec2ForCTC, path: str | Path) -> Path:
     """Write a directory ``transformers.Wav2Vec2ForCTC.from_pretrained`` loads (and :func:`load_wav2vec2` reads):
     ``config.json``, ``model.safetensors``, the vocabulary and ``preprocessor_config.json`` when the model has them."""
     out = Path(path)
-    cfg = {k: v for k, v in to_dict(model.cfg).items() if k != "freeze_feature_encoder"}
+    cfg = {k: v for k, v in to_dict(model.cfg).items() if k not in DEEPKIT_ONLY}
     cfg.update(model_type="wav2vec2", architectures=["Wav2Vec2ForCTC"], num_feat_extract_layers=len(model.cfg.conv_dim))
     hf.write_hf_dir(model.state_dict(), cfg, out)
     if getattr(model, "vocab", None) is not None:
         model.vocab.save(out)
-    pre = getattr(model, "preprocessor", None) or read_preprocessor(out, model.cfg.feat_extract_norm)
+    c = model.cfg
+    pre = getattr(model, "preprocessor", None) or {"sampling_rate": c.sample_rate, "do_normalize": c.do_normalize,
+                                                    "return_attention_mask": model.uses_attention_mask}  # fmt: skip
     pcfg = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "padding_side": "right",
             "padding_value": 0.0, **pre}  # fmt: skip
     (out / "preprocessor_config.json").write_text(json.dumps(pcfg, indent=2) + "\n")
@@ -288,10 +308,9 @@ def transcribe(model: str | Path | Wav2Vec2ForCTC, waveform, sample_rate: int = 
     vocab = getattr(model, "vocab", None)
     if vocab is None:
         raise CheckpointError("the model has no CTC vocabulary (the checkpoint directory needs a vocab.json)")
-    pre = getattr(model, "preprocessor", None) or read_preprocessor("", model.cfg.feat_extract_norm)
-    if sample_rate != pre["sampling_rate"]:
+    if sample_rate != model.cfg.sample_rate:
         raise DataError(
-            f"audio at {sample_rate} Hz; this checkpoint expects {pre['sampling_rate']} Hz (resample first)"
+            f"audio at {sample_rate} Hz; this checkpoint expects {model.cfg.sample_rate} Hz (resample first)"
         )
     many = isinstance(waveform, list | tuple)
     texts = []
@@ -302,7 +321,7 @@ def transcribe(model: str | Path | Wav2Vec2ForCTC, waveform, sample_rate: int = 
         x = torch.as_tensor(wave, dtype=torch.float32).to(device)
         if x.ndim != 1:
             raise DataError(f"expected a mono 1-D waveform, got shape {tuple(x.shape)} (down-mix first)")
-        if pre["do_normalize"]:
+        if model.cfg.do_normalize:
             x = normalize_waveform(x)
         texts.append(greedy_decode(model(x[None]), vocab)[0])
     model.train(was_training)

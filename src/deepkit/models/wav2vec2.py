@@ -88,6 +88,21 @@ class Wav2Vec2Config:
     ctc_loss_reduction: Literal["sum", "mean"] = "sum"
     ctc_zero_infinity: bool = False
     freeze_feature_encoder: bool = False  # deepkit: no gradient for the conv feature encoder (CTC fine-tuning)
+    # deepkit only (preprocessor_config.json's settings, and where a recipe's weights come from), not config.json's:
+    sample_rate: int = 16000  # the waveform's rate (the data is resampled to it)
+    do_normalize: bool = True  # zero mean, unit variance per utterance before the model
+    return_attention_mask: bool | None = None  # None: a mask for layer-norm conv stacks only (as transformers)
+    weights: str | None = None  # recipes: a Hugging Face checkpoint directory to fine-tune (the asr family loads it)
+
+
+DEEPKIT_ONLY = ("freeze_feature_encoder", "sample_rate", "do_normalize", "return_attention_mask", "weights")
+# what a checkpoint directory fixes (its config.json's shapes and layout, its preprocessor's settings); the rest
+# (dropouts, masking, LayerDrop, freezing) a fine-tuning recipe may set
+CHECKPOINT_FIXED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "hidden_act", "layer_norm_eps", "feat_extract_norm", "feat_extract_activation", "conv_dim",
+                    "conv_stride", "conv_kernel", "conv_bias", "num_conv_pos_embeddings",
+                    "num_conv_pos_embedding_groups", "do_stable_layer_norm", "pad_token_id", "sample_rate",
+                    "do_normalize", "return_attention_mask")  # fmt: skip
 
 
 def conv_frame_lengths(input_lengths, conv_kernel: list[int], conv_stride: list[int]):
@@ -326,6 +341,10 @@ class Wav2Vec2ForCTC(nn.Module):
     hf_model_type = "wav2vec2"
     base_prefix = "wav2vec2"
     hf_architectures = {"ctc": "Wav2Vec2ForCTC"}
+    # takes the raw waveform at ``cfg.sample_rate`` (the data is resampled to it, normalised and masked as the
+    # config says: see ``prepare``) rather than computing log-mel features at the data's rate
+    raw_waveform = True
+    checkpoint_fixed = CHECKPOINT_FIXED  # config fields a checkpoint directory sets (a recipe cannot change them)
 
     def __init__(self, cfg: Wav2Vec2Config):
         super().__init__()
@@ -347,6 +366,25 @@ class Wav2Vec2ForCTC(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
 
+    def reset_head(self, vocab_size: int | None = None) -> None:
+        """A freshly initialised CTC head (``vocab_size`` outputs, default the config's), as fine-tuning on another
+        vocabulary starts; the blank is output 0."""
+        if vocab_size is not None:
+            self.cfg.vocab_size = vocab_size
+        device = self.lm_head.weight.device
+        self.lm_head = nn.Linear(self.cfg.hidden_size, self.cfg.vocab_size).to(device)
+        self._init(self.lm_head)
+        self.cfg.pad_token_id = 0
+
+    def reorder_outputs(self, order: list[int]) -> None:
+        """Permute the CTC head's outputs: new output ``i`` is old output ``order[i]`` (``order[0]``: the blank, which
+        becomes output 0 and ``pad_token_id``)."""
+        with torch.no_grad():
+            idx = torch.as_tensor(order, device=self.lm_head.weight.device)
+            self.lm_head.weight.copy_(self.lm_head.weight[idx])
+            self.lm_head.bias.copy_(self.lm_head.bias[idx])
+        self.cfg.pad_token_id = 0
+
     def freeze_feature_encoder(self) -> None:
         """No gradient for the conv feature encoder (as ``transformers``' method of the same name)."""
         for p in self.wav2vec2.feature_extractor.parameters():
@@ -360,6 +398,40 @@ class Wav2Vec2ForCTC(nn.Module):
     def frame_lengths(self, input_lengths):
         """Output frames for ``input_lengths`` samples (int or integer tensor): the CTC input lengths."""
         return conv_frame_lengths(input_lengths, self.cfg.conv_kernel, self.cfg.conv_stride)
+
+    output_lengths = frame_lengths  # the name the CTC encoders use
+
+    @property
+    def seconds_per_frame(self) -> float:
+        return math.prod(self.cfg.conv_stride) / self.cfg.sample_rate
+
+    @property
+    def uses_attention_mask(self) -> bool:
+        """Whether batches carry an attention mask (layer-norm conv stacks; base models' group norm sees the padded
+        waveform anyway, and their feature extractor returns no mask)."""
+        m = self.cfg.return_attention_mask
+        return self.cfg.feat_extract_norm == "layer" if m is None else bool(m)
+
+    @property
+    def padding_invariant(self) -> bool:
+        """A clip's logits do not depend on the batch it is padded into (with the attention mask)."""
+        return self.uses_attention_mask and self.cfg.feat_extract_norm == "layer"
+
+    def prepare(self, audio: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A zero-padded waveform batch at ``cfg.sample_rate`` -> ``forward``'s inputs, as the checkpoint's feature
+        extractor makes them: each clip normalised over its own samples (``do_normalize``), padding left at 0, and
+        the attention mask when the model uses one."""
+        mask = torch.arange(audio.shape[1], device=audio.device)[None] < lengths[:, None]
+        x = audio
+        if self.cfg.do_normalize:
+            n = lengths.clamp(min=1)[:, None].to(audio.dtype)
+            mean = (audio * mask).sum(1, keepdim=True) / n
+            var = (((audio - mean) * mask) ** 2).sum(1, keepdim=True) / n
+            x = (audio - mean) / torch.sqrt(var + 1e-7) * mask
+        out = {"input_values": x}
+        if self.uses_attention_mask:
+            out["attention_mask"] = mask.long()
+        return out
 
     def example_input(self, batch_size: int = 2, frames: int = 8) -> dict[str, torch.Tensor]:
         """A random waveform long enough for ``frames`` frames; the first row is half padding."""

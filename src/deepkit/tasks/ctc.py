@@ -1,5 +1,6 @@
 """CTC speech recognition: waveform batches ``{"audio", "lengths", "targets", "target_lengths"}`` into an encoder
-that gives per-frame scores over a vocabulary whose index 0 is the blank; CTC loss (``zero_infinity=True``: a clip
+that gives per-frame scores over a vocabulary whose index 0 is the blank (CTC encoders on log-mel, or wav2vec2 on
+the normalised waveform: :func:`ctc_forward`); CTC loss (``zero_infinity=True``: a clip
 with no valid alignment adds 0, not inf; :func:`deepkit.families.asr.check_ctc_lengths` names such clips before
 training); metrics from decoded text: WER and CER (torchmetrics) and, for digit strings, the digit error rate
 (``der``), by greedy decoding and, outside training epochs, also by prefix beam search (``*_beam``)."""
@@ -18,6 +19,32 @@ from deepkit.nn.ctc import error_rates, greedy_decode, prefix_beam_search
 from deepkit.tasks.base import Task
 
 
+def ctc_forward(model: nn.Module, audio: torch.Tensor, lengths: torch.Tensor,
+                call: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(logits (B, frames, V), frames (B,))`` of a zero-padded waveform batch. CTC encoders take ``(audio,
+    lengths)`` and compute their features; a model with ``raw_waveform`` (wav2vec2) takes what its ``prepare``
+    makes of the batch (normalised waveform, attention mask) and gives logits, its frames from ``output_lengths``.
+    ``call``: the module to call (``model`` wrapped for distributed training), default ``model``."""
+    call = model if call is None else call
+    if getattr(model, "raw_waveform", False):
+        return call(**model.prepare(audio, lengths)), model.output_lengths(lengths)
+    return call(audio, lengths)
+
+
+class CTCInference(nn.Module):
+    """``(audio (B, T), lengths (B,)) -> (log_probs (B, frames, V), frames (B,))``: per-frame CTC log probabilities
+    (blank = 0) and each clip's valid frames, as one module for ``deepkit export`` (features, normalisation and
+    masks inside; decoding outside)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, frames = ctc_forward(self.model, audio, lengths)
+        return logits.float().log_softmax(-1), frames
+
+
 class CTCTask(Task):
     """``model(audio, lengths) -> (logits (B, frames, V), frames (B,))``. ``beam``: the width of the prefix beam
     search whose metrics are added when ``final`` (the family turns it off during training epochs: greedy is
@@ -30,13 +57,14 @@ class CTCTask(Task):
     def __init__(self, model: nn.Module, vocab: Vocabulary, preprocessing: Preprocessing | None = None,
                  beam: int = 8):  # fmt: skip
         super().__init__(model, preprocessing)
+        self.encoder = model  # unwrapped (``self.model`` may become a distributed wrapper)
         self.vocab, self.beam = vocab, beam
         self.final = True
         self.hyps: dict[str, list[str]] = {}
         self.refs: list[str] = []
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(batch["audio"], batch["lengths"])
+        return ctc_forward(self.encoder, batch["audio"], batch["lengths"], self.model)
 
     def ctc_loss(self, logits: torch.Tensor, frames: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (frames, B, V)
