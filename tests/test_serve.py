@@ -632,7 +632,9 @@ def test_a_ctc_run_transcribes_an_uploaded_clip(audio):
         ]:
             r = c.post("/transcribe", **kw)
             assert r.status_code == status and word in r.json()["error"] and "expected" in r.json(), r.text
-        assert c.post("/predict", files=upload).json()["expected"] == "POST /transcribe"
+        assert c.post("/predict", files=upload).json()["expected"] == "file=@AUDIO"  # /predict's field is 'file'
+        frames = c.post("/predict", files={"file": upload["audio"]})  # the export graph: per-frame log probabilities
+        assert frames.status_code == 200 and "log_probs" in frames.text, frames.text[:300]
         assert (
             "multipart/form-data"
             in c.get("/openapi.json").json()["paths"]["/transcribe"]["post"]["requestBody"]["content"]

@@ -276,11 +276,12 @@ def query_top_k(value: str | None, default: int) -> int:
 
 
 def respond(out: dict[str, np.ndarray], outputs: dict[str, Any], top_k: int) -> dict[str, Any]:
-    """The outputs as lists; for an output whose last axis names classes, the top-k classes of each sample."""
+    """The outputs as lists; for an output of one score per class (batch, classes), the top-k classes of each sample
+    (outputs with more axes, e.g. a CTC run's per-frame log probabilities, are given as they are)."""
     doc: dict[str, Any] = {"outputs": {k: finite_or_none(v) for k, v in out.items()}}
     for name, info in outputs.items():
         labels = info.get("labels")
-        if labels and name in out:
+        if labels and name in out and out[name].ndim == 2:
             probs = out[name]
             order = np.argsort(-probs, axis=-1)[:, : max(1, top_k)]
             doc["predictions"] = [

@@ -63,6 +63,8 @@ class TorchBackend(Backend):
         self.module = spec.module.to(predictor.device).eval()
         self.order, self.outputs = list(spec.inputs), list(spec.outputs)
         self.sidecar = {**spec.sidecar, "input_order": self.order, "output_order": self.outputs, "batch": "dynamic"}
+        if "page" not in self.sidecar and predictor.serve_page():  # an export sidecar without the family's page
+            self.sidecar["page"] = predictor.serve_page()
         self.files = {k: Path(v) for k, v in spec.files.items()}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
