@@ -22,18 +22,18 @@ about its error rate, so that gate always opens; a healthy 2-epoch SST-2 BiLSTM 
 had 26% of its labels "flagged", against 40% for the same model on 20% flipped labels. With a model that weak,
 label noise cannot be told from the model's errors by its own predictions.
 
-Still learning. Confident learning assumes out-of-sample probabilities from a model that has converged, so that
-its confident disagreements with a label are about the label and not about what the model has not learned yet
-(Northcutt et al. 2021 take the out-of-sample probabilities of a trained model; the per-class thresholds are
-its average self-confidence, which on a model still climbing its learning curve move with every epoch). A run whose last epoch still improved validation
-markedly ended before that point: its validation loss fell by ``STILL_LOSS`` (10%) or more of its value, or its
-validation accuracy rose by ``STILL_ACC`` (5 points) or more, in the last epoch. Then the estimate is reported
-at info level only, with the reason and the advice to train longer (an underfitting finding, where that rule
-applies, is the one to act on). Both figures are this rule's own choice, not from a source: they sit far above
-the last-epoch changes of the planted label-noise runs of the tune/dev/dev2 sets (at most a 5.2% loss fall and
-2.5 points of accuracy in their last epoch) and far below that of the run that prompted the check
-(dev2's healthy ``fsdd_digits_cnn``, 4 of its recipe's 20 epochs: the validation loss fell 38% and the accuracy
-rose 36 points in the last epoch, and 11.7% of its clean labels were "flagged").
+Still learning. Confident learning assumes out-of-sample probabilities from a model that has converged, so that its
+confident disagreements with a label are about the label and not about what the model has not learned yet
+(Northcutt et al. 2021 take the out-of-sample probabilities of a trained model; the per-class thresholds are its
+average self-confidence, which on a model still climbing its learning curve move with every epoch). A run whose
+last epoch still improved validation markedly ended before that point: its validation loss fell by ``STILL_LOSS``
+(10%) or more of its value, or its validation accuracy rose by ``STILL_ACC`` (5 points) or more, in the last epoch.
+Then the estimate is reported at info level only, with the reason and the advice to train longer (an underfitting
+finding, where that rule applies, is the one to act on). Both figures are this rule's own choice, not from a
+source: they sit far above the last-epoch changes of the planted label-noise runs of the tune/dev/dev2 sets (at
+most a 5.2% loss fall and 2.5 points of accuracy in their last epoch) and far below that of the run that prompted
+the check (dev2's healthy ``fsdd_digits_cnn``, 4 of its recipe's 20 epochs: the validation loss fell 38% and the
+accuracy rose 36 points in the last epoch, and 11.7% of its clean labels were "flagged").
 """
 
 from __future__ import annotations
