@@ -1012,7 +1012,9 @@ def dev2_cases() -> list[Case]:
 # The deep sigmoid MLPs and the too-large models follow round 2's shapes (depth 8-10; width 1024, 20-40 images
 # per class, half of them for validation). Healthy runs: recipes at their own epochs where they fit in about a
 # minute on one thread, else at a data size and epoch count where they converge (no truncated run). Families left
-# out for time (each takes several minutes on one thread): DCGAN, translation, detection, segmentation, TTS, ASR.
+# out for time (each takes several minutes on one thread): DCGAN, translation, detection, segmentation, TTS.
+# (Read after the run: fsdd_strings_ctc and char_shakespeare were still early in training, not converged; see
+# RESULTS.md, third round.)
 MNIST_3 = ["data.name=mnist", "trainer.epochs=3", "trainer.seed=5", "model.dropout=0.1"]
 DIGITS_3 = ["trainer.epochs=15", "trainer.seed=5"]
 DCNN_3 = ["trainer.epochs=10", "trainer.seed=5"]
