@@ -1,7 +1,7 @@
 """The training doctor on planted faults (issue 19): does ``deepkit doctor`` name the fault that was planted?
 
-    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/doctor.py --set eval     # the held-out evaluation set
-    python benchmarks/doctor.py --set dev                                     # the development set (--set tune)
+    OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/doctor.py --set eval     # the held-out evaluation set
+    python benchmarks/doctor.py --set dev2                                    # development sets (tune, dev, dev2)
     python benchmarks/doctor.py --only tune/digits-mlp/lr_high,eval/healthy/digits_mlp --keep runs/doctor
 
 Each case is a small real-data run (scikit-learn's digits, wine, breast-cancer and diabetes tables written as CSV
@@ -22,8 +22,16 @@ examples the doctor flags, and the share of the validation split flagged.
 Sets. ``tune`` (digits and the wine table, seed 0): the rules were first developed on it. ``dev`` (MNIST, SST-2,
 Tiny Shakespeare, breast-cancer, diabetes, digits at seed 1): the first held-out evaluation (run once, commit
 393547e); its results were seen, so it became a development set, and the rules' second round of fixes used it.
-``eval``: the second held-out set, defined and committed before it ran (other seeds, subsets, fault magnitudes,
-healthy runs of every family), run once after the second round of fixes.
+``dev2``: the second held-out set (round 2, run once at commit ea436dc under the name ``eval``); seen since, so a
+development set too (its digits-mlp/unnormalized case is corrected: it planted nothing). ``eval``: round 3's
+held-out set, defined and committed before it ran (fresh seeds 5/6 and data subsets; fault magnitudes drawn by a
+written-down recipe with a seeded generator, see the comment above ``eval_cases``; 33 planted runs of 10 kinds, 14
+healthy runs, the 5% label-noise run), run once after round 3's fixes.
+
+Plants are checked: an unnormalized-input case must leave some feature's |mean| or std at least ``FAR`` (3) from
+unit scale, in the planted data before training and in the inputs the run recorded, else the benchmark stops
+with a ``PlantError`` (round 2's digits case planted nothing). ``--dry`` builds every case's data and model (and
+checks the plants it can) without training.
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ class Case:
     overrides: list[str] = field(default_factory=list)
     data: Callable[[Path], Any] | None = None  # planted data (a DataModule), built in a scratch folder
     callbacks: Callable[[], list] | None = None
-    split: str = "eval"  # tune | dev | eval
+    split: str = "eval"  # tune | dev | dev2 | eval
     noise: dict[str, Any] = field(default_factory=dict)  # label-noise cases: the flipped validation indices
     scored: bool = True  # False: the 5% label-noise measurement, scored on its own (not a planted-fault case)
 
@@ -120,8 +128,9 @@ def plant_csv(path: str, plant: str, seed: int) -> str:
     elif plant == "noise":
         for i in rng.choice(len(rows), len(rows) // 5, replace=False):
             rows[i] = [*rows[i][:-1], rng.choice([c for c in classes if c != rows[i][-1]])]
-    elif plant == "big":
-        rows = [[f"{float(v) * 1000:.6g}" for v in r[:-1]] + [r[-1]] for r in rows]
+    elif plant.startswith("big"):  # big: x1000; big122: x122
+        factor = float(plant[3:] or 1000)
+        rows = [[f"{float(v) * factor:.6g}" for v in r[:-1]] + [r[-1]] for r in rows]
     out = Path(path).with_name(f"{Path(path).stem}-{plant}.csv")
     out.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n")
     return str(out)
@@ -175,6 +184,32 @@ def scale_inputs(b, factor: float):
         if part is not None:
             setattr(b, split, (part[0] * factor, part[1]))
     return b
+
+
+class PlantError(RuntimeError):
+    """A planted fault that did not change the data: the case is broken, not the doctor (stops the benchmark)."""
+
+
+FAR = 3.0  # an unnormalized plant must leave some feature's |mean| or std at least this far from unit scale
+
+
+def check_unnormalized_plant(name: str, mean: Any, std: Any, where: str) -> None:
+    """Fail loudly unless the inputs are far from zero-mean/unit-scale: max(|mean|, std) over the features or
+    channels at least ``FAR`` (round 2's dev2/digits-mlp/unnormalized planted nothing: the digits loader had
+    already scaled its pixels to [0, 1])."""
+    scale = float(np.nanmax(np.maximum(np.abs(np.asarray(mean, float)), np.asarray(std, float))))
+    if not scale >= FAR:
+        raise PlantError(
+            f"{name}: the unnormalized plant left the inputs near unit scale ({where}: largest |mean| or std "
+            f"{scale:.3g} < {FAR}); the case plants no fault"
+        )
+
+
+def bundle_input_stats(b) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (tables) or per-channel (images) mean and std of a bundle's training inputs."""
+    x = b.train[0].float()
+    dims = [0, *range(2, x.dim())] if x.dim() > 2 else [0]
+    return x.mean(dims).numpy(), x.std(dims).numpy()
 
 
 class SlowLoader:
@@ -368,6 +403,7 @@ def cases() -> list[Case]:
         Case("tune/wine/unnormalized", "unnormalized_inputs", "csv_classification", ["data.normalize=none"], split=T),
     ]
     c += [dataclasses.replace(case, name=f"dev/{case.name}", split="dev") for case in dev_cases()]
+    c += [dataclasses.replace(case, split="dev2") for case in dev2_cases()]
     c += eval_cases()
     return c
 
@@ -630,9 +666,11 @@ def sst2_imbalance_e(share: float):
     return plant
 
 
-def eval_cases() -> list[Case]:
-    """The held-out evaluation set (see the comment above): 34 planted runs of 10 fault kinds, 17 healthy runs of
-    the 12 families, and the 5% label-noise measurement on MNIST."""
+def dev2_cases() -> list[Case]:
+    """The second held-out set (round 2, run once at commit ea436dc; then called ``eval``): 34 planted runs of 10
+    fault kinds, 17 healthy runs of the 12 families, and the 5% label-noise measurement on MNIST. Its results
+    were seen, so it is a development set since (``dev2``); one case is corrected (digits-mlp/unnormalized, whose
+    plant did nothing: the digits loader already scales pixels to [0, 1])."""
     sig = ["model.act=sigmoid", "model.dropout=0"]
     big = ["model.width=1024", "model.depth=3", "model.dropout=0", "trainer.optimizer.weight_decay=0"]
     sst = {"start": SST2_ROWS}
@@ -640,43 +678,43 @@ def eval_cases() -> list[Case]:
     return [
         # learning rate too high: other rates and models
         Case(
-            "eval/mnist-mlp/lr_high",
+            "dev2/mnist-mlp/lr_high",
             "lr_too_high",
             "digits_mlp",
             [*MNIST_E, "trainer.optimizer.lr=2.0"],
             data=lambda _: mnist_e(),
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/lr_high",
+            "dev2/digits-cnn/lr_high",
             "lr_too_high",
             "digits_cnn",
             [*DCNN_E, "trainer.optimizer.lr=0.8"],
             data=lambda _: digits_e(normalize="channel"),
         ),  # fmt: skip
         Case(
-            "eval/sst2-bilstm/lr_high", "lr_too_high", "sst2_bilstm", [*SST2_E, "trainer.optimizer.lr=1.0"], noise=sst
+            "dev2/sst2-bilstm/lr_high", "lr_too_high", "sst2_bilstm", [*SST2_E, "trainer.optimizer.lr=1.0"], noise=sst
         ),  # fmt: skip
-        Case("eval/diabetes/lr_high", "lr_too_high", d, ["trainer.seed=3", "trainer.optimizer.lr=0.5"]),
+        Case("dev2/diabetes/lr_high", "lr_too_high", d, ["trainer.seed=3", "trainer.optimizer.lr=0.5"]),
         # learning rate too low
         Case(
-            "eval/mnist-mlp/lr_low",
+            "dev2/mnist-mlp/lr_low",
             "lr_too_low",
             "digits_mlp",
             [*MNIST_E, "trainer.optimizer.lr=3e-6"],
             data=lambda _: mnist_e(),
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/lr_low",
+            "dev2/digits-cnn/lr_low",
             "lr_too_low",
             "digits_cnn",
             [*DCNN_E, "trainer.optimizer.lr=2e-6"],
             data=lambda _: digits_e(normalize="channel"),
         ),  # fmt: skip
         Case(
-            "eval/sst2-bilstm/lr_low", "lr_too_low", "sst2_bilstm", [*SST2_E, "trainer.optimizer.lr=3e-7"], noise=sst
+            "dev2/sst2-bilstm/lr_low", "lr_too_low", "sst2_bilstm", [*SST2_E, "trainer.optimizer.lr=3e-7"], noise=sst
         ),  # fmt: skip
         Case(
-            "eval/shakespeare-lstm/lr_low",
+            "dev2/shakespeare-lstm/lr_low",
             "lr_too_low",
             "char_shakespeare",
             [
@@ -689,28 +727,28 @@ def eval_cases() -> list[Case]:
         ),  # fmt: skip
         # deep sigmoid MLPs: other depths and widths
         Case(
-            "eval/mnist-mlp/sigmoid_deep",
+            "dev2/mnist-mlp/sigmoid_deep",
             "vanishing_gradients",
             "digits_mlp",
             [*MNIST_E, *sig, "model.depth=10", "model.width=96"],
             data=lambda _: mnist_e(),
         ),  # fmt: skip
         Case(
-            "eval/digits-mlp/sigmoid_deep",
+            "dev2/digits-mlp/sigmoid_deep",
             "vanishing_gradients",
             "digits_mlp",
             [*DIGITS_E, *sig, "model.depth=7", "model.width=256"],
             data=lambda _: digits_e(),
         ),  # fmt: skip
         Case(
-            "eval/diabetes/sigmoid_deep",
+            "dev2/diabetes/sigmoid_deep",
             "vanishing_gradients",
             d,
             ["trainer.seed=3", *sig, "model.depth=9", "model.width=64"],
         ),  # fmt: skip
         # an initialization that kills the ReLUs: other biases
         Case(
-            "eval/mnist-mlp/dead_relu",
+            "dev2/mnist-mlp/dead_relu",
             "dead_relus",
             "digits_mlp",
             [*MNIST_E, "model.width=192"],
@@ -718,45 +756,45 @@ def eval_cases() -> list[Case]:
             callbacks=lambda: [KillReLUs(5.0)],
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/dead_relu",
+            "dev2/digits-cnn/dead_relu",
             "dead_relus",
             "digits_cnn",
             DCNN_E,
             data=lambda _: digits_e(normalize="channel"),
             callbacks=lambda: [KillReLUs(3.0)],
         ),  # fmt: skip
-        Case("eval/diabetes/dead_relu", "dead_relus", d, ["trainer.seed=3"], callbacks=lambda: [KillReLUs(6.0)]),
+        Case("dev2/diabetes/dead_relu", "dead_relus", d, ["trainer.seed=3"], callbacks=lambda: [KillReLUs(6.0)]),
         # unnormalized inputs: other scales
         Case(
-            "eval/mnist-cnn/unnormalized",
+            "dev2/mnist-cnn/unnormalized",
             "unnormalized_inputs",
             "mnist_cnn",
             ["trainer.epochs=1", "trainer.seed=3"],
             data=lambda _: scale_inputs(mnist_e(normalize="none", batch_size=128), 255.0),
         ),  # fmt: skip
         Case(
-            "eval/digits-mlp/unnormalized",
+            "dev2/digits-mlp/unnormalized",
             "unnormalized_inputs",
             "digits_mlp",
             DIGITS_E,
-            data=lambda _: digits_e(normalize="none"),
-        ),  # fmt: skip  # raw 0-16 pixel counts
+            data=lambda _: scale_inputs(digits_e(normalize="none"), 16.0),
+        ),  # fmt: skip  # the raw 0-16 pixel counts (the loader divides by 16; round 2 forgot to undo it)
         Case(
-            "eval/breast-cancer/unnormalized_x1000",
+            "dev2/breast-cancer/unnormalized_x1000",
             "unnormalized_inputs",
             "csv_classification",
             ["data.path={csv:breast_cancer:big}", "data.normalize=none", "trainer.seed=3"],
         ),  # fmt: skip
         # a model far too large for its data (validation splits of 150-300 examples)
         Case(
-            "eval/mnist-mlp/too_large",
+            "dev2/mnist-mlp/too_large",
             "overfitting",
             "digits_mlp",
             ["data.name=mnist", "trainer.epochs=60", "trainer.seed=3", *big],
             data=lambda _: mnist_e(per_class=60, val_split=0.5, batch_size=32),
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/too_large",
+            "dev2/digits-cnn/too_large",
             "overfitting",
             "digits_cnn",
             [
@@ -770,7 +808,7 @@ def eval_cases() -> list[Case]:
             data=lambda _: digits_e(normalize="channel", per_class=30, val_split=0.5),
         ),  # fmt: skip
         Case(
-            "eval/digits-mlp/too_large",
+            "dev2/digits-mlp/too_large",
             "overfitting",
             "digits_mlp",
             ["trainer.epochs=80", "trainer.seed=3", *big],
@@ -778,28 +816,28 @@ def eval_cases() -> list[Case]:
         ),  # fmt: skip
         # labels flipped: other fractions (10-30%)
         Case(
-            "eval/mnist-mlp/label_noise_10",
+            "dev2/mnist-mlp/label_noise_10",
             "label_noise",
             "digits_mlp",
             MNIST_E,
             data=lambda _: _noisy(mnist_e(), 0.10, 3),
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/label_noise_15",
+            "dev2/digits-cnn/label_noise_15",
             "label_noise",
             "digits_cnn",
             DCNN_E,
             data=lambda _: _noisy(digits_e(normalize="channel", val_split=0.25), 0.15, 4),
         ),  # fmt: skip
         Case(
-            "eval/digits-mlp/label_noise_30",
+            "dev2/digits-mlp/label_noise_30",
             "label_noise",
             "digits_mlp",
             DIGITS_E,
             data=lambda _: _noisy(digits_e(val_split=0.25), 0.30, 3),
         ),  # fmt: skip
         Case(
-            "eval/sst2-bilstm/label_noise_10",
+            "dev2/sst2-bilstm/label_noise_10",
             "label_noise",
             "sst2_bilstm",
             SST2_E,
@@ -807,7 +845,7 @@ def eval_cases() -> list[Case]:
         ),  # fmt: skip
         # the label-noise bar: 5% of MNIST's training and validation labels flipped (scored on its own)
         Case(
-            "eval/mnist-mlp/label_noise_5pct",
+            "dev2/mnist-mlp/label_noise_5pct",
             "label_noise",
             "digits_mlp",
             [*MNIST_E, "trainer.epochs=4"],
@@ -816,38 +854,38 @@ def eval_cases() -> list[Case]:
         ),  # fmt: skip
         # test inputs copied into training: other shares
         Case(
-            "eval/mnist-mlp/leakage",
+            "dev2/mnist-mlp/leakage",
             "leakage",
             "digits_mlp",
             MNIST_E,
             data=lambda _: copy_test_into_train(mnist_e(), 0.15, 3),
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/leakage",
+            "dev2/digits-cnn/leakage",
             "leakage",
             "digits_cnn",
             DCNN_E,
             data=lambda _: copy_test_into_train(digits_e(normalize="channel"), 0.1, 4),
         ),  # fmt: skip
-        Case("eval/sst2-bilstm/leakage", "leakage", "sst2_bilstm", SST2_E, noise={**sst, "plant": sst2_leak_e(0.15)}),
-        Case("eval/diabetes/leakage", "leakage", "csv_regression", ["data.path={csv:diabetes:dup}", "trainer.seed=3"]),
+        Case("dev2/sst2-bilstm/leakage", "leakage", "sst2_bilstm", SST2_E, noise={**sst, "plant": sst2_leak_e(0.15)}),
+        Case("dev2/diabetes/leakage", "leakage", "csv_regression", ["data.path={csv:diabetes:dup}", "trainer.seed=3"]),
         # class imbalance: other ratios and classes
         Case(
-            "eval/mnist-mlp/imbalance",
+            "dev2/mnist-mlp/imbalance",
             "class_imbalance",
             "digits_mlp",
             MNIST_E,
             data=lambda _: imbalance(mnist_e(classes=[3, 5], per_class=3000), 1, 0.07, 3),
         ),  # fmt: skip
         Case(
-            "eval/digits-cnn/imbalance",
+            "dev2/digits-cnn/imbalance",
             "class_imbalance",
             "digits_cnn",
             DCNN_E,
             data=lambda _: imbalance(digits_e(normalize="channel", classes=[1, 7]), 0, 0.06, 4),
         ),  # fmt: skip
         Case(
-            "eval/sst2-bilstm/imbalance",
+            "dev2/sst2-bilstm/imbalance",
             "class_imbalance",
             "sst2_bilstm",
             SST2_E,
@@ -855,70 +893,70 @@ def eval_cases() -> list[Case]:
         ),  # fmt: skip
         # a slow data loader: other delays
         Case(
-            "eval/mnist-cnn/slow_loader",
+            "dev2/mnist-cnn/slow_loader",
             "input_pipeline",
             "mnist_cnn",
             ["trainer.epochs=1", "trainer.seed=3"],
             data=lambda _: slow_loader(mnist_e(batch_size=128), 0.05),
         ),  # fmt: skip
         Case(
-            "eval/digits-mlp/slow_loader",
+            "dev2/digits-mlp/slow_loader",
             "input_pipeline",
             "digits_mlp",
             ["trainer.epochs=4", "trainer.seed=3"],
             data=lambda _: slow_loader(digits_e(), 0.005),
         ),  # fmt: skip
         Case(
-            "eval/diabetes/slow_loader",
+            "dev2/diabetes/slow_loader",
             "input_pipeline",
             d,
             ["trainer.seed=3", "trainer.epochs=30"],
             data=lambda d_: slow_loader(bundle("diabetes", task="regression", batch_size=32, split_seed=3), 0.02),
         ),
         # healthy: every family (small, realistic runs)
-        Case("eval/healthy/digits_mlp", None, "digits_mlp", DIGITS_E, data=lambda _: digits_e()),
+        Case("dev2/healthy/digits_mlp", None, "digits_mlp", DIGITS_E, data=lambda _: digits_e()),
         Case(
-            "eval/healthy/mnist_cnn",
+            "dev2/healthy/mnist_cnn",
             None,
             "mnist_cnn",
             ["trainer.epochs=2", "trainer.seed=3"],
             data=lambda _: mnist_e(batch_size=128),
         ),  # fmt: skip
-        Case("eval/healthy/diabetes", None, d, ["trainer.seed=3", "data.split_seed=3"]),
-        Case("eval/healthy/breast_cancer", None, "csv_classification", [BC, "trainer.seed=3", "data.split_seed=3"]),
-        Case("eval/healthy/mnist_vae", None, "mnist_vae", ["data.limit=8000", "trainer.epochs=2", "trainer.seed=3"]),
+        Case("dev2/healthy/diabetes", None, d, ["trainer.seed=3", "data.split_seed=3"]),
+        Case("dev2/healthy/breast_cancer", None, "csv_classification", [BC, "trainer.seed=3", "data.split_seed=3"]),
+        Case("dev2/healthy/mnist_vae", None, "mnist_vae", ["data.limit=8000", "trainer.epochs=2", "trainer.seed=3"]),
         Case(
-            "eval/healthy/mnist_dcgan", None, "mnist_dcgan", ["data.limit=4000", "trainer.epochs=2", "trainer.seed=3"]
+            "dev2/healthy/mnist_dcgan", None, "mnist_dcgan", ["data.limit=4000", "trainer.epochs=2", "trainer.seed=3"]
         ),
-        Case("eval/healthy/sst2_bilstm", None, "sst2_bilstm", SST2_E, noise=sst),
+        Case("dev2/healthy/sst2_bilstm", None, "sst2_bilstm", SST2_E, noise=sst),
         Case(
-            "eval/healthy/char_shakespeare",
+            "dev2/healthy/char_shakespeare",
             None,
             "char_shakespeare",
             ["data.limit=200000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=3"],
         ),  # fmt: skip
         Case(
-            "eval/healthy/multi30k_translation",
+            "dev2/healthy/multi30k_translation",
             None,
             "multi30k_translation",
             ["data.limit=6000", "trainer.epochs=1", "trainer.seed=3"],
         ),  # fmt: skip
-        Case("eval/healthy/airline_lstm", None, "airline_lstm", ["trainer.epochs=40", "trainer.seed=3"]),
+        Case("dev2/healthy/airline_lstm", None, "airline_lstm", ["trainer.epochs=40", "trainer.seed=3"]),
         Case(
-            "eval/healthy/word2vec_multi30k",
+            "dev2/healthy/word2vec_multi30k",
             None,
             "word2vec_multi30k",
             ["data.limit=6000", "trainer.epochs=1", "trainer.seed=3"],
         ),  # fmt: skip
-        Case("eval/healthy/movielens_mf", None, "movielens_mf", ["trainer.epochs=4", "trainer.seed=3"]),
+        Case("dev2/healthy/movielens_mf", None, "movielens_mf", ["trainer.epochs=4", "trainer.seed=3"]),
         Case(
-            "eval/healthy/fsdd_digits_cnn",
+            "dev2/healthy/fsdd_digits_cnn",
             None,
             "fsdd_digits_cnn",
             ["trainer.epochs=4", "data.max_clips=1000", "trainer.seed=3"],
         ),  # fmt: skip
         Case(
-            "eval/healthy/fsdd_strings_ctc",
+            "dev2/healthy/fsdd_strings_ctc",
             None,
             "fsdd_strings_ctc",
             [
@@ -929,9 +967,9 @@ def eval_cases() -> list[Case]:
                 "trainer.seed=3",
             ],
         ),  # fmt: skip
-        Case("eval/healthy/fsdd_tts", None, "fsdd_tts", ["trainer.epochs=3", "trainer.seed=3"]),
+        Case("dev2/healthy/fsdd_tts", None, "fsdd_tts", ["trainer.epochs=3", "trainer.seed=3"]),
         Case(
-            "eval/healthy/scenes_unet",
+            "dev2/healthy/scenes_unet",
             None,
             "scenes_unet",
             [
@@ -943,7 +981,7 @@ def eval_cases() -> list[Case]:
             ],
         ),  # fmt: skip
         Case(
-            "eval/healthy/scenes_fcos",
+            "dev2/healthy/scenes_fcos",
             None,
             "scenes_fcos",
             [
@@ -952,6 +990,319 @@ def eval_cases() -> list[Case]:
                 "data.scenes.val=100",
                 "data.scenes.test=100",
                 "trainer.seed=3",
+            ],
+        ),  # fmt: skip
+    ]
+
+
+# ---- round 3's held-out set ------------------------------------------------------------------------------------
+# Defined and committed before it ran. Fresh seeds (trainer.seed=5, split_seed=5), fresh data subsets (MNIST: 600
+# training images per class drawn with split_seed 5; SST-2 training rows 24,000-32,000; digits split_seed 5).
+# Fault magnitudes: round 2 took its magnitudes from the span of the tune and dev sets' values; here that recipe is
+# written down and drawn by a seeded generator (numpy default_rng(20261128), in this order, before any run):
+#   lr too high  log-uniform [0.3, 3.0]    -> 2.42, 1.42, 1.4, 0.78
+#   lr too low   log-uniform [1e-7, 5e-6]  -> 5e-7, 4e-6, 1e-6, 7e-7
+#   ReLU-killing bias  uniform [3, 6]      -> 4.1, 5.6, 5.3
+#   unnormalized scale log-uniform [100, 1000] (inputs in [0, 1] or raw table values times it) -> 174, 292, 122
+#   labels flipped uniform [0.10, 0.30]    -> 0.21, 0.30, 0.29, 0.11
+#   test rows copied into training uniform [0.10, 0.30] -> 0.29, 0.19, 0.26
+#   minority class share uniform [0.05, 0.08] -> 0.078, 0.074, 0.052
+#   loader delay per batch log-uniform [5, 50] ms (default_rng(20261129)) -> 8.3, 7.2, 9.4 ms
+# (a first draw of the delay as 1-3x the compute per batch was discarded unused: round 2 drew delays in ms.)
+# The deep sigmoid MLPs and the too-large models follow round 2's shapes (depth 8-10; width 1024, 20-40 images
+# per class, half of them for validation). Healthy runs: recipes at their own epochs where they fit in about a
+# minute on one thread, else at a data size and epoch count where they converge (no truncated run). Families left
+# out for time (each takes several minutes on one thread): DCGAN, translation, detection, segmentation, TTS.
+# (Read after the run: fsdd_strings_ctc and char_shakespeare were still early in training, not converged; see
+# RESULTS.md, third round.)
+MNIST_3 = ["data.name=mnist", "trainer.epochs=3", "trainer.seed=5", "model.dropout=0.1"]
+DIGITS_3 = ["trainer.epochs=15", "trainer.seed=5"]
+DCNN_3 = ["trainer.epochs=10", "trainer.seed=5"]
+SST2_3 = ["data.path={sst2}", "trainer.epochs=3", "trainer.seed=5"]
+BC_3 = [BC, "trainer.seed=5", "data.split_seed=5"]
+
+
+def mnist_3(**data: Any):
+    cfg = {"normalize": "channel", "batch_size": 64, "per_class": 600, "split_seed": 5, "val_split": 0.2}
+    return bundle("mnist", **{**cfg, **data})
+
+
+def digits_3(**data: Any):
+    return bundle("digits", **{"normalize": "feature", "batch_size": 32, "split_seed": 5, **data})
+
+
+def eval_cases() -> list[Case]:
+    """Round 3's held-out set (the comment above): 33 planted runs of 10 fault kinds, 14 healthy runs, and the 5%
+    label-noise measurement on MNIST."""
+    sig = ["model.act=sigmoid", "model.dropout=0"]
+    big = ["model.width=1024", "model.depth=3", "model.dropout=0", "trainer.optimizer.weight_decay=0"]
+    sst = {"start": 24000}
+    lr = "trainer.optimizer.lr="
+    return [
+        # learning rate too high
+        Case(
+            "eval/digits-mlp/lr_high", "lr_too_high", "digits_mlp", [*DIGITS_3, lr + "2.42"], data=lambda _: digits_3()
+        ),
+        Case(
+            "eval/mnist-cnn/lr_high",
+            "lr_too_high",
+            "mnist_cnn",
+            ["trainer.epochs=1", "trainer.seed=5", lr + "1.42"],
+            data=lambda _: mnist_3(batch_size=128),
+        ),  # fmt: skip
+        Case("eval/breast-cancer/lr_high", "lr_too_high", "csv_classification", [*BC_3, lr + "1.4"]),
+        Case(
+            "eval/shakespeare-lstm/lr_high",
+            "lr_too_high",
+            "char_shakespeare",
+            ["data.limit=150000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=5", lr + "0.78"],
+        ),  # fmt: skip
+        # learning rate too low
+        Case("eval/digits-mlp/lr_low", "lr_too_low", "digits_mlp", [*DIGITS_3, lr + "5e-7"], data=lambda _: digits_3()),
+        Case("eval/breast-cancer/lr_low", "lr_too_low", "csv_classification", [*BC_3, lr + "4e-6"]),
+        Case("eval/sst2-bilstm/lr_low", "lr_too_low", "sst2_bilstm", [*SST2_3, lr + "1e-6"], noise=sst),
+        Case(
+            "eval/mnist-cnn/lr_low",
+            "lr_too_low",
+            "mnist_cnn",
+            ["trainer.epochs=1", "trainer.seed=5", lr + "7e-7"],
+            data=lambda _: mnist_3(batch_size=128),
+        ),  # fmt: skip
+        # deep sigmoid MLPs
+        Case(
+            "eval/mnist-mlp/sigmoid_deep",
+            "vanishing_gradients",
+            "digits_mlp",
+            [*MNIST_3, *sig, "model.depth=8", "model.width=128"],
+            data=lambda _: mnist_3(),
+        ),  # fmt: skip
+        Case(
+            "eval/breast-cancer/sigmoid_deep",
+            "vanishing_gradients",
+            "csv_classification",
+            [*BC_3, *sig, "model.depth=10", "model.width=64"],
+        ),  # fmt: skip
+        Case(
+            "eval/digits-mlp/sigmoid_deep",
+            "vanishing_gradients",
+            "digits_mlp",
+            [*DIGITS_3, *sig, "model.depth=9", "model.width=96"],
+            data=lambda _: digits_3(),
+        ),  # fmt: skip
+        # an initialization that kills the ReLUs
+        Case(
+            "eval/digits-mlp/dead_relu",
+            "dead_relus",
+            "digits_mlp",
+            DIGITS_3,
+            data=lambda _: digits_3(),
+            callbacks=lambda: [KillReLUs(4.1)],
+        ),  # fmt: skip
+        Case(
+            "eval/mnist-mlp/dead_relu",
+            "dead_relus",
+            "digits_mlp",
+            MNIST_3,
+            data=lambda _: mnist_3(),
+            callbacks=lambda: [KillReLUs(5.6)],
+        ),  # fmt: skip
+        Case(
+            "eval/breast-cancer/dead_relu", "dead_relus", "csv_classification", BC_3, callbacks=lambda: [KillReLUs(5.3)]
+        ),
+        # unnormalized inputs
+        Case(
+            "eval/mnist-mlp/unnormalized",
+            "unnormalized_inputs",
+            "digits_mlp",
+            MNIST_3,
+            data=lambda _: scale_inputs(mnist_3(normalize="none"), 174.0),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-cnn/unnormalized",
+            "unnormalized_inputs",
+            "digits_cnn",
+            DCNN_3,
+            data=lambda _: scale_inputs(digits_3(normalize="none"), 292.0),
+        ),  # fmt: skip
+        Case(
+            "eval/breast-cancer/unnormalized_x122",
+            "unnormalized_inputs",
+            "csv_classification",
+            ["data.path={csv:breast_cancer:big122}", "data.normalize=none", "trainer.seed=5", "data.split_seed=5"],
+        ),  # fmt: skip
+        # a model far too large for its data
+        Case(
+            "eval/mnist-mlp/too_large",
+            "overfitting",
+            "digits_mlp",
+            ["data.name=mnist", "trainer.epochs=60", "trainer.seed=5", *big],
+            data=lambda _: mnist_3(per_class=40, val_split=0.5, batch_size=32),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-mlp/too_large",
+            "overfitting",
+            "digits_mlp",
+            ["trainer.epochs=80", "trainer.seed=5", *big],
+            data=lambda _: digits_3(per_class=20, val_split=0.5),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-cnn/too_large",
+            "overfitting",
+            "digits_cnn",
+            [
+                "trainer.epochs=60",
+                "trainer.seed=5",
+                "model.channels=[64,128]",
+                "model.hidden=512",
+                "model.dropout=0",
+                "task.label_smoothing=0",
+            ],
+            data=lambda _: digits_3(normalize="channel", per_class=25, val_split=0.5),
+        ),  # fmt: skip
+        # labels flipped
+        Case(
+            "eval/digits-mlp/label_noise_21",
+            "label_noise",
+            "digits_mlp",
+            DIGITS_3,
+            data=lambda _: _noisy(digits_3(val_split=0.25), 0.21, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/mnist-mlp/label_noise_30",
+            "label_noise",
+            "digits_mlp",
+            MNIST_3,
+            data=lambda _: _noisy(mnist_3(), 0.30, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-cnn/label_noise_29",
+            "label_noise",
+            "digits_cnn",
+            DCNN_3,
+            data=lambda _: _noisy(digits_3(normalize="channel", val_split=0.25), 0.29, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/mnist-mlp/label_noise_11",
+            "label_noise",
+            "digits_mlp",
+            [*MNIST_3, "trainer.seed=6"],
+            data=lambda _: _noisy(mnist_3(split_seed=6), 0.11, 6),
+        ),  # fmt: skip
+        # the label-noise bar: 5% of MNIST's training and validation labels flipped (scored on its own)
+        Case(
+            "eval/mnist-mlp/label_noise_5pct",
+            "label_noise",
+            "digits_mlp",
+            [*MNIST_3, "trainer.epochs=4"],
+            data=lambda _: _noisy(mnist_3(per_class=1200, val_split=0.25), 0.05, 5),
+            scored=False,
+        ),  # fmt: skip
+        # test inputs copied into training
+        Case(
+            "eval/mnist-mlp/leakage",
+            "leakage",
+            "digits_mlp",
+            MNIST_3,
+            data=lambda _: copy_test_into_train(mnist_3(), 0.29, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-mlp/leakage",
+            "leakage",
+            "digits_mlp",
+            DIGITS_3,
+            data=lambda _: copy_test_into_train(digits_3(), 0.19, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-cnn/leakage",
+            "leakage",
+            "digits_cnn",
+            DCNN_3,
+            data=lambda _: copy_test_into_train(digits_3(normalize="channel"), 0.26, 5),
+        ),  # fmt: skip
+        # class imbalance
+        Case(
+            "eval/mnist-mlp/imbalance",
+            "class_imbalance",
+            "digits_mlp",
+            MNIST_3,
+            data=lambda _: imbalance(mnist_3(classes=[2, 9], per_class=3000), 1, 0.078, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-mlp/imbalance",
+            "class_imbalance",
+            "digits_mlp",
+            DIGITS_3,
+            data=lambda _: imbalance(digits_3(classes=[4, 6]), 0, 0.074, 5),
+        ),  # fmt: skip
+        Case(
+            "eval/digits-cnn/imbalance",
+            "class_imbalance",
+            "digits_cnn",
+            DCNN_3,
+            data=lambda _: imbalance(digits_3(normalize="channel", classes=[0, 8]), 1, 0.052, 5),
+        ),  # fmt: skip
+        # a slow data loader
+        Case(
+            "eval/digits-cnn/slow_loader",
+            "input_pipeline",
+            "digits_cnn",
+            ["trainer.epochs=4", "trainer.seed=5"],
+            data=lambda _: slow_loader(digits_3(normalize="channel"), 0.0083),
+        ),  # fmt: skip
+        Case(
+            "eval/mnist-mlp/slow_loader",
+            "input_pipeline",
+            "digits_mlp",
+            MNIST_3,
+            data=lambda _: slow_loader(mnist_3(), 0.0072),
+        ),  # fmt: skip
+        Case(
+            "eval/diabetes/slow_loader",
+            "input_pipeline",
+            "diabetes_regression",
+            ["trainer.seed=5", "trainer.epochs=30"],
+            data=lambda _: slow_loader(bundle("diabetes", task="regression", batch_size=32, split_seed=5), 0.0094),
+        ),  # fmt: skip
+        # healthy: recipes at sensible epochs for their data
+        Case("eval/healthy/digits_mlp", None, "digits_mlp", DIGITS_3, data=lambda _: digits_3()),
+        Case("eval/healthy/digits_cnn", None, "digits_cnn", ["trainer.epochs=15", "trainer.seed=5"]),
+        Case("eval/healthy/breast_cancer", None, "csv_classification", BC_3),
+        Case("eval/healthy/wine", None, "csv_classification", ["trainer.seed=5", "data.split_seed=5"]),
+        Case("eval/healthy/diabetes", None, "diabetes_regression", ["trainer.seed=5", "data.split_seed=5"]),
+        Case(
+            "eval/healthy/mnist_cnn",
+            None,
+            "mnist_cnn",
+            ["trainer.epochs=2", "trainer.seed=5"],
+            data=lambda _: mnist_3(batch_size=128),
+        ),  # fmt: skip
+        Case("eval/healthy/mnist_vae", None, "mnist_vae", ["data.limit=3000", "trainer.epochs=6", "trainer.seed=5"]),
+        Case("eval/healthy/sst2_bilstm", None, "sst2_bilstm", SST2_3, noise=sst),
+        Case(
+            "eval/healthy/char_shakespeare",
+            None,
+            "char_shakespeare",
+            ["data.limit=200000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=5"],
+        ),  # fmt: skip
+        Case("eval/healthy/airline_lstm", None, "airline_lstm", ["trainer.seed=5"]),
+        Case("eval/healthy/word2vec_multi30k", None, "word2vec_multi30k", ["data.limit=6000", "trainer.seed=5"]),
+        Case("eval/healthy/movielens_mf", None, "movielens_mf", ["trainer.epochs=20", "trainer.seed=5"]),
+        Case(
+            "eval/healthy/fsdd_digits_cnn",
+            None,
+            "fsdd_digits_cnn",
+            ["data.max_clips=600", "trainer.seed=5"],
+        ),  # fmt: skip
+        Case(
+            "eval/healthy/fsdd_strings_ctc",
+            None,
+            "fsdd_strings_ctc",
+            [
+                "trainer.epochs=4",
+                "data.train_strings=300",
+                "data.val_strings=60",
+                "data.test_strings=60",
+                "trainer.seed=5",
             ],
         ),  # fmt: skip
     ]
@@ -977,8 +1328,9 @@ def resolve_csv(override: str, scratch: Path) -> str:
 
 
 # --- running ---------------------------------------------------------------------------------------------------------
-def run_case(case: Case, root: Path) -> dict[str, Any]:
-    """Train the case's run (a diverged run is a result too), diagnose it; returns the scored outcome."""
+def run_case(case: Case, root: Path, dry: bool = False) -> dict[str, Any]:
+    """Train the case's run (a diverged run is a result too), diagnose it; returns the scored outcome. ``dry``:
+    only build the case's data and model (checks the overrides and the plants without training)."""
     from deepkit.doctor import diagnose
     from deepkit.train import TrainingDiverged
 
@@ -994,6 +1346,13 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
         folder = text_folder(scratch / "sst2", case.noise.get("plant", sst2_healthy), 0, start)
         overrides = [o.replace("{sst2}", folder) for o in overrides]
     data = case.data(scratch) if case.data else None
+    if case.fault == "unnormalized_inputs" and data is not None:
+        check_unnormalized_plant(case.name, *bundle_input_stats(data), "the planted training split")
+    if dry:
+        from deepkit.api import build, parse_overrides, resolve_recipe
+
+        build(resolve_recipe(case.recipe, parse_overrides([*overrides, *QUIET], {})), given=data)
+        return {"case": case.name, "built": True}
     t0 = time.perf_counter()
     error = None
     try:
@@ -1009,6 +1368,9 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     except TrainingDiverged as e:
         error = str(e)
     train_s = time.perf_counter() - t0
+    if case.fault == "unnormalized_inputs":  # what the run actually saw (recipe-built tables included)
+        seen = json.loads((out / "record" / "inputs.json").read_text())
+        check_unnormalized_plant(case.name, seen.get("mean", [0]), seen.get("std", [1]), "record/inputs.json")
     t1 = time.perf_counter()
     diagnosis = diagnose(out)
     doctor_s = time.perf_counter() - t1
@@ -1073,15 +1435,21 @@ def score(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="eval", choices=["tune", "dev", "eval", "all"])
+    parser.add_argument("--set", default="eval", choices=["tune", "dev", "dev2", "eval", "all"])
     parser.add_argument("--only", default="", help="comma-separated case names")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    parser.add_argument("--dry", action="store_true", help="build every case's data and model, train nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     selected = [c for c in cases() if args.set == "all" or c.split == args.set]
     if args.only:
         names = set(args.only.split(","))
         selected = [c for c in cases() if c.name in names]
+    if args.dry:
+        with tempfile.TemporaryDirectory() as tmp:
+            for case in selected:
+                print(run_case(case, Path(tmp), dry=True), flush=True)
+        return
     OUT.mkdir(exist_ok=True)
     results = []
     partial = OUT / f"doctor_{args.set}.partial.jsonl"  # one line per finished case (a long run can be read early)
@@ -1091,6 +1459,8 @@ def main() -> None:
         for case in selected:
             try:
                 r = run_case(case, root)
+            except PlantError:
+                raise  # a broken case invalidates the set: stop loudly
             except Exception as e:  # a case that cannot run counts as a miss, and the others still run
                 r = {
                     "case": case.name,

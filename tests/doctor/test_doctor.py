@@ -152,3 +152,16 @@ def test_lr_find_suggests_a_learning_rate_and_writes_no_run_directory(run_cli, t
     assert 1e-4 <= out["suggestion"] <= 0.1 and out["valley"]["from_lr"] < out["suggestion"] <= out["valley"]["to_lr"]
     assert out["steps"] <= 60 and len(out["losses"]) == out["steps"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr-find-digits_mlp.png"]
+
+
+def test_an_unnormalized_plant_that_changes_nothing_stops_the_benchmark(bench):
+    """Round 2's dev2/digits-mlp/unnormalized planted nothing (the digits loader already scales to [0, 1]): the
+    benchmark's check stops such a case; the corrected plant (the raw 0-16 counts) and a x255 one pass."""
+    as_loaded = bench.bundle("digits", normalize="none", batch_size=32)
+    with pytest.raises(bench.PlantError, match="near unit scale"):
+        bench.check_unnormalized_plant("digits", *bench.bundle_input_stats(as_loaded), "train")
+    for factor in (16.0, 255.0):
+        planted = bench.scale_inputs(bench.bundle("digits", normalize="none", batch_size=32), factor)
+        bench.check_unnormalized_plant("digits", *bench.bundle_input_stats(planted), "train")
+    with pytest.raises(bench.PlantError):  # the recorded inputs of a standardized run
+        bench.check_unnormalized_plant("digits", [0.01, -0.02], [1.0, 0.98], "record/inputs.json")

@@ -384,3 +384,20 @@ def test_label_noise_from_a_model_that_learned_little_is_a_note_and_from_one_tha
     lucky = np.stack([rng.uniform(0, 1, n)] * 2, 1)  # no better than the majority class: no finding at all
     lucky[:, 0] = 1 - lucky[:, 1]
     assert label_noise.check(run(predictions={"label": label, "probs": lucky, "index": np.arange(n)})) is None
+
+
+def test_label_noise_from_a_run_still_learning_at_its_end_is_a_note_that_says_why():
+    """dev2's healthy fsdd_digits_cnn (4 of 20 epochs): its last epoch still cut the validation loss by 38%; the
+    same predictions after a settled run stay a warning, and either sign of learning (loss or accuracy) counts."""
+    label, probs, _ = noisy_predictions()
+    pred = {"label": label, "probs": probs, "index": np.arange(len(label))}
+    settled = history([2.0, 1.0, 0.8, 0.78], [1.9, 1.1, 0.85, 0.84], val_accuracy=[0.5, 0.8, 0.86, 0.865])
+    assert label_noise.check(run(predictions=pred, history=settled)).severity == "warning"
+    climbing = history([2.4, 2.2, 2.0, 1.6], [2.19, 2.03, 1.96, 1.22], val_accuracy=[0.18, 0.27, 0.26, 0.62])
+    f = label_noise.check(run(predictions=pred, history=climbing))
+    assert f.severity == "info" and "still learning" in f.summary and "38%" in f.evidence["still_learning"]
+    assert f.change.startswith("train until validation stops improving")
+    acc_only = history([1.0, 0.9], [1.0, 0.95], val_accuracy=[0.70, 0.76])  # loss -5%, accuracy +6 points
+    assert "accuracy still rose 6.0 points" in label_noise.check(run(predictions=pred, history=acc_only)).summary
+    just_under = history([1.0, 0.9], [1.0, 0.91], val_accuracy=[0.70, 0.74])  # -9%, +4 points: settled enough
+    assert label_noise.check(run(predictions=pred, history=just_under)).severity == "warning"
