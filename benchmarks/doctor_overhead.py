@@ -208,13 +208,13 @@ def block_run(recipe: str, overrides: list[str], root: Path, state: dict, seed: 
     return out
 
 
-def blocks_main(names: list[str]) -> None:
+def blocks_main(names: list[str], extra: list[str]) -> None:
     state: dict = {}
     gate_recorder(state)
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            r = block_run(name, BLOCK_RECIPES[name], Path(tmp), state)
+            r = block_run(name, [*BLOCK_RECIPES[name], *extra], Path(tmp), state)
             summary[name] = r
             w, c = r["wall"], r["cpu"]
             print(
@@ -239,11 +239,12 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated recipe names")
     parser.add_argument("--every", default="auto", help="cadences to measure: auto (the default) and/or numbers")
     parser.add_argument("--blocks", action="store_true", help="the paired design: on/off blocks inside one run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="--blocks: KEY=VALUE overrides")
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
     if args.blocks:
-        return blocks_main(names)
+        return blocks_main(names, args.overrides)
     modes = args.every.split(",")
     rows = {n: {m: [] for m in [*modes, "off"]} for n in names}
     with tempfile.TemporaryDirectory() as tmp:
