@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import deepkit
+from _bench import one_thread_report
 
 OUT = Path(__file__).parent / "out"
 RECIPES = {
@@ -59,12 +58,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    report = {"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
-              "commit": commit, "overrides": args.overrides, "results": {}}  # fmt: skip
+    report = one_thread_report(args.overrides)
+    commit = report["commit"]
     rows = []
     for key in args.only.split(","):
         recipe, figure, bar = RECIPES[key]

@@ -42,13 +42,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import deepkit
+from _bench import one_thread_report
 
 OUT = Path(__file__).parent / "out"
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -239,12 +238,8 @@ def main() -> None:
     ap.add_argument("--ctc-speaker", default="theo")
     ap.add_argument("--ctc-set", dest="ctc_overrides", action="append", default=[])
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    report = {"machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
-              "commit": commit, "overrides": args.overrides, "results": {}}  # fmt: skip
+    report = one_thread_report(args.overrides)
+    commit = report["commit"]
     rows = []
     for key in args.only.split(","):
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from deepkit.doctor import signals
+import deepkit.doctor.signals as signals
 from deepkit.doctor.findings import Finding, Rule
 from deepkit.doctor.records import RunRecords
 

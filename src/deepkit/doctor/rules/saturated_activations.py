@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepkit.doctor import signals
+import deepkit.doctor.signals as signals
 from deepkit.doctor.findings import Finding, Rule
 from deepkit.doctor.records import RunRecords
 
