@@ -401,3 +401,28 @@ def test_label_noise_from_a_run_still_learning_at_its_end_is_a_note_that_says_wh
     assert "accuracy still rose 6.0 points" in label_noise.check(run(predictions=pred, history=acc_only)).summary
     just_under = history([1.0, 0.9], [1.0, 0.91], val_accuracy=[0.70, 0.74])  # -9%, +4 points: settled enough
     assert label_noise.check(run(predictions=pred, history=just_under)).severity == "warning"
+
+
+def test_label_noise_from_hesitant_contradictions_is_a_note(monkeypatch):
+    """Round 3's false warning: a settled two-class model that learned part of its task (75% here) flags its own
+    mistakes, which it makes with p(label) around 0.3, not the confident contradictions of a wrong label."""
+    rng = np.random.default_rng(3)
+    n = 600
+    label = rng.integers(0, 2, n)  # clean labels
+    wrong = rng.random(n) < 0.25
+    p_label = np.where(wrong, rng.uniform(0.2, 0.45, n), rng.uniform(0.55, 0.99, n))
+    probs = np.zeros((n, 2))
+    probs[np.arange(n), label] = p_label
+    probs[np.arange(n), 1 - label] = 1 - p_label
+    pred = {"label": label, "probs": probs, "index": np.arange(n)}
+    settled = history([1.0, 0.7, 0.6, 0.59], [0.9, 0.62, 0.55, 0.548], val_accuracy=[0.6, 0.72, 0.75, 0.752])
+    f = label_noise.check(run(predictions=pred, history=settled))
+    assert f.severity == "info" and "contradicts them only weakly" in f.summary
+    assert f.evidence["median_p_label_flagged"] > label_noise.CONTRADICT and f.evidence["flagged_share"] >= 0.05
+    assert f.change.startswith("a model that learns the task better")
+    monkeypatch.setattr(label_noise, "CONTRADICT", 1.0)  # without the gate: the false warning of round 3
+    assert label_noise.check(run(predictions=pred, history=settled)).severity == "warning"
+    monkeypatch.undo()
+    label, probs, _ = noisy_predictions()  # wrong labels the model contradicts confidently stay a warning
+    f = label_noise.check(run(predictions={"label": label, "probs": probs, "index": np.arange(len(label))}))
+    assert f.severity == "warning" and f.evidence["median_p_label_flagged"] <= label_noise.CONTRADICT
