@@ -210,9 +210,9 @@ def check(rec: RunRecords) -> Finding | None:
             else ""
         )
         + (
-            f"check and fix these validation examples' labels (indices in the validation split, most suspicious first): "
-            f"{', '.join(str(i) for i in ids[:SHOWN])}; the same labelling process likely mislabelled training examples "
-            "too (task.label_smoothing=0.1 softens their pull)"
+            "check and fix these validation examples' labels (indices in the validation split, most suspicious "
+            f"first): {', '.join(str(i) for i in ids[:SHOWN])}; the same labelling process likely mislabelled "
+            "training examples too (task.label_smoothing=0.1 softens their pull)"
         )
     )
 
