@@ -1019,298 +1019,78 @@ def dev2_cases() -> list[Case]:
 # out for time (each takes several minutes on one thread): DCGAN, translation, detection, segmentation, TTS.
 # (Read after the run: fsdd_strings_ctc and char_shakespeare were still early in training, not converged; see
 # RESULTS.md, third round.)
-MNIST_3 = ["data.name=mnist", "trainer.epochs=3", "trainer.seed=5", "model.dropout=0.1"]
-DIGITS_3 = ["trainer.epochs=15", "trainer.seed=5"]
-DCNN_3 = ["trainer.epochs=10", "trainer.seed=5"]
-SST2_3 = ["data.path={sst2}", "trainer.epochs=3", "trainer.seed=5"]
-BC_3 = [BC, "trainer.seed=5", "data.split_seed=5"]
-
-
-def mnist_3(**data: Any):
-    cfg = {"normalize": "channel", "batch_size": 64, "per_class": 600, "split_seed": 5, "val_split": 0.2}
-    return bundle("mnist", **{**cfg, **data})
-
-
-def digits_3(**data: Any):
-    return bundle("digits", **{"normalize": "feature", "batch_size": 32, "split_seed": 5, **data})
+ROUND_3 = {
+    "lr_high": ("2.42", "1.42", "1.4", "0.78"),
+    "lr_low": ("5e-7", "4e-6", "1e-6", "7e-7"),
+    "relu": (4.1, 5.6, 5.3),
+    "scale": (174, 292, 122),
+    "flip": (0.21, 0.30, 0.29, 0.11),
+    "leak": (0.29, 0.19, 0.26),
+    "minority": (([2, 9], 0.078), ([4, 6], 0.074), ([0, 8], 0.052)),
+    "delay": (0.0083, 0.0072, 0.0094),
+}
+HEALTHY_3 = [
+    Case(
+        "dev3/healthy/digits_mlp",
+        None,
+        "digits_mlp",
+        ["trainer.epochs=15", "trainer.seed=5"],
+        data=lambda _: digits_at(5),
+    ),
+    Case("dev3/healthy/digits_cnn", None, "digits_cnn", ["trainer.epochs=15", "trainer.seed=5"]),
+    Case("dev3/healthy/breast_cancer", None, "csv_classification", [BC, "trainer.seed=5", "data.split_seed=5"]),
+    Case("dev3/healthy/wine", None, "csv_classification", ["trainer.seed=5", "data.split_seed=5"]),
+    Case("dev3/healthy/diabetes", None, "diabetes_regression", ["trainer.seed=5", "data.split_seed=5"]),
+    Case(
+        "dev3/healthy/mnist_cnn",
+        None,
+        "mnist_cnn",
+        ["trainer.epochs=2", "trainer.seed=5"],
+        data=lambda _: mnist_at(5, batch_size=128),
+    ),  # fmt: skip
+    Case("dev3/healthy/mnist_vae", None, "mnist_vae", ["data.limit=3000", "trainer.epochs=6", "trainer.seed=5"]),
+    Case(
+        "dev3/healthy/sst2_bilstm",
+        None,
+        "sst2_bilstm",
+        ["data.path={sst2}", "trainer.epochs=3", "trainer.seed=5"],
+        noise={"start": 24000},
+    ),
+    Case(
+        "dev3/healthy/char_shakespeare",
+        None,
+        "char_shakespeare",
+        ["data.limit=200000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=5"],
+    ),  # fmt: skip
+    Case("dev3/healthy/airline_lstm", None, "airline_lstm", ["trainer.seed=5"]),
+    Case("dev3/healthy/word2vec_multi30k", None, "word2vec_multi30k", ["data.limit=6000", "trainer.seed=5"]),
+    Case("dev3/healthy/movielens_mf", None, "movielens_mf", ["trainer.epochs=20", "trainer.seed=5"]),
+    Case(
+        "dev3/healthy/fsdd_digits_cnn",
+        None,
+        "fsdd_digits_cnn",
+        ["data.max_clips=600", "trainer.seed=5"],
+    ),  # fmt: skip
+    Case(
+        "dev3/healthy/fsdd_strings_ctc",
+        None,
+        "fsdd_strings_ctc",
+        [
+            "trainer.epochs=4",
+            "data.train_strings=300",
+            "data.val_strings=60",
+            "data.test_strings=60",
+            "trainer.seed=5",
+        ],
+    ),  # fmt: skip
+]
 
 
 def dev3_cases() -> list[Case]:
     """Round 3's held-out set (the comment above): 33 planted runs of 10 fault kinds, 14 healthy runs, and the 5%
     label-noise measurement on MNIST. Run once (code of commit aab5f39) under the name ``eval``; seen since, so
     ``dev3``."""
-    sig = ["model.act=sigmoid", "model.dropout=0"]
-    big = ["model.width=1024", "model.depth=3", "model.dropout=0", "trainer.optimizer.weight_decay=0"]
-    sst = {"start": 24000}
-    lr = "trainer.optimizer.lr="
-    return [
-        # learning rate too high
-        Case(
-            "dev3/digits-mlp/lr_high", "lr_too_high", "digits_mlp", [*DIGITS_3, lr + "2.42"], data=lambda _: digits_3()
-        ),
-        Case(
-            "dev3/mnist-cnn/lr_high",
-            "lr_too_high",
-            "mnist_cnn",
-            ["trainer.epochs=1", "trainer.seed=5", lr + "1.42"],
-            data=lambda _: mnist_3(batch_size=128),
-        ),  # fmt: skip
-        Case("dev3/breast-cancer/lr_high", "lr_too_high", "csv_classification", [*BC_3, lr + "1.4"]),
-        Case(
-            "dev3/shakespeare-lstm/lr_high",
-            "lr_too_high",
-            "char_shakespeare",
-            ["data.limit=150000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=5", lr + "0.78"],
-        ),  # fmt: skip
-        # learning rate too low
-        Case("dev3/digits-mlp/lr_low", "lr_too_low", "digits_mlp", [*DIGITS_3, lr + "5e-7"], data=lambda _: digits_3()),
-        Case("dev3/breast-cancer/lr_low", "lr_too_low", "csv_classification", [*BC_3, lr + "4e-6"]),
-        Case("dev3/sst2-bilstm/lr_low", "lr_too_low", "sst2_bilstm", [*SST2_3, lr + "1e-6"], noise=sst),
-        Case(
-            "dev3/mnist-cnn/lr_low",
-            "lr_too_low",
-            "mnist_cnn",
-            ["trainer.epochs=1", "trainer.seed=5", lr + "7e-7"],
-            data=lambda _: mnist_3(batch_size=128),
-        ),  # fmt: skip
-        # deep sigmoid MLPs
-        Case(
-            "dev3/mnist-mlp/sigmoid_deep",
-            "vanishing_gradients",
-            "digits_mlp",
-            [*MNIST_3, *sig, "model.depth=8", "model.width=128"],
-            data=lambda _: mnist_3(),
-        ),  # fmt: skip
-        Case(
-            "dev3/breast-cancer/sigmoid_deep",
-            "vanishing_gradients",
-            "csv_classification",
-            [*BC_3, *sig, "model.depth=10", "model.width=64"],
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-mlp/sigmoid_deep",
-            "vanishing_gradients",
-            "digits_mlp",
-            [*DIGITS_3, *sig, "model.depth=9", "model.width=96"],
-            data=lambda _: digits_3(),
-        ),  # fmt: skip
-        # an initialization that kills the ReLUs
-        Case(
-            "dev3/digits-mlp/dead_relu",
-            "dead_relus",
-            "digits_mlp",
-            DIGITS_3,
-            data=lambda _: digits_3(),
-            callbacks=lambda: [KillReLUs(4.1)],
-        ),  # fmt: skip
-        Case(
-            "dev3/mnist-mlp/dead_relu",
-            "dead_relus",
-            "digits_mlp",
-            MNIST_3,
-            data=lambda _: mnist_3(),
-            callbacks=lambda: [KillReLUs(5.6)],
-        ),  # fmt: skip
-        Case(
-            "dev3/breast-cancer/dead_relu", "dead_relus", "csv_classification", BC_3, callbacks=lambda: [KillReLUs(5.3)]
-        ),
-        # unnormalized inputs
-        Case(
-            "dev3/mnist-mlp/unnormalized",
-            "unnormalized_inputs",
-            "digits_mlp",
-            MNIST_3,
-            data=lambda _: scale_inputs(mnist_3(normalize="none"), 174.0),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-cnn/unnormalized",
-            "unnormalized_inputs",
-            "digits_cnn",
-            DCNN_3,
-            data=lambda _: scale_inputs(digits_3(normalize="none"), 292.0),
-        ),  # fmt: skip
-        Case(
-            "dev3/breast-cancer/unnormalized_x122",
-            "unnormalized_inputs",
-            "csv_classification",
-            ["data.path={csv:breast_cancer:big122}", "data.normalize=none", "trainer.seed=5", "data.split_seed=5"],
-        ),  # fmt: skip
-        # a model far too large for its data
-        Case(
-            "dev3/mnist-mlp/too_large",
-            "overfitting",
-            "digits_mlp",
-            ["data.name=mnist", "trainer.epochs=60", "trainer.seed=5", *big],
-            data=lambda _: mnist_3(per_class=40, val_split=0.5, batch_size=32),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-mlp/too_large",
-            "overfitting",
-            "digits_mlp",
-            ["trainer.epochs=80", "trainer.seed=5", *big],
-            data=lambda _: digits_3(per_class=20, val_split=0.5),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-cnn/too_large",
-            "overfitting",
-            "digits_cnn",
-            [
-                "trainer.epochs=60",
-                "trainer.seed=5",
-                "model.channels=[64,128]",
-                "model.hidden=512",
-                "model.dropout=0",
-                "task.label_smoothing=0",
-            ],
-            data=lambda _: digits_3(normalize="channel", per_class=25, val_split=0.5),
-        ),  # fmt: skip
-        # labels flipped
-        Case(
-            "dev3/digits-mlp/label_noise_21",
-            "label_noise",
-            "digits_mlp",
-            DIGITS_3,
-            data=lambda _: _noisy(digits_3(val_split=0.25), 0.21, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/mnist-mlp/label_noise_30",
-            "label_noise",
-            "digits_mlp",
-            MNIST_3,
-            data=lambda _: _noisy(mnist_3(), 0.30, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-cnn/label_noise_29",
-            "label_noise",
-            "digits_cnn",
-            DCNN_3,
-            data=lambda _: _noisy(digits_3(normalize="channel", val_split=0.25), 0.29, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/mnist-mlp/label_noise_11",
-            "label_noise",
-            "digits_mlp",
-            [*MNIST_3, "trainer.seed=6"],
-            data=lambda _: _noisy(mnist_3(split_seed=6), 0.11, 6),
-        ),  # fmt: skip
-        # the label-noise bar: 5% of MNIST's training and validation labels flipped (scored on its own)
-        Case(
-            "dev3/mnist-mlp/label_noise_5pct",
-            "label_noise",
-            "digits_mlp",
-            [*MNIST_3, "trainer.epochs=4"],
-            data=lambda _: _noisy(mnist_3(per_class=1200, val_split=0.25), 0.05, 5),
-            scored=False,
-        ),  # fmt: skip
-        # test inputs copied into training
-        Case(
-            "dev3/mnist-mlp/leakage",
-            "leakage",
-            "digits_mlp",
-            MNIST_3,
-            data=lambda _: copy_test_into_train(mnist_3(), 0.29, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-mlp/leakage",
-            "leakage",
-            "digits_mlp",
-            DIGITS_3,
-            data=lambda _: copy_test_into_train(digits_3(), 0.19, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-cnn/leakage",
-            "leakage",
-            "digits_cnn",
-            DCNN_3,
-            data=lambda _: copy_test_into_train(digits_3(normalize="channel"), 0.26, 5),
-        ),  # fmt: skip
-        # class imbalance
-        Case(
-            "dev3/mnist-mlp/imbalance",
-            "class_imbalance",
-            "digits_mlp",
-            MNIST_3,
-            data=lambda _: imbalance(mnist_3(classes=[2, 9], per_class=3000), 1, 0.078, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-mlp/imbalance",
-            "class_imbalance",
-            "digits_mlp",
-            DIGITS_3,
-            data=lambda _: imbalance(digits_3(classes=[4, 6]), 0, 0.074, 5),
-        ),  # fmt: skip
-        Case(
-            "dev3/digits-cnn/imbalance",
-            "class_imbalance",
-            "digits_cnn",
-            DCNN_3,
-            data=lambda _: imbalance(digits_3(normalize="channel", classes=[0, 8]), 1, 0.052, 5),
-        ),  # fmt: skip
-        # a slow data loader
-        Case(
-            "dev3/digits-cnn/slow_loader",
-            "input_pipeline",
-            "digits_cnn",
-            ["trainer.epochs=4", "trainer.seed=5"],
-            data=lambda _: slow_loader(digits_3(normalize="channel"), 0.0083),
-        ),  # fmt: skip
-        Case(
-            "dev3/mnist-mlp/slow_loader",
-            "input_pipeline",
-            "digits_mlp",
-            MNIST_3,
-            data=lambda _: slow_loader(mnist_3(), 0.0072),
-        ),  # fmt: skip
-        Case(
-            "dev3/diabetes/slow_loader",
-            "input_pipeline",
-            "diabetes_regression",
-            ["trainer.seed=5", "trainer.epochs=30"],
-            data=lambda _: slow_loader(bundle("diabetes", task="regression", batch_size=32, split_seed=5), 0.0094),
-        ),  # fmt: skip
-        # healthy: recipes at sensible epochs for their data
-        Case("dev3/healthy/digits_mlp", None, "digits_mlp", DIGITS_3, data=lambda _: digits_3()),
-        Case("dev3/healthy/digits_cnn", None, "digits_cnn", ["trainer.epochs=15", "trainer.seed=5"]),
-        Case("dev3/healthy/breast_cancer", None, "csv_classification", BC_3),
-        Case("dev3/healthy/wine", None, "csv_classification", ["trainer.seed=5", "data.split_seed=5"]),
-        Case("dev3/healthy/diabetes", None, "diabetes_regression", ["trainer.seed=5", "data.split_seed=5"]),
-        Case(
-            "dev3/healthy/mnist_cnn",
-            None,
-            "mnist_cnn",
-            ["trainer.epochs=2", "trainer.seed=5"],
-            data=lambda _: mnist_3(batch_size=128),
-        ),  # fmt: skip
-        Case("dev3/healthy/mnist_vae", None, "mnist_vae", ["data.limit=3000", "trainer.epochs=6", "trainer.seed=5"]),
-        Case("dev3/healthy/sst2_bilstm", None, "sst2_bilstm", SST2_3, noise=sst),
-        Case(
-            "dev3/healthy/char_shakespeare",
-            None,
-            "char_shakespeare",
-            ["data.limit=200000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=5"],
-        ),  # fmt: skip
-        Case("dev3/healthy/airline_lstm", None, "airline_lstm", ["trainer.seed=5"]),
-        Case("dev3/healthy/word2vec_multi30k", None, "word2vec_multi30k", ["data.limit=6000", "trainer.seed=5"]),
-        Case("dev3/healthy/movielens_mf", None, "movielens_mf", ["trainer.epochs=20", "trainer.seed=5"]),
-        Case(
-            "dev3/healthy/fsdd_digits_cnn",
-            None,
-            "fsdd_digits_cnn",
-            ["data.max_clips=600", "trainer.seed=5"],
-        ),  # fmt: skip
-        Case(
-            "dev3/healthy/fsdd_strings_ctc",
-            None,
-            "fsdd_strings_ctc",
-            [
-                "trainer.epochs=4",
-                "data.train_strings=300",
-                "data.val_strings=60",
-                "data.test_strings=60",
-                "trainer.seed=5",
-            ],
-        ),  # fmt: skip
-    ]
+    return [*planted_round("dev3", 5, 6, 24000, ROUND_3), *HEALTHY_3]
 
 
 # ---- round 4's held-out set -------------------------------------------------------------------------------------
@@ -1336,26 +1116,20 @@ def dev3_cases() -> list[Case]:
 # (pilot runs at other seeds, timing only: several minutes or more each on one thread at their own epochs, or not
 # yet learning at a size that fits): GANs, translation, the word LM (about 3 min an epoch, 8 epochs), CTC speech
 # recognition (300 strings for 20 epochs had not begun to emit digits), detection, segmentation, TTS, Transformers.
-MNIST_4 = ["data.name=mnist", "trainer.epochs=3", "trainer.seed=7", "model.dropout=0.1"]
-DIGITS_4 = ["trainer.epochs=15", "trainer.seed=7"]
-DCNN_4 = ["trainer.epochs=10", "trainer.seed=7"]
-SST2_4 = ["data.path={sst2}", "trainer.epochs=3", "trainer.seed=7"]
-BC_4 = [BC, "trainer.seed=7", "data.split_seed=7"]
-
-
-def mnist_4(**data: Any):
-    cfg = {"normalize": "channel", "batch_size": 64, "per_class": 600, "split_seed": 7, "val_split": 0.2}
-    return bundle("mnist", **{**cfg, **data})
-
-
-def digits_4(**data: Any):
-    return bundle("digits", **{"normalize": "feature", "batch_size": 32, "split_seed": 7, **data})
-
-
+ROUND_4 = {
+    "lr_high": ("0.61", "0.84", "0.64", "1.5"),
+    "lr_low": ("2e-6", "3e-7", "3e-6", "3e-7"),
+    "relu": (4.1, 3.2, 3.5),
+    "scale": (648, 348, 553),
+    "flip": (0.22, 0.22, 0.11, 0.13),
+    "leak": (0.10, 0.26, 0.28),
+    "minority": (([3, 5], 0.071), ([1, 7], 0.068), ([2, 6], 0.059)),
+    "delay": (0.0167, 0.0171, 0.0053),
+}
 HEALTHY_4 = [
-    Case("eval/healthy/digits_mlp", None, "digits_mlp", ["trainer.seed=7"], data=lambda _: digits_4()),
+    Case("eval/healthy/digits_mlp", None, "digits_mlp", ["trainer.seed=7"], data=lambda _: digits_at(7)),
     Case("eval/healthy/digits_cnn", None, "digits_cnn", ["trainer.seed=7"]),
-    Case("eval/healthy/breast_cancer", None, "csv_classification", BC_4),
+    Case("eval/healthy/breast_cancer", None, "csv_classification", [BC, "trainer.seed=7", "data.split_seed=7"]),
     Case("eval/healthy/wine", None, "csv_classification", ["trainer.seed=7", "data.split_seed=7"]),
     Case("eval/healthy/diabetes", None, "diabetes_regression", ["trainer.seed=7", "data.split_seed=7"]),
     Case(
@@ -1369,7 +1143,7 @@ HEALTHY_4 = [
         None,
         "mnist_cnn",
         ["trainer.seed=7"],
-        data=lambda _: mnist_4(per_class=2000, batch_size=128),
+        data=lambda _: mnist_at(7, per_class=2000, batch_size=128),
     ),  # fmt: skip
     Case("eval/healthy/mnist_lenet5", None, "mnist_lenet5", ["data.limit=10000", "trainer.seed=7"]),
     Case("eval/healthy/mnist_vae", None, "mnist_vae", ["data.limit=2000", "trainer.seed=7"]),
@@ -1398,237 +1172,278 @@ HEALTHY_4 = [
 def eval_cases() -> list[Case]:
     """Round 4's held-out set (the comment above): 33 planted runs of 10 fault kinds, 21 healthy runs, and the 5%
     label-noise measurement on MNIST."""
+    return [*planted_round("eval", 7, 8, 32000, ROUND_4), *HEALTHY_4]
+
+
+def mnist_at(seed: int, **data: Any):
+    """Rounds 3 and 4's MNIST: 600 training images per class drawn with split_seed ``seed``, 20% for validation."""
+    cfg = {"normalize": "channel", "batch_size": 64, "per_class": 600, "split_seed": seed, "val_split": 0.2}
+    return bundle("mnist", **{**cfg, **data})
+
+
+def digits_at(seed: int, **data: Any):
+    return bundle("digits", **{"normalize": "feature", "batch_size": 32, "split_seed": seed, **data})
+
+
+def planted_round(tag: str, seed: int, seed2: int, sst_start: int, m: dict[str, Any]) -> list[Case]:
+    """Rounds 3 and 4's planted runs (33 of 10 fault kinds, and the 5% label-noise run): the same data sets and model
+    shapes, with the round's seeds (``seed2`` for the second MNIST label-noise run), SST-2 rows from ``sst_start``
+    and the magnitudes ``m`` drawn for it (the comments above each round)."""
+    mnist_args = ["data.name=mnist", "trainer.epochs=3", f"trainer.seed={seed}", "model.dropout=0.1"]
+    digits_args = ["trainer.epochs=15", f"trainer.seed={seed}"]
+    dcnn_args = ["trainer.epochs=10", f"trainer.seed={seed}"]
+    bc_args = [BC, f"trainer.seed={seed}", f"data.split_seed={seed}"]
+    sst2_args = ["data.path={sst2}", "trainer.epochs=3", f"trainer.seed={seed}"]
     sig = ["model.act=sigmoid", "model.dropout=0"]
     big = ["model.width=1024", "model.depth=3", "model.dropout=0", "trainer.optimizer.weight_decay=0"]
-    sst = {"start": 32000}
     lr = "trainer.optimizer.lr="
+    hi, lo, relu, scale = m["lr_high"], m["lr_low"], m["relu"], m["scale"]
+    flip, leak, minority, delay = m["flip"], m["leak"], m["minority"], m["delay"]
+
+    def mnist(**data: Any):
+        return mnist_at(seed, **data)
+
+    def digits(**data: Any):
+        return digits_at(seed, **data)
+
+    def n(name: str) -> str:
+        return f"{tag}/{name}"
+
+    one_epoch_cnn = ["trainer.epochs=1", f"trainer.seed={seed}"]
     return [
         # learning rate too high
+        Case(n("digits-mlp/lr_high"), "lr_too_high", "digits_mlp", [*digits_args, lr + hi[0]], data=lambda _: digits()),
         Case(
-            "eval/digits-mlp/lr_high", "lr_too_high", "digits_mlp", [*DIGITS_4, lr + "0.61"], data=lambda _: digits_4()
-        ),
-        Case(
-            "eval/mnist-cnn/lr_high",
+            n("mnist-cnn/lr_high"),
             "lr_too_high",
             "mnist_cnn",
-            ["trainer.epochs=1", "trainer.seed=7", lr + "0.84"],
-            data=lambda _: mnist_4(batch_size=128),
-        ),  # fmt: skip
-        Case("eval/breast-cancer/lr_high", "lr_too_high", "csv_classification", [*BC_4, lr + "0.64"]),
+            [*one_epoch_cnn, lr + hi[1]],
+            data=lambda _: mnist(batch_size=128),
+        ),
+        Case(n("breast-cancer/lr_high"), "lr_too_high", "csv_classification", [*bc_args, lr + hi[2]]),
         Case(
-            "eval/shakespeare-lstm/lr_high",
+            n("shakespeare-lstm/lr_high"),
             "lr_too_high",
             "char_shakespeare",
-            ["data.limit=150000", "trainer.epochs=1", "model.hidden_size=96", "trainer.seed=7", lr + "1.5"],
-        ),  # fmt: skip
+            ["data.limit=150000", "trainer.epochs=1", "model.hidden_size=96", f"trainer.seed={seed}", lr + hi[3]],
+        ),
         # learning rate too low
-        Case("eval/digits-mlp/lr_low", "lr_too_low", "digits_mlp", [*DIGITS_4, lr + "2e-6"], data=lambda _: digits_4()),
-        Case("eval/breast-cancer/lr_low", "lr_too_low", "csv_classification", [*BC_4, lr + "3e-7"]),
-        Case("eval/sst2-bilstm/lr_low", "lr_too_low", "sst2_bilstm", [*SST2_4, lr + "3e-6"], noise=sst),
+        Case(n("digits-mlp/lr_low"), "lr_too_low", "digits_mlp", [*digits_args, lr + lo[0]], data=lambda _: digits()),
+        Case(n("breast-cancer/lr_low"), "lr_too_low", "csv_classification", [*bc_args, lr + lo[1]]),
         Case(
-            "eval/mnist-cnn/lr_low",
+            n("sst2-bilstm/lr_low"), "lr_too_low", "sst2_bilstm", [*sst2_args, lr + lo[2]], noise={"start": sst_start}
+        ),
+        Case(
+            n("mnist-cnn/lr_low"),
             "lr_too_low",
             "mnist_cnn",
-            ["trainer.epochs=1", "trainer.seed=7", lr + "3e-7"],
-            data=lambda _: mnist_4(batch_size=128),
-        ),  # fmt: skip
+            [*one_epoch_cnn, lr + lo[3]],
+            data=lambda _: mnist(batch_size=128),
+        ),
         # deep sigmoid MLPs
         Case(
-            "eval/mnist-mlp/sigmoid_deep",
+            n("mnist-mlp/sigmoid_deep"),
             "vanishing_gradients",
             "digits_mlp",
-            [*MNIST_4, *sig, "model.depth=8", "model.width=128"],
-            data=lambda _: mnist_4(),
-        ),  # fmt: skip
+            [*mnist_args, *sig, "model.depth=8", "model.width=128"],
+            data=lambda _: mnist(),
+        ),
         Case(
-            "eval/breast-cancer/sigmoid_deep",
+            n("breast-cancer/sigmoid_deep"),
             "vanishing_gradients",
             "csv_classification",
-            [*BC_4, *sig, "model.depth=10", "model.width=64"],
-        ),  # fmt: skip
+            [*bc_args, *sig, "model.depth=10", "model.width=64"],
+        ),
         Case(
-            "eval/digits-mlp/sigmoid_deep",
+            n("digits-mlp/sigmoid_deep"),
             "vanishing_gradients",
             "digits_mlp",
-            [*DIGITS_4, *sig, "model.depth=9", "model.width=96"],
-            data=lambda _: digits_4(),
-        ),  # fmt: skip
+            [*digits_args, *sig, "model.depth=9", "model.width=96"],
+            data=lambda _: digits(),
+        ),
         # an initialization that kills the ReLUs
         Case(
-            "eval/digits-mlp/dead_relu",
+            n("digits-mlp/dead_relu"),
             "dead_relus",
             "digits_mlp",
-            DIGITS_4,
-            data=lambda _: digits_4(),
-            callbacks=lambda: [KillReLUs(4.1)],
-        ),  # fmt: skip
+            digits_args,
+            data=lambda _: digits(),
+            callbacks=lambda: [KillReLUs(relu[0])],
+        ),
         Case(
-            "eval/mnist-mlp/dead_relu",
+            n("mnist-mlp/dead_relu"),
             "dead_relus",
             "digits_mlp",
-            MNIST_4,
-            data=lambda _: mnist_4(),
-            callbacks=lambda: [KillReLUs(3.2)],
-        ),  # fmt: skip
+            mnist_args,
+            data=lambda _: mnist(),
+            callbacks=lambda: [KillReLUs(relu[1])],
+        ),
         Case(
-            "eval/breast-cancer/dead_relu", "dead_relus", "csv_classification", BC_4, callbacks=lambda: [KillReLUs(3.5)]
+            n("breast-cancer/dead_relu"),
+            "dead_relus",
+            "csv_classification",
+            bc_args,
+            callbacks=lambda: [KillReLUs(relu[2])],
         ),
         # unnormalized inputs
         Case(
-            "eval/mnist-mlp/unnormalized",
+            n("mnist-mlp/unnormalized"),
             "unnormalized_inputs",
             "digits_mlp",
-            MNIST_4,
-            data=lambda _: scale_inputs(mnist_4(normalize="none"), 648.0),
-        ),  # fmt: skip
+            mnist_args,
+            data=lambda _: scale_inputs(mnist(normalize="none"), float(scale[0])),
+        ),
         Case(
-            "eval/digits-cnn/unnormalized",
+            n("digits-cnn/unnormalized"),
             "unnormalized_inputs",
             "digits_cnn",
-            DCNN_4,
-            data=lambda _: scale_inputs(digits_4(normalize="none"), 348.0),
-        ),  # fmt: skip
+            dcnn_args,
+            data=lambda _: scale_inputs(digits(normalize="none"), float(scale[1])),
+        ),
         Case(
-            "eval/breast-cancer/unnormalized_x553",
+            n(f"breast-cancer/unnormalized_x{scale[2]}"),
             "unnormalized_inputs",
             "csv_classification",
-            ["data.path={csv:breast_cancer:big553}", "data.normalize=none", "trainer.seed=7", "data.split_seed=7"],
-        ),  # fmt: skip
+            [
+                f"data.path={{csv:breast_cancer:big{scale[2]}}}",
+                "data.normalize=none",
+                f"trainer.seed={seed}",
+                f"data.split_seed={seed}",
+            ],
+        ),
         # a model far too large for its data
         Case(
-            "eval/mnist-mlp/too_large",
+            n("mnist-mlp/too_large"),
             "overfitting",
             "digits_mlp",
-            ["data.name=mnist", "trainer.epochs=60", "trainer.seed=7", *big],
-            data=lambda _: mnist_4(per_class=40, val_split=0.5, batch_size=32),
-        ),  # fmt: skip
+            ["data.name=mnist", "trainer.epochs=60", f"trainer.seed={seed}", *big],
+            data=lambda _: mnist(per_class=40, val_split=0.5, batch_size=32),
+        ),
         Case(
-            "eval/digits-mlp/too_large",
+            n("digits-mlp/too_large"),
             "overfitting",
             "digits_mlp",
-            ["trainer.epochs=80", "trainer.seed=7", *big],
-            data=lambda _: digits_4(per_class=20, val_split=0.5),
-        ),  # fmt: skip
+            ["trainer.epochs=80", f"trainer.seed={seed}", *big],
+            data=lambda _: digits(per_class=20, val_split=0.5),
+        ),
         Case(
-            "eval/digits-cnn/too_large",
+            n("digits-cnn/too_large"),
             "overfitting",
             "digits_cnn",
             [
                 "trainer.epochs=60",
-                "trainer.seed=7",
+                f"trainer.seed={seed}",
                 "model.channels=[64,128]",
                 "model.hidden=512",
                 "model.dropout=0",
                 "task.label_smoothing=0",
             ],
-            data=lambda _: digits_4(normalize="channel", per_class=25, val_split=0.5),
-        ),  # fmt: skip
+            data=lambda _: digits(normalize="channel", per_class=25, val_split=0.5),
+        ),
         # labels flipped
         Case(
-            "eval/digits-mlp/label_noise_22",
+            n(f"digits-mlp/label_noise_{round(100 * flip[0])}"),
             "label_noise",
             "digits_mlp",
-            DIGITS_4,
-            data=lambda _: _noisy(digits_4(val_split=0.25), 0.22, 7),
-        ),  # fmt: skip
+            digits_args,
+            data=lambda _: _noisy(digits(val_split=0.25), flip[0], seed),
+        ),
         Case(
-            "eval/mnist-mlp/label_noise_22",
+            n(f"mnist-mlp/label_noise_{round(100 * flip[1])}"),
             "label_noise",
             "digits_mlp",
-            MNIST_4,
-            data=lambda _: _noisy(mnist_4(), 0.22, 7),
-        ),  # fmt: skip
+            mnist_args,
+            data=lambda _: _noisy(mnist(), flip[1], seed),
+        ),
         Case(
-            "eval/digits-cnn/label_noise_11",
+            n(f"digits-cnn/label_noise_{round(100 * flip[2])}"),
             "label_noise",
             "digits_cnn",
-            DCNN_4,
-            data=lambda _: _noisy(digits_4(normalize="channel", val_split=0.25), 0.11, 7),
-        ),  # fmt: skip
+            dcnn_args,
+            data=lambda _: _noisy(digits(normalize="channel", val_split=0.25), flip[2], seed),
+        ),
         Case(
-            "eval/mnist-mlp/label_noise_13",
+            n(f"mnist-mlp/label_noise_{round(100 * flip[3])}"),
             "label_noise",
             "digits_mlp",
-            [*MNIST_4, "trainer.seed=8"],
-            data=lambda _: _noisy(mnist_4(split_seed=8), 0.13, 8),
-        ),  # fmt: skip
+            [*mnist_args, f"trainer.seed={seed2}"],
+            data=lambda _: _noisy(mnist_at(seed2), flip[3], seed2),
+        ),
         # the label-noise bar: 5% of MNIST's training and validation labels flipped (scored on its own)
         Case(
-            "eval/mnist-mlp/label_noise_5pct",
+            n("mnist-mlp/label_noise_5pct"),
             "label_noise",
             "digits_mlp",
-            [*MNIST_4, "trainer.epochs=4"],
-            data=lambda _: _noisy(mnist_4(per_class=1200, val_split=0.25), 0.05, 7),
+            [*mnist_args, "trainer.epochs=4"],
+            data=lambda _: _noisy(mnist(per_class=1200, val_split=0.25), 0.05, seed),
             scored=False,
-        ),  # fmt: skip
+        ),
         # test inputs copied into training
         Case(
-            "eval/mnist-mlp/leakage",
+            n("mnist-mlp/leakage"),
             "leakage",
             "digits_mlp",
-            MNIST_4,
-            data=lambda _: copy_test_into_train(mnist_4(), 0.10, 7),
-        ),  # fmt: skip
+            mnist_args,
+            data=lambda _: copy_test_into_train(mnist(), leak[0], seed),
+        ),
         Case(
-            "eval/digits-mlp/leakage",
+            n("digits-mlp/leakage"),
             "leakage",
             "digits_mlp",
-            DIGITS_4,
-            data=lambda _: copy_test_into_train(digits_4(), 0.26, 7),
-        ),  # fmt: skip
+            digits_args,
+            data=lambda _: copy_test_into_train(digits(), leak[1], seed),
+        ),
         Case(
-            "eval/digits-cnn/leakage",
+            n("digits-cnn/leakage"),
             "leakage",
             "digits_cnn",
-            DCNN_4,
-            data=lambda _: copy_test_into_train(digits_4(normalize="channel"), 0.28, 7),
-        ),  # fmt: skip
+            dcnn_args,
+            data=lambda _: copy_test_into_train(digits(normalize="channel"), leak[2], seed),
+        ),
         # class imbalance
         Case(
-            "eval/mnist-mlp/imbalance",
+            n("mnist-mlp/imbalance"),
             "class_imbalance",
             "digits_mlp",
-            MNIST_4,
-            data=lambda _: imbalance(mnist_4(classes=[3, 5], per_class=3000), 1, 0.071, 7),
-        ),  # fmt: skip
+            mnist_args,
+            data=lambda _: imbalance(mnist(classes=minority[0][0], per_class=3000), 1, minority[0][1], seed),
+        ),
         Case(
-            "eval/digits-mlp/imbalance",
+            n("digits-mlp/imbalance"),
             "class_imbalance",
             "digits_mlp",
-            DIGITS_4,
-            data=lambda _: imbalance(digits_4(classes=[1, 7]), 0, 0.068, 7),
-        ),  # fmt: skip
+            digits_args,
+            data=lambda _: imbalance(digits(classes=minority[1][0]), 0, minority[1][1], seed),
+        ),
         Case(
-            "eval/digits-cnn/imbalance",
+            n("digits-cnn/imbalance"),
             "class_imbalance",
             "digits_cnn",
-            DCNN_4,
-            data=lambda _: imbalance(digits_4(normalize="channel", classes=[2, 6]), 1, 0.059, 7),
-        ),  # fmt: skip
+            dcnn_args,
+            data=lambda _: imbalance(digits(normalize="channel", classes=minority[2][0]), 1, minority[2][1], seed),
+        ),
         # a slow data loader
         Case(
-            "eval/digits-cnn/slow_loader",
+            n("digits-cnn/slow_loader"),
             "input_pipeline",
             "digits_cnn",
-            ["trainer.epochs=4", "trainer.seed=7"],
-            data=lambda _: slow_loader(digits_4(normalize="channel"), 0.0167),
-        ),  # fmt: skip
+            ["trainer.epochs=4", f"trainer.seed={seed}"],
+            data=lambda _: slow_loader(digits(normalize="channel"), delay[0]),
+        ),
         Case(
-            "eval/mnist-mlp/slow_loader",
+            n("mnist-mlp/slow_loader"),
             "input_pipeline",
             "digits_mlp",
-            MNIST_4,
-            data=lambda _: slow_loader(mnist_4(), 0.0171),
-        ),  # fmt: skip
+            mnist_args,
+            data=lambda _: slow_loader(mnist(), delay[1]),
+        ),
         Case(
-            "eval/diabetes/slow_loader",
+            n("diabetes/slow_loader"),
             "input_pipeline",
             "diabetes_regression",
-            ["trainer.seed=7", "trainer.epochs=30"],
-            data=lambda _: slow_loader(bundle("diabetes", task="regression", batch_size=32, split_seed=7), 0.0053),
-        ),  # fmt: skip
-        # healthy: bundled recipes at their own epochs
-        *HEALTHY_4,
+            [f"trainer.seed={seed}", "trainer.epochs=30"],
+            data=lambda _: slow_loader(bundle("diabetes", task="regression", batch_size=32, split_seed=seed), delay[2]),
+        ),
     ]
 
 

@@ -165,3 +165,17 @@ def test_an_unnormalized_plant_that_changes_nothing_stops_the_benchmark(bench):
         bench.check_unnormalized_plant("digits", *bench.bundle_input_stats(planted), "train")
     with pytest.raises(bench.PlantError):  # the recorded inputs of a standardized run
         bench.check_unnormalized_plant("digits", [0.01, -0.02], [1.0, 0.98], "record/inputs.json")
+
+
+def test_the_held_out_sets_meet_the_issues_shape(bench):
+    """Each held-out round (dev2, dev3, eval) has >= 30 scored planted runs of >= 10 kinds, >= 10 healthy runs and
+    one unscored 5% label-noise run; case names are unique and carry their set's prefix."""
+    cases = bench.cases()
+    assert len({c.name for c in cases}) == len(cases)
+    for split in ("dev2", "dev3", "eval"):
+        mine = [c for c in cases if c.split == split]
+        planted = [c for c in mine if c.fault and c.scored]
+        assert all(c.name.startswith(f"{split}/") for c in mine), split
+        assert len(planted) >= 30 and len({c.fault for c in planted}) >= 10, split
+        assert sum(1 for c in mine if c.fault is None) >= 10, split
+        assert [c.name for c in mine if not c.scored] == [f"{split}/mnist-mlp/label_noise_5pct"], split
