@@ -141,7 +141,8 @@ def check(rec: RunRecords) -> Finding | None:
     unsettled = still_learning(rec)
     self_conf = probs[np.arange(len(labels)), labels]
     contradiction = float(np.median(self_conf[flagged])) if len(flagged) else 1.0
-    hesitant = contradiction > CONTRADICT
+    # the reason a settled model that learned the task still gets only a note (said once, in summary and change)
+    hesitant = learned and not unsettled and contradiction > CONTRADICT
     severity = (
         "warning"
         if learned and not unsettled and not hesitant and share >= SHARE and len(flagged) >= MIN_FLAGGED
@@ -193,7 +194,7 @@ def check(rec: RunRecords) -> Finding | None:
             f"; but the model contradicts them only weakly (the median flagged example still gives its label "
             f"{contradiction:.0%}, above {CONTRADICT:.0%}): its flagged examples look like its own hesitant mistakes "
             "on hard examples as much as wrong labels"
-            if hesitant and learned and not unsettled
+            if hesitant
             else ""
         )
     )
@@ -206,7 +207,7 @@ def check(rec: RunRecords) -> Finding | None:
         + (
             "a model that learns the task better (more data, epochs or capacity) separates wrong labels from hard "
             "examples; meanwhile "
-            if hesitant and learned and not unsettled
+            if hesitant
             else ""
         )
         + (
